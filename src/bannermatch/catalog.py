@@ -1,0 +1,168 @@
+"""The collection's catalogue: one SQLite table of items, with a versioned schema."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from .errors import CollectionError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "missing", "bad", "pending")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id      TEXT PRIMARY KEY,
+    name    TEXT NOT NULL,
+    source  TEXT,
+    sha256  TEXT,
+    width   INTEGER,
+    height  INTEGER,
+    mode    TEXT,
+    format  TEXT,
+    status  TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('ok', 'missing', 'bad', 'pending')),
+    reason  TEXT,
+    size    INTEGER,
+    mtime   REAL,
+    flags   TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_source ON items (source);
+CREATE INDEX IF NOT EXISTS items_status ON items (status);
+"""
+
+
+@dataclass
+class Item:
+    id: str
+    name: str
+    source: str | None = None
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    format: str | None = None
+    status: str = "pending"
+    reason: str | None = None
+    size: int | None = None
+    mtime: float | None = None
+    flags: str = ""
+    updated: float = 0.0
+
+
+_COLUMNS = [f.name for f in fields(Item)]
+
+
+class Catalog:
+    """``catalog.sqlite`` of a collection. Use as a context manager."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise CollectionError(f"no catalogue at {self.path}: run `bannermatch index` first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise CollectionError(
+                    f"{self.path} has schema {row[0]}, newer than this bannermatch "
+                    f"understands ({SCHEMA_VERSION}): upgrade bannermatch"
+                )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection):
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def transaction(self) -> _Tx:
+        return Catalog._Tx(self.db)
+
+    def upsert(self, items: Iterable[Item]) -> None:
+        now = time.time()
+        rows = [{**asdict(it), "updated": now} for it in items]
+        if not rows:
+            return
+        placeholders = ", ".join(f":{c}" for c in _COLUMNS)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS if c != "id")
+        with self.transaction():
+            self.db.executemany(
+                f"INSERT INTO items ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}",
+                rows,
+            )
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def get(self, item_id: str) -> Item | None:
+        row = self.db.execute("SELECT * FROM items WHERE id=?", (item_id,)).fetchone()
+        return Item(**dict(row)) if row else None
+
+    def by_sources(self) -> dict[str, Item]:
+        return {
+            r["source"]: Item(**dict(r))
+            for r in self.db.execute("SELECT * FROM items WHERE source IS NOT NULL")
+        }
+
+    def ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT id FROM items")}
+
+    def items(self, status: str | None = None) -> Iterator[Item]:
+        query, args = "SELECT * FROM items", ()
+        if status is not None:
+            query, args = query + " WHERE status=?", (status,)
+        for row in self.db.execute(query + " ORDER BY rowid", args):
+            yield Item(**dict(row))
+
+    def names(self, ids: Iterable[str]) -> dict[str, str]:
+        wanted = list(ids)
+        out: dict[str, str] = {}
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT id, name FROM items WHERE id IN ({marks})", chunk):
+                out[row[0]] = row[1]
+        return out
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status")
+        return {status: n for status, n in rows}

@@ -1,0 +1,243 @@
+"""The ``bannermatch`` command line: a thin layer over the package's functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from .errors import BannermatchError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell; numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [
+            c.rjust(w) if numeric[i] else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return " ".join(str(value).split())  # no newlines or tabs inside a table cell
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=1, ensure_ascii=False))
+
+
+# commands -------------------------------------------------------------------
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "engine": args.engine,
+        "device": args.device,
+        "strategy": args.strategy,
+        "fit": args.fit,
+        "resize_size": args.resize_size,
+        "crop_size": args.crop_size,
+        "interpolation": args.interpolation,
+    }
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .indexer import index
+
+    result = index(
+        args.input,
+        args.out,
+        args.model,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet,
+        skip_flagged=args.skip_flagged,
+        **_model_options(args),
+    )
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    for bad in result.bad:
+        print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)
+    print(
+        f"indexed {result.embedded} new image(s) in {result.seconds:.1f}s "
+        f"({result.images_per_second:.1f} img/s); {result.up_to_date} up to date, "
+        f"{len(result.bad)} bad, {result.removed} removed; "
+        f"{result.count} items in {result.collection} [{result.model_key}]"
+    )
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from .matching import match
+
+    result = match(
+        args.collection,
+        k=args.k,
+        model=args.model,
+        dup_threshold=args.dup_threshold,
+        progress=not args.quiet,
+    )
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(
+            f"matched {result.count} items (top {result.k}) in {result.seconds:.2f}s; "
+            f"{result.duplicate_groups} near-duplicate group(s) at >= {result.dup_threshold}"
+        )
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from .query import similar
+
+    result = similar(args.collection, args.query, k=args.k, model=args.model)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"most similar to {result.query.describe()}:")
+    print(
+        format_table(
+            ["#", "id", "name", "score"], [[h.rank, h.id, h.name, h.score] for h in result.hits]
+        )
+    )
+    return 0
+
+
+def cmd_unique(args: argparse.Namespace) -> int:
+    from .query import unique
+
+    result = unique(args.collection, n=args.n, model=args.model)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(
+        format_table(
+            ["#", "id", "name", "nearest", "nearest name", "similarity"],
+            [
+                [h.rank, h.id, h.name, nb.id, nb.name, h.score]
+                for h, nb in zip(result.hits, result.neighbors, strict=True)
+            ],
+        )
+    )
+    return 0
+
+
+# parser ---------------------------------------------------------------------
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="effnet-lite0", help="model preset (default: %(default)s)")
+    g.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "onnx", "torch"],
+        help="inference engine (auto: onnx on CPU, torch on GPU)",
+    )
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    g.add_argument("--strategy", default="cls", help="feature strategy: cls or gem")
+    g.add_argument(
+        "--fit",
+        choices=["crop", "squash", "pad"],
+        default=None,
+        help="how an image is fitted to the model's square input (default: crop)",
+    )
+    g.add_argument("--resize-size", type=int, default=None, help="resize size before the crop")
+    g.add_argument("--crop-size", type=int, default=None, help="the model's input size")
+    g.add_argument("--interpolation", default=None, help="bicubic, bilinear, lanczos, ...")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bannermatch",
+        description="Find images that look alike: Steam banners or any folder of pictures.",
+    )
+    parser.add_argument("--version", action="version", version=f"bannermatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("index", parents=[common], help="embed a folder, a list or tar shards")
+    p.add_argument("input", help="folder of images, text file of paths, or webdataset .tar shards")
+    p.add_argument("--out", required=True, help="collection folder to create or update")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--workers", type=_positive, default=None, help="decoding threads")
+    p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
+    _add_model_args(p)
+    p.set_defaults(handler=cmd_index)
+
+    p = sub.add_parser("match", parents=[common], help="top-k neighbours of every item")
+    p.add_argument("collection")
+    p.add_argument("-k", type=_positive, default=10, help="neighbours per item (default: 10)")
+    p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.add_argument(
+        "--dup-threshold",
+        type=float,
+        default=None,
+        help="cosine similarity for near-duplicate groups (default: the model's)",
+    )
+    p.set_defaults(handler=cmd_match)
+
+    p = sub.add_parser("similar", parents=[common], help="items most similar to a query")
+    p.add_argument("collection")
+    p.add_argument("query", help="an item id, a name (fuzzy), or an image file")
+    p.add_argument("-k", type=_positive, default=10)
+    p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.set_defaults(handler=cmd_similar)
+
+    p = sub.add_parser("unique", parents=[common], help="items least like any other")
+    p.add_argument("collection")
+    p.add_argument("-n", type=_positive, default=250)
+    p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.set_defaults(handler=cmd_unique)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub, common)
+    return parser
+
+
+#: functions that add more sub-commands (report, eval, demo) to the parser
+_EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except BannermatchError as exc:
+        print(f"bannermatch: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bannermatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""``bannermatch index``: scan an input, catalogue it, embed what is new, commit.
+
+Each finished batch is written to ``models/<key>/chunks/`` as one atomic file
+and its catalogue rows are committed, so a killed run loses at most the batch
+in flight. The final merge writes embeddings, items and manifest together
+(:func:`bannermatch.collection.write_model_data`) and then drops the chunks.
+Rows keep a deterministic order: earlier rows first, then new ones in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import atomic
+from .catalog import Item
+from .collection import Collection, ModelData, write_model_data
+from .embedder import Batch, iter_batches
+from .errors import CollectionError
+from .inputs import InputItem, scan_input
+from .models import EmbeddingModel, create_model
+from .progress import progress_bar
+
+CHUNKS = "chunks"
+
+
+@dataclass
+class IndexResult:
+    collection: str
+    model_key: str
+    scanned: int = 0
+    up_to_date: int = 0
+    embedded: int = 0
+    bad: list[dict[str, str]] = field(default_factory=list)
+    removed: int = 0
+    count: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "model_key": self.model_key,
+            "scanned": self.scanned,
+            "up_to_date": self.up_to_date,
+            "embedded": self.embedded,
+            "bad": self.bad,
+            "removed": self.removed,
+            "count": self.count,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
+
+@dataclass
+class _Rows:
+    """Rows of one model: ids, fingerprints, and where their vectors are."""
+
+    ids: list[str] = field(default_factory=list)
+    fps: list[str] = field(default_factory=list)
+    arrays: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (array, row)
+
+    def add(self, item_id: str, fp: str, array: np.ndarray, row: int) -> None:
+        self.ids.append(item_id)
+        self.fps.append(fp)
+        self.arrays.append((array, row))
+
+
+def _assign_ids(items: list[InputItem], by_source: dict[str, Item], taken: set[str]) -> list[str]:
+    ids = []
+    for it in items:
+        known = by_source.get(it.source)
+        if known is not None:
+            ids.append(known.id)
+            continue
+        rel = it.relpath.rsplit(".", 1)[0] if "." in it.relpath else it.relpath
+        for candidate in (it.stem, rel, it.relpath, it.source):
+            if candidate not in taken:
+                break
+        taken.add(candidate)
+        ids.append(candidate)
+    return ids
+
+
+def _load_chunks(folder: Path) -> list[tuple[Path, np.ndarray, list[str], list[str]]]:
+    chunks = []
+    for path in sorted((folder / CHUNKS).glob("*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                emb = z["embeddings"]
+                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+        except Exception:  # a chunk is written atomically; a bad one is simply redone
+            path.unlink(missing_ok=True)
+            continue
+        chunks.append((path, emb, meta["ids"], meta["fingerprints"]))
+    return chunks
+
+
+def _write_chunk(folder: Path, number: int, batch: Batch, ids: list[str]) -> None:
+    meta = {"ids": ids, "fingerprints": [d.sha256 for d in batch.ok]}
+    with atomic.atomic_open(folder / CHUNKS / f"{number:08d}.npz", "wb") as fh:
+        np.savez(
+            fh,
+            embeddings=batch.embeddings.astype(np.float16),
+            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
+        )
+
+
+def _catalog_row(d: Any, item_id: str, name: str) -> Item:
+    it: InputItem = d.item
+    return Item(
+        id=item_id,
+        name=name,
+        source=it.source,
+        sha256=d.sha256,
+        width=d.width,
+        height=d.height,
+        mode=d.mode,
+        format=d.format,
+        status="bad" if d.error else "ok",
+        reason=d.error,
+        size=it.size,
+        mtime=it.mtime,
+    )
+
+
+def index(
+    input_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    model: str | EmbeddingModel = "effnet-lite0",
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    progress: bool = True,
+    skip_flagged: bool = False,
+    **model_options: Any,
+) -> IndexResult:
+    """Index the images of ``input_path`` into the collection ``out`` with ``model``."""
+    started = time.perf_counter()
+    scanned = scan_input(input_path)
+    coll = Collection(out)
+    coll.root.mkdir(parents=True, exist_ok=True)
+    emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
+    folder = coll.model_dir(emb_model.key)
+    result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
+    (folder / CHUNKS).mkdir(parents=True, exist_ok=True)
+    atomic.recover(folder)
+    atomic.recover(folder / CHUNKS)
+
+    old: ModelData | None = None
+    if (folder / "manifest.json").exists():
+        old = ModelData.load(folder)
+        if old.manifest.get("model") != emb_model.spec.name:
+            raise CollectionError(
+                f"{folder} holds {old.manifest.get('model')}, not {emb_model.spec.name}"
+            )
+    old_rows = {i: (old.fingerprints[r], r) for i, r in old.row_of.items()} if old else {}
+    chunks = _load_chunks(folder)
+    chunk_rows: dict[str, tuple[str, np.ndarray, int]] = {}
+    for _, emb, ids, fps in chunks:
+        for r, (item_id, fp) in enumerate(zip(ids, fps, strict=True)):
+            chunk_rows[item_id] = (fp, emb, r)
+
+    with coll.catalog(create=True) as cat:
+        by_source = cat.by_sources()
+        ids = _assign_ids(scanned.items, by_source, cat.ids())
+        known = {it.id: it for it in by_source.values()}
+        flagged = {i for i, it in known.items() if it.flags} if skip_flagged else set()
+
+        def done(item: InputItem, item_id: str) -> bool:
+            row = known.get(item_id)
+            if row is None or (row.size, row.mtime) != (item.size, item.mtime):
+                return False
+            if row.status == "bad":
+                return True
+            embedded = old_rows.get(item_id) or chunk_rows.get(item_id)
+            return row.status == "ok" and embedded is not None and embedded[0] == row.sha256
+
+        todo = [
+            (it, i)
+            for it, i in zip(scanned.items, ids, strict=True)
+            if i not in flagged and not done(it, i)
+        ]
+        result.up_to_date = len(scanned.items) - len(todo)
+        id_of = {id(it): i for it, i in todo}
+        number = max((int(p.stem) for p, *_ in chunks), default=0)
+        bar = progress_bar(len(todo), "embedding", enabled=progress)
+        t0 = time.perf_counter()
+        for batch in iter_batches(
+            [it for it, _ in todo], emb_model, batch_size=batch_size, workers=workers
+        ):
+            batch_ids = [id_of[id(d.item)] for d in batch.ok]
+            rows = [
+                _catalog_row(d, id_of[id(d.item)], _name(known, id_of[id(d.item)], d.item))
+                for d in batch.ok + batch.failed
+            ]
+            cat.upsert(rows)
+            if batch.ok:
+                number += 1
+                _write_chunk(folder, number, batch, batch_ids)
+                for r, (item_id, d) in enumerate(zip(batch_ids, batch.ok, strict=True)):
+                    chunk_rows[item_id] = (d.sha256 or "", batch.embeddings, r)
+            for d in batch.failed:
+                result.bad.append(
+                    {"id": id_of[id(d.item)], "source": d.item.source, "reason": d.error or ""}
+                )
+                chunk_rows.pop(id_of[id(d.item)], None)
+            result.embedded += len(batch.ok)
+            bar.update(len(batch.ok) + len(batch.failed))
+            if result.bad:
+                bar.set_postfix(bad=len(result.bad))
+        bar.close()
+        embed_seconds = time.perf_counter() - t0
+
+        if scanned.root is not None:
+            seen = {it.source for it in scanned.items}
+            prefix = scanned.root.rstrip(os.sep) + os.sep
+            vanished = [
+                it
+                for src, it in by_source.items()
+                if src.startswith(prefix) and src not in seen and it.status != "missing"
+            ]
+            for it in vanished:
+                it.status, it.reason = "missing", "file no longer exists"
+            cat.upsert(vanished)
+        drop = {it.id for it in cat.items() if it.status != "ok"} | flagged
+
+    rows = _Rows()
+    replaced = set(chunk_rows)
+    if old is not None:
+        for r, item_id in enumerate(old.ids):
+            if item_id in replaced or item_id in drop:
+                continue
+            rows.add(item_id, old.fingerprints[r], old.embeddings, r)
+    order = {i: n for n, i in enumerate(ids)}
+    for item_id in sorted(chunk_rows, key=lambda i: (order.get(i, len(order)), i)):
+        if item_id in drop:
+            continue
+        fp, emb, r = chunk_rows[item_id]
+        rows.add(item_id, fp, emb, r)
+    result.removed = len(set(old_rows) - set(rows.ids))
+
+    changed = chunks or result.embedded or old is None or len(rows.ids) != len(old.ids)
+    if changed and rows.ids:
+        write_model_data(
+            folder,
+            emb_model.manifest(),
+            rows.ids,
+            rows.fps,
+            lambda p: _write_embeddings(p, rows, emb_model.dim),
+        )
+    for p in (folder / CHUNKS).glob("*.npz"):
+        p.unlink()
+    result.count = len(rows.ids)
+    result.seconds = embed_seconds if result.embedded else time.perf_counter() - started
+    return result
+
+
+def _name(known: dict[str, Item], item_id: str, item: InputItem) -> str:
+    row = known.get(item_id)
+    if row is not None and row.name:
+        return row.name
+    return item.name or item.stem
+
+
+def _write_embeddings(path: Path, rows: _Rows, dim: int) -> None:
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(len(rows.ids), dim))
+    block = 8192
+    for start in range(0, len(rows.ids), block):
+        part = rows.arrays[start : start + block]
+        out[start : start + len(part)] = np.stack([arr[r] for arr, r in part])
+    out.flush()
+    del out

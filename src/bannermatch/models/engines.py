@@ -1,0 +1,148 @@
+"""Inference engines behind one call: float32 NCHW pixels in, float32 features out.
+
+``torch`` runs the network in PyTorch (CPU or CUDA, half precision on CUDA);
+``onnx`` runs it in ONNX Runtime on the CPU from a model exported once and
+cached under the user's cache folder, its parity with PyTorch checked at export.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import atomic
+from ..errors import ModelError
+
+ENGINES = ("auto", "onnx", "torch")
+ONNX_OPSET = 17
+#: cosine similarity that ONNX features must reach against PyTorch's at export
+PARITY_MIN_COSINE = 0.9999
+EXPORT_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where exported models live: ``$BANNERMATCH_CACHE`` or the user cache folder."""
+    env = os.environ.get("BANNERMATCH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("bannermatch"))
+
+
+def cpu_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+class Engine(Protocol):
+    name: str
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray: ...
+
+
+class TorchEngine:
+    def __init__(self, module: nn.Module, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.half = self.device.type == "cuda"
+        self.name = f"torch-{self.device.type}"
+        module = module.to(self.device).eval()
+        if self.half:
+            module = module.half().to(memory_format=torch.channels_last)
+        else:
+            torch.set_num_threads(cpu_threads())
+        self.module = module
+
+    @torch.inference_mode()
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(pixels)
+        if self.half:
+            x = x.pin_memory().to(self.device, non_blocking=True).half()
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module(x).float().cpu().numpy()
+
+
+class OnnxEngine:
+    name = "onnx-cpu"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or cpu_threads()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: pixels})[0]
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def export_onnx(module: nn.Module, path: Path, input_size: int) -> None:
+    """Export ``module`` to ``path`` (atomically) after checking parity with PyTorch."""
+    import warnings
+
+    import onnxruntime as ort
+
+    module = module.float().eval()
+    gen = torch.Generator().manual_seed(0)
+    probe = torch.randn(4, 3, input_size, input_size, generator=gen)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (probe,),
+                str(tmp),
+                input_names=["pixels"],
+                output_names=["features"],
+                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"pixels": probe.numpy()})[0]
+        with torch.inference_mode():
+            want = module(probe).numpy()
+        worst = float(_cosine_rows(got, want).min())
+        if worst < PARITY_MIN_COSINE:
+            raise ModelError(
+                f"ONNX export of {path.name} disagrees with PyTorch (cosine {worst:.6f})"
+            )
+        with open(tmp, "rb") as fh:
+            atomic.write_bytes(path, fh.read())
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def resolve_engine(engine: str, device: str) -> str:
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "torch" if device.startswith("cuda") else "onnx"
+    if engine == "onnx" and device != "cpu":
+        raise ModelError("the onnx engine runs on the CPU only; use --engine torch for a GPU")
+    return engine
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ModelError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    return device

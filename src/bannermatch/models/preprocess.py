@@ -1,0 +1,122 @@
+"""Image preprocessing in PIL and NumPy, resolved from a model's own data config.
+
+``fit="crop"`` reproduces timm's eval transform (resize the shorter side to
+``resize_size``, centre-crop ``crop_size``); ``squash`` resizes to the square
+ignoring the aspect ratio; ``pad`` fits the whole image inside the square and
+pads with the mean colour (zero after normalisation), so a 2:3 banner keeps
+all its content.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BannermatchError
+
+INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+FITS = ("crop", "squash", "pad")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Turns an RGB PIL image into a normalised float32 CHW array."""
+
+    crop_size: int
+    resize_size: int
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    fit: str = "crop"
+
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise BannermatchError(f"unknown fit {self.fit!r}; choose one of {', '.join(FITS)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise BannermatchError(
+                f"unknown interpolation {self.interpolation!r}; "
+                f"choose one of {', '.join(INTERPOLATIONS)}"
+            )
+        if not 16 <= self.crop_size <= 4096 or not 16 <= self.resize_size <= 4096:
+            raise BannermatchError("image sizes must be between 16 and 4096 pixels")
+        if self.fit == "crop" and self.resize_size < self.crop_size:
+            raise BannermatchError("--resize-size must not be smaller than --crop-size")
+
+    @classmethod
+    def from_timm_config(cls, cfg: dict[str, Any], **overrides: Any) -> Preprocess:
+        """Build from a timm ``resolve_data_config`` dict, then apply user overrides."""
+        crop = int(cfg["input_size"][-1])
+        resize = math.floor(crop / float(cfg.get("crop_pct") or 1.0))
+        base = cls(
+            crop_size=crop,
+            resize_size=resize,
+            interpolation=str(cfg.get("interpolation") or "bicubic"),
+            mean=tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type]
+        )
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if "crop_size" in overrides and "resize_size" not in overrides:
+            overrides["resize_size"] = math.floor(
+                overrides["crop_size"] * base.resize_size / base.crop_size
+            )
+        return replace(base, **overrides)
+
+    @property
+    def key(self) -> str:
+        """A short name of everything that changes the pixels the model sees."""
+        size = f"{self.resize_size}-{self.crop_size}" if self.fit == "crop" else f"{self.crop_size}"
+        return f"{self.fit}{size}-{self.interpolation}"
+
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        """The smallest size an image may be decoded at without changing the result much."""
+        side = self.resize_size if self.fit == "crop" else self.crop_size
+        return (side, side)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resize(self, im: Image.Image) -> Image.Image:
+        """The geometric part: a ``crop_size`` square PIL image."""
+        resample = INTERPOLATIONS[self.interpolation]
+        size = self.crop_size
+        w, h = im.size
+        if self.fit == "squash":
+            return im.resize((size, size), resample)
+        if self.fit == "pad":
+            scale = size / max(w, h)
+            nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+            fill = tuple(round(m * 255) for m in self.mean)
+            canvas = Image.new("RGB", (size, size), fill)  # type: ignore[arg-type]
+            canvas.paste(im.resize((nw, nh), resample), ((size - nw) // 2, (size - nh) // 2))
+            return canvas
+        # crop: torchvision's Resize(int) + CenterCrop, as timm's eval transform
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+        nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), resample)
+        top = round((nh - size) / 2.0)
+        left = round((nw - size) / 2.0)
+        return im.crop((left, top, left + size, top + size))
+
+    def to_array(self, im: Image.Image) -> np.ndarray:
+        """Normalise a ``crop_size`` RGB image into a float32 (3, H, W) array."""
+        arr = np.asarray(im, dtype=np.float32)
+        scale = np.asarray(self.std, np.float32) * 255.0
+        arr = (arr - np.asarray(self.mean, np.float32) * 255.0) / scale
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def __call__(self, im: Image.Image) -> np.ndarray:
+        return self.to_array(self.resize(im))

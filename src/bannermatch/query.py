@@ -1,0 +1,233 @@
+"""Queries on a collection: ``similar`` (by id, name or image file) and ``unique``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .catalog import Catalog
+from .collection import Collection, ModelData
+from .errors import BannermatchError
+from .images import load_image
+from .matching import DEFAULT_K, unique_order
+
+#: the lowest rapidfuzz WRatio accepted for a fuzzy name match
+NAME_MATCH_CUTOFF = 70.0
+
+
+@dataclass
+class Hit:
+    rank: int
+    id: str
+    name: str
+    score: float
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Query:
+    """What a QUERY argument resolved to."""
+
+    kind: str  # "id", "name", "fuzzy-name" or "image"
+    text: str
+    id: str | None = None
+    name: str | None = None
+    match_score: float | None = None
+
+    def describe(self) -> str:
+        if self.kind == "image":
+            return f"image {self.text}"
+        if self.kind == "fuzzy-name":
+            return (
+                f"{self.id} {self.name!r} "
+                f"(closest name to {self.text!r}, score {self.match_score:.0f})"
+            )
+        return f"{self.id} {self.name!r}"
+
+
+def resolve_query(cat: Catalog, data: ModelData, text: str) -> Query:
+    """An indexed id, an exact name, an image file, or else the closest name."""
+    if text in data.row_of:
+        item = cat.get(text)
+        return Query("id", text, text, item.name if item else text)
+    ids, names = _names(cat, data)
+    lowered = text.casefold()
+    for item_id, name in zip(ids, names, strict=True):
+        if name.casefold() == lowered:
+            return Query("name", text, item_id, name)
+    if os.path.isfile(text):
+        return Query("image", text)
+    item = cat.get(text)
+    if item is not None:
+        raise BannermatchError(
+            f"item {text} is in the catalogue but has no embedding (status {item.status}"
+            + (f": {item.reason})" if item.reason else ")")
+        )
+    from rapidfuzz import fuzz, process, utils
+
+    best = process.extractOne(
+        text,
+        names,
+        scorer=fuzz.WRatio,
+        processor=utils.default_process,
+        score_cutoff=NAME_MATCH_CUTOFF,
+    )
+    if best is None:
+        raise BannermatchError(f"no item, name or image file matches {text!r}")
+    _, score, pos = best
+    return Query("fuzzy-name", text, ids[pos], names[pos], float(score))
+
+
+def _names(cat: Catalog, data: ModelData) -> tuple[list[str], list[str]]:
+    by_id = cat.names(data.ids)
+    return data.ids, [by_id.get(i, i) for i in data.ids]
+
+
+def _hits(cat: Catalog, data: ModelData, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    ids = [data.ids[int(r)] for r in rows]
+    items = {i: cat.get(i) for i in ids}
+    return [
+        Hit(
+            rank,
+            i,
+            items[i].name if items[i] else i,
+            round(float(s), 4),
+            items[i].source if items[i] else None,
+        )
+        for rank, (i, s) in enumerate(zip(ids, scores, strict=True), start=1)
+    ]
+
+
+def nearest(
+    data: ModelData, vector: np.ndarray, k: int, exclude: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` rows for one L2-normalised query vector, blocked over the rows."""
+    k = min(k, len(data.ids) - (exclude is not None))
+    best_rows = np.zeros(0, np.int64)
+    best_scores = np.zeros(0, np.float32)
+    q = np.asarray(vector, np.float32).ravel()
+    for start in range(0, len(data.ids), 65536):
+        block = np.asarray(data.embeddings[start : start + 65536], np.float32) @ q
+        if exclude is not None and start <= exclude < start + len(block):
+            block[exclude - start] = -np.inf
+        rows = np.arange(start, start + len(block))
+        best_rows = np.concatenate([best_rows, rows])
+        best_scores = np.concatenate([best_scores, block])
+        if len(best_scores) > k:
+            top = np.argpartition(-best_scores, k - 1)[:k]
+            best_rows, best_scores = best_rows[top], best_scores[top]
+    order = np.lexsort((best_rows, -best_scores))
+    return best_rows[order], best_scores[order]
+
+
+@dataclass
+class SimilarResult:
+    query: Query
+    model_key: str
+    hits: list[Hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": asdict(self.query),
+            "model_key": self.model_key,
+            "results": [h.to_dict() for h in self.hits],
+        }
+
+
+def similar(
+    collection: str | os.PathLike[str],
+    query: str,
+    *,
+    k: int = DEFAULT_K,
+    model: str | None = None,
+    engine: str = "auto",
+) -> SimilarResult:
+    """The ``k`` items most similar to ``query`` (an id, a name, or an image file)."""
+    if k < 1:
+        raise BannermatchError("k must be at least 1")
+    coll = Collection(collection)
+    data = coll.load(model)
+    with coll.catalog() as cat:
+        q = resolve_query(cat, data, query)
+        if q.kind == "image":
+            vector = embed_file(data, Path(query), engine=engine)
+            rows, scores = nearest(data, vector, k)
+        else:
+            row = data.row_of[q.id]  # type: ignore[index]
+            info = data.match_info
+            if info is not None and k <= info["k"]:
+                nb, sc = data.neighbors()
+                rows, scores = np.asarray(nb[row, :k]), np.asarray(sc[row, :k], np.float32)
+            else:
+                rows, scores = nearest(data, data.embeddings[row], k, exclude=row)
+        return SimilarResult(q, data.key, _hits(cat, data, rows, scores))
+
+
+def embed_file(data: ModelData, path: Path, *, engine: str = "auto") -> np.ndarray:
+    """Embed an image file with the exact model settings recorded in ``data``'s manifest."""
+
+    model = create_model_for(data.manifest, engine=engine)
+    img = load_image(str(path))
+    return model.embed_images([img.image])[0]
+
+
+def create_model_for(manifest: dict[str, Any], *, engine: str = "auto") -> Any:
+    from .models import create_model
+
+    pre = manifest["preprocess"]
+    model = create_model(
+        manifest["model"],
+        engine=engine,
+        strategy=manifest["strategy"],
+        fit=pre["fit"],
+        resize_size=pre["resize_size"],
+        crop_size=pre["crop_size"],
+        interpolation=pre["interpolation"],
+    )
+    if model.key != manifest["key"]:
+        raise BannermatchError(
+            f"cannot rebuild model {manifest['key']}: this bannermatch gives {model.key}"
+        )
+    return model
+
+
+@dataclass
+class UniqueResult:
+    model_key: str
+    hits: list[Hit]  # score = similarity to the first neighbour
+    neighbors: list[Hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_key": self.model_key,
+            "results": [
+                h.to_dict() | {"nearest": n.to_dict()}
+                for h, n in zip(self.hits, self.neighbors, strict=True)
+            ],
+        }
+
+
+def unique(
+    collection: str | os.PathLike[str], *, n: int = 250, model: str | None = None
+) -> UniqueResult:
+    """The ``n`` items least similar to their nearest neighbour, most unique first."""
+    if n < 1:
+        raise BannermatchError("n must be at least 1")
+    coll = Collection(collection)
+    data = coll.load(model)
+    nb, sc = data.neighbors()
+    if nb.shape[1] == 0:
+        raise BannermatchError("the collection has a single item: nothing to compare")
+    order = unique_order(sc)[:n]
+    first = np.asarray(sc[order, 0], np.float32)
+    with coll.catalog() as cat:
+        hits = _hits(cat, data, order, first)
+        neighbors = _hits(cat, data, np.asarray(nb[order, 0]), first)
+    return UniqueResult(data.key, hits, neighbors)
