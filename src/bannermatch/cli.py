@@ -138,6 +138,56 @@ def cmd_unique(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    result = report(
+        args.collection,
+        out=args.out,
+        queries_file=args.queries,
+        n_unique=args.n_unique,
+        max_grids=args.max_grids,
+        model=args.model,
+        progress=not args.quiet,
+    )
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    result = evaluate(
+        args.images,
+        args.groups,
+        file_column=args.file_column,
+        group_column=args.group_column,
+        model=args.model,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        **_model_options(args),
+    )
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    result = demo(args.out, progress=not args.quiet)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+    return 0
+
+
 # parser ---------------------------------------------------------------------
 
 
@@ -215,13 +265,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.set_defaults(handler=cmd_unique)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub, common)
+    p = sub.add_parser("report", parents=[common], help="HTML/Markdown/BBCode pages and PNG grids")
+    p.add_argument("collection")
+    p.add_argument("--out", default=None, help="report folder (default: COLLECTION/report)")
+    p.add_argument(
+        "--queries", default=None, help="file of item ids, one per line (default: every item)"
+    )
+    p.add_argument(
+        "-n",
+        "--unique",
+        dest="n_unique",
+        type=_positive,
+        default=100,
+        help="items on the unique page (default: 100)",
+    )
+    p.add_argument(
+        "--max-grids",
+        type=int,
+        default=100,
+        help="at most this many PNG grids of queries (default: 100)",
+    )
+    p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("eval", parents=[common], help="retrieval quality on grouped images")
+    p.add_argument("images", help="folder of images")
+    p.add_argument("--groups", required=True, help="TSV file mapping files to groups")
+    p.add_argument("--file-column", default="file")
+    p.add_argument("--group-column", default="group")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    _add_model_args(p)
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("demo", parents=[common], help="the main job on sample images, offline")
+    p.add_argument("--out", default="bannermatch-demo", help="demo collection folder")
+    p.add_argument("--no-serve", action="store_true", help="do not serve the result at the end")
+    p.set_defaults(handler=cmd_demo)
     return parser
-
-
-#: functions that add more sub-commands (report, eval, demo) to the parser
-_EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
