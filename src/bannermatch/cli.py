@@ -299,7 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common], help="the main job on sample images, offline")
     p.add_argument("--out", default="bannermatch-demo", help="demo collection folder")
-    p.add_argument("--no-serve", action="store_true", help="do not serve the result at the end")
     p.set_defaults(handler=cmd_demo)
     return parser
 
