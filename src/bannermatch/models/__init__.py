@@ -1,8 +1,18 @@
-"""Models: presets, preprocessing, engines, and the factory that ties them together."""
+"""Models: presets, preprocessing, engines, and the factory that ties them together.
 
-from .factory import EmbeddingModel, create_model, model_key
+The factory (and with it PyTorch) is imported on first use, so that commands
+which only read a collection start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .preprocess import Preprocess
 from .registry import DEFAULT_MODEL, PRESETS, ModelSpec, get_spec
+
+if TYPE_CHECKING:
+    from .factory import EmbeddingModel, create_model, model_key
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -14,3 +24,11 @@ __all__ = [
     "get_spec",
     "model_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"EmbeddingModel", "create_model", "model_key"}:
+        from . import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module 'bannermatch.models' has no attribute {name!r}")
