@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS items (
     id      TEXT PRIMARY KEY,
     name    TEXT NOT NULL,
     source  TEXT,
+    url     TEXT,
     sha256  TEXT,
     width   INTEGER,
     height  INTEGER,
@@ -41,7 +42,8 @@ CREATE INDEX IF NOT EXISTS items_status ON items (status);
 class Item:
     id: str
     name: str
-    source: str | None = None
+    source: str | None = None  # path (relative to the collection if inside it)
+    url: str | None = None  # where the image was downloaded from, if it was
     sha256: str | None = None
     width: int | None = None
     height: int | None = None

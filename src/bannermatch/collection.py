@@ -51,6 +51,17 @@ class Collection:
     def models_dir(self) -> Path:
         return self.root / "models"
 
+    def source_key(self, path: str) -> str:
+        """How the catalogue stores a source: relative to the collection when inside it."""
+        try:
+            return Path(path).relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return path
+
+    def resolve_source(self, source: str) -> str:
+        """The readable location of a stored source (see :meth:`source_key`)."""
+        return source if Path(source).is_absolute() else str(self.root / source)
+
     def catalog(self, *, create: bool = False) -> Catalog:
         if not create and not self.root.is_dir():
             raise CollectionError(f"no collection at {self.root}")

@@ -75,10 +75,12 @@ class _Rows:
         self.arrays.append((array, row))
 
 
-def _assign_ids(items: list[InputItem], by_source: dict[str, Item], taken: set[str]) -> list[str]:
+def _assign_ids(
+    items: list[InputItem], keys: list[str], by_source: dict[str, Item], taken: set[str]
+) -> list[str]:
     ids = []
-    for it in items:
-        known = by_source.get(it.source)
+    for it, key in zip(items, keys, strict=True):
+        known = by_source.get(key)
         if known is not None:
             ids.append(known.id)
             continue
@@ -115,12 +117,13 @@ def _write_chunk(folder: Path, number: int, batch: Batch, ids: list[str]) -> Non
         )
 
 
-def _catalog_row(d: Any, item_id: str, name: str) -> Item:
+def _catalog_row(d: Any, item_id: str, name: str, source: str, url: str | None) -> Item:
     it: InputItem = d.item
     return Item(
         id=item_id,
         name=name,
-        source=it.source,
+        source=source,
+        url=url,
         sha256=d.sha256,
         width=d.width,
         height=d.height,
@@ -146,8 +149,10 @@ def index(
 ) -> IndexResult:
     """Index the images of ``input_path`` into the collection ``out`` with ``model``."""
     started = time.perf_counter()
-    scanned = scan_input(input_path)
     coll = Collection(out)
+    if (Path(input_path) / "catalog.sqlite").is_file():  # a collection: index its images
+        input_path = Path(input_path) / "images"
+    scanned = scan_input(input_path)
     coll.root.mkdir(parents=True, exist_ok=True)
     emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
     folder = coll.model_dir(emb_model.key)
@@ -172,7 +177,8 @@ def index(
 
     with coll.catalog(create=True) as cat:
         by_source = cat.by_sources()
-        ids = _assign_ids(scanned.items, by_source, cat.ids())
+        keys = [coll.source_key(it.source) for it in scanned.items]
+        ids = _assign_ids(scanned.items, keys, by_source, cat.ids())
         known = {it.id: it for it in by_source.values()}
         flagged = {i for i, it in known.items() if it.flags} if skip_flagged else set()
 
@@ -199,10 +205,20 @@ def index(
             [it for it, _ in todo], emb_model, batch_size=batch_size, workers=workers
         ):
             batch_ids = [id_of[id(d.item)] for d in batch.ok]
-            rows = [
-                _catalog_row(d, id_of[id(d.item)], _name(known, id_of[id(d.item)], d.item))
-                for d in batch.ok + batch.failed
-            ]
+            rows = []
+            for d in batch.ok + batch.failed:
+                item_id = id_of[id(d.item)]
+                row = known.get(item_id)
+                name = row.name if row is not None and row.name else d.item.name or d.item.stem
+                rows.append(
+                    _catalog_row(
+                        d,
+                        item_id,
+                        name,
+                        coll.source_key(d.item.source),
+                        row.url if row is not None else None,
+                    )
+                )
             cat.upsert(rows)
             if batch.ok:
                 number += 1
@@ -222,12 +238,14 @@ def index(
         embed_seconds = time.perf_counter() - t0
 
         if scanned.root is not None:
-            seen = {it.source for it in scanned.items}
-            prefix = scanned.root.rstrip(os.sep) + os.sep
+            seen = set(keys)
+            prefix = os.path.join(scanned.root, "")
             vanished = [
                 it
                 for src, it in by_source.items()
-                if src.startswith(prefix) and src not in seen and it.status != "missing"
+                if src not in seen
+                and it.status != "missing"
+                and os.path.abspath(coll.resolve_source(src)).startswith(prefix)
             ]
             for it in vanished:
                 it.status, it.reason = "missing", "file no longer exists"
@@ -263,13 +281,6 @@ def index(
     result.count = len(rows.ids)
     result.seconds = embed_seconds if result.embedded else time.perf_counter() - started
     return result
-
-
-def _name(known: dict[str, Item], item_id: str, item: InputItem) -> str:
-    row = known.get(item_id)
-    if row is not None and row.name:
-        return row.name
-    return item.name or item.stem
 
 
 def _write_embeddings(path: Path, rows: _Rows, dim: int) -> None:
