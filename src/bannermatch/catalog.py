@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS items (
     flags   TEXT NOT NULL DEFAULT '',
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS queries (
+    id     TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT ''
+);
 CREATE UNIQUE INDEX IF NOT EXISTS items_source ON items (source);
 CREATE INDEX IF NOT EXISTS items_status ON items (status);
 """
@@ -164,6 +168,20 @@ class Catalog:
             for row in self.db.execute(f"SELECT id, name FROM items WHERE id IN ({marks})", chunk):
                 out[row[0]] = row[1]
         return out
+
+    def set_queries(self, ids: Iterable[str], reason: str, *, replace: bool = False) -> None:
+        """Add ids to the query set (the items that reports and the web page feature)."""
+        with self.transaction():
+            if replace:
+                self.db.execute("DELETE FROM queries")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO queries (id, reason) VALUES (?, ?)",
+                [(i, reason) for i in ids],
+            )
+
+    def queries(self) -> list[str]:
+        """The query set in the order it was stored; empty when none was set."""
+        return [r[0] for r in self.db.execute("SELECT id FROM queries ORDER BY rowid")]
 
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status")
