@@ -94,20 +94,27 @@ def commit_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> No
     recover(folder)
 
 
-def recover(folder: Path) -> None:
-    """Finish a commit that was interrupted during its renames, or drop an unfinished one."""
+def recover(folder: Path, *, drop_unfinished: bool = True) -> None:
+    """Finish a commit that was interrupted during its renames, or drop an unfinished one.
+
+    A reader passes ``drop_unfinished=False``: it finishes a journaled commit but
+    leaves staged and temporary files alone, as a writer may be writing them now.
+    """
     journal = folder / JOURNAL
-    if journal.exists():
+    try:
         names = json.loads(journal.read_text("utf-8"))
+    except FileNotFoundError:
+        names = None
+    if names is not None:
         for name in names:
-            staged = staged_path(folder / name)
-            if staged.exists():
-                os.replace(staged, folder / name)
+            # another process may be replaying the same journal: a rename done is done
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(staged_path(folder / name), folder / name)
         _fsync_dir(folder)
-        journal.unlink()
+        journal.unlink(missing_ok=True)
+    if not drop_unfinished:
+        return
     # staged files without a journal belong to a commit that never reached its
     # rename phase: the old files are still the truth.
-    for leftover in folder.glob("*.staged"):
-        leftover.unlink()
-    for leftover in folder.glob(f".*{TMP_SUFFIX}"):
-        leftover.unlink()
+    for leftover in [*folder.glob("*.staged"), *folder.glob(f".*{TMP_SUFFIX}")]:
+        leftover.unlink(missing_ok=True)

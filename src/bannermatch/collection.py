@@ -30,7 +30,8 @@ DUPLICATES = "duplicates.json"
 
 
 def _rebuild_hint(folder: Path) -> str:
-    return f"rebuild it with `bannermatch index INPUT --out {folder.parent.parent.parent}`"
+    """``folder`` is ``COLLECTION/models/<key>``."""
+    return f"rebuild it with `bannermatch index INPUT --out {folder.parent.parent}`"
 
 
 class Collection:
@@ -127,7 +128,7 @@ class ModelData:
 
     @classmethod
     def load(cls, folder: Path) -> ModelData:
-        atomic.recover(folder)
+        atomic.recover(folder, drop_unfinished=False)  # a writer may be staging files now
         hint = _rebuild_hint(folder)
         try:
             manifest = json.loads((folder / MANIFEST).read_text("utf-8"))
@@ -146,6 +147,8 @@ class ModelData:
             raise CollectionError(f"{folder} has no {EMBEDDINGS}; {hint}") from None
         except ValueError as exc:
             raise CollectionError(f"{folder}/{EMBEDDINGS} is damaged ({exc}); {hint}") from None
+        if not isinstance(manifest, dict) or not isinstance(ids, list):
+            raise CollectionError(f"{folder}: {MANIFEST} or {ITEMS} is malformed; {hint}")
         if manifest.get("key") != folder.name:
             raise CollectionError(
                 f"{folder}: its manifest is for {manifest.get('key')!r}, "

@@ -48,7 +48,7 @@ class DecodedImage:
 
     image: Image.Image  # RGB
     sha256: str
-    width: int
+    width: int  # the file's full size, upright (its EXIF orientation applied)
     height: int
     mode: str  # the file's own mode: RGB, L, CMYK, RGBA, P, I;16, ...
     format: str
@@ -112,8 +112,10 @@ def decode_bytes(data: bytes, *, draft_size: tuple[int, int] | None = None) -> D
                 im.draft("RGB", draft_size)
             im.seek(0)
             im.load()
-            im = ImageOps.exif_transpose(im)
-            rgb = _to_rgb(im)
+            upright = ImageOps.exif_transpose(im)
+            if upright.size != im.size:  # rotated by its EXIF orientation: record it upright
+                width, height = height, width
+            rgb = _to_rgb(upright)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -122,7 +124,7 @@ def decode_bytes(data: bytes, *, draft_size: tuple[int, int] | None = None) -> D
         raise ImageError(f"decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "truncated" in reason or isinstance(exc, EOFError):
+        if "truncated" in reason.lower() or isinstance(exc, EOFError):
             reason = f"truncated file: {reason}"
         raise ImageError(f"corrupt image: {reason}") from None
     if min(rgb.size) < 1:

@@ -9,6 +9,7 @@ Rows keep a deterministic order: earlier rows first, then new ones in input orde
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -88,6 +89,8 @@ def _assign_ids(
         for candidate in (it.stem, rel, it.relpath, it.source):
             if candidate not in taken:
                 break
+        else:  # every natural name is taken (by items of other inputs): number it
+            candidate = next(f"{rel}~{n}" for n in itertools.count(2) if f"{rel}~{n}" not in taken)
         taken.add(candidate)
         ids.append(candidate)
     return ids
@@ -163,8 +166,11 @@ def index(
 
     old: ModelData | None = None
     if (folder / "manifest.json").exists():
-        old = ModelData.load(folder)
-        if old.manifest.get("model") != emb_model.spec.name:
+        try:
+            old = ModelData.load(folder)
+        except CollectionError:  # damaged or inconsistent: rebuilt from the images
+            old = None
+        if old is not None and old.manifest.get("model") != emb_model.spec.name:
             raise CollectionError(
                 f"{folder} holds {old.manifest.get('model')}, not {emb_model.spec.name}"
             )
@@ -188,7 +194,7 @@ def index(
                 return False
             if row.status == "bad":
                 return True
-            embedded = old_rows.get(item_id) or chunk_rows.get(item_id)
+            embedded = chunk_rows.get(item_id) or old_rows.get(item_id)  # a chunk is newer
             return row.status == "ok" and embedded is not None and embedded[0] == row.sha256
 
         todo = [
@@ -268,7 +274,8 @@ def index(
     result.removed = len(set(old_rows) - set(rows.ids))
 
     changed = chunks or result.embedded or old is None or len(rows.ids) != len(old.ids)
-    if changed and rows.ids:
+    if changed and (rows.ids or (folder / "manifest.json").exists()):
+        # an emptied collection is written too, so that no removed row outlives its item
         write_model_data(
             folder,
             emb_model.manifest(),

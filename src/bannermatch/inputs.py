@@ -37,11 +37,15 @@ class ScannedInput:
 
 
 def _stat_item(path: Path, relpath: str) -> InputItem:
-    try:
-        st = path.stat()
-    except OSError:  # broken or looping symlink: still listed, reported when read
-        st = path.lstat()
-    return InputItem(str(path), path.stem, relpath, st.st_size, st.st_mtime)
+    """An item for ``path``; a file that cannot be stat'ed is still listed, and reported
+    when it is read (a broken or looping symlink, a path of a list that does not exist)."""
+    for stat in (path.stat, path.lstat):
+        try:
+            st = stat()
+        except OSError:
+            continue
+        return InputItem(str(path), path.stem, relpath, st.st_size, st.st_mtime)
+    return InputItem(str(path), path.stem, relpath, -1, 0.0)
 
 
 def _scan_folder(root: Path) -> Iterator[InputItem]:
@@ -55,13 +59,16 @@ def _scan_folder(root: Path) -> Iterator[InputItem]:
 
 def _scan_list(list_file: Path) -> Iterator[InputItem]:
     base = list_file.parent
+    seen: set[Path] = set()
     for line in list_file.read_text("utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         path = Path(line).expanduser()
-        path = path if path.is_absolute() else base / path
-        yield _stat_item(Path(os.path.abspath(path)), line)
+        path = Path(os.path.abspath(path if path.is_absolute() else base / path))
+        if path not in seen:  # a file listed twice is one item
+            seen.add(path)
+            yield _stat_item(path, line)
 
 
 def _scan_tar(shard: Path) -> Iterator[InputItem]:

@@ -156,7 +156,7 @@ def match(
     threshold = default_dup_threshold(data.manifest) if dup_threshold is None else dup_threshold
     t0 = time.perf_counter()
     n = len(data.ids)
-    k = min(k, n - 1)
+    k = max(0, min(k, n - 1))
     folder = data.folder
     if k < 1:
         nb, sc = np.zeros((n, 0), np.uint32), np.zeros((n, 0), np.float32)

@@ -3,7 +3,7 @@
 ``fit="crop"`` reproduces timm's eval transform (resize the shorter side to
 ``resize_size``, centre-crop ``crop_size``); ``squash`` resizes to the square
 ignoring the aspect ratio; ``pad`` fits the whole image inside the square and
-pads with the mean colour (zero after normalisation), so a 2:3 banner keeps
+pads with the mean colour (exactly zero after normalisation), so a 2:3 banner keeps
 all its content.
 """
 
@@ -95,11 +95,10 @@ class Preprocess:
         if self.fit == "squash":
             return im.resize((size, size), resample)
         if self.fit == "pad":
-            scale = size / max(w, h)
-            nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+            inner, corner = self._fit_inside(im)
             fill = tuple(round(m * 255) for m in self.mean)
             canvas = Image.new("RGB", (size, size), fill)  # type: ignore[arg-type]
-            canvas.paste(im.resize((nw, nh), resample), ((size - nw) // 2, (size - nh) // 2))
+            canvas.paste(inner, corner)
             return canvas
         # crop: torchvision's Resize(int) + CenterCrop, as timm's eval transform
         short, long = (w, h) if w <= h else (h, w)
@@ -111,12 +110,27 @@ class Preprocess:
         left = round((nw - size) / 2.0)
         return im.crop((left, top, left + size, top + size))
 
+    def _fit_inside(self, im: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
+        """``pad``: the image resized to fit inside the square, and its top-left corner there."""
+        size, (w, h) = self.crop_size, im.size
+        scale = size / max(w, h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        return im.resize((nw, nh), INTERPOLATIONS[self.interpolation]), (
+            (size - nw) // 2,
+            (size - nh) // 2,
+        )
+
     def to_array(self, im: Image.Image) -> np.ndarray:
-        """Normalise a ``crop_size`` RGB image into a float32 (3, H, W) array."""
+        """Normalise an RGB image into a float32 (3, H, W) array."""
         arr = np.asarray(im, dtype=np.float32)
         scale = np.asarray(self.std, np.float32) * 255.0
         arr = (arr - np.asarray(self.mean, np.float32) * 255.0) / scale
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
     def __call__(self, im: Image.Image) -> np.ndarray:
+        if self.fit == "pad":  # padded after normalising, so the padding is exactly 0, the mean
+            inner, (left, top) = self._fit_inside(im)
+            out = np.zeros((3, self.crop_size, self.crop_size), np.float32)
+            out[:, top : top + inner.height, left : left + inner.width] = self.to_array(inner)
+            return out
         return self.to_array(self.resize(im))
