@@ -81,7 +81,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         if mode.startswith("I;16"):
             lo, hi = 0.0, 65535.0
         scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) * (255.0 / (hi - lo))
-        im = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+        im = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
         mode = "L"
     if mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
         rgba = im.convert("RGBA")
