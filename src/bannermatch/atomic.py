@@ -21,6 +21,9 @@ import numpy as np
 
 JOURNAL = "commit.journal"
 TMP_SUFFIX = ".tmp"
+#: read once at import (setting it is the only way to read it): new files get 0o666 & ~umask
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -39,6 +42,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as an ordinary new file, not mkstemp's 0600
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

@@ -1,0 +1,215 @@
+"""The embedded default model: real weights, timm-exact preprocessing, engines, cache, errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from bannermatch.errors import BannermatchError, ModelError
+from bannermatch.images import load_image
+from bannermatch.models import Preprocess, create_model, get_spec
+from bannermatch.models.network import build_network, load_state_in_order
+
+
+@pytest.fixture(scope="module")
+def network() -> nn.Module:
+    return build_network(get_spec("effnet-lite0"))
+
+
+@pytest.fixture(scope="module")
+def timm_transform(network: nn.Module):
+    from timm.data import create_transform, resolve_data_config
+
+    return create_transform(**resolve_data_config({}, model=network))
+
+
+@pytest.fixture(scope="module")
+def real_images(skimage_dir: Path, covers_dir: Path, igdb_dir: Path) -> dict[str, Image.Image]:
+    """Real pictures of several aspect ratios: 3:2, 1:1, landscape, 2:3 covers, 2:3 at 512."""
+    paths = {
+        "coffee": skimage_dir / "coffee.png",  # 600x400
+        "astronaut": skimage_dir / "astronaut.png",  # 512x512
+        "chelsea": skimage_dir / "chelsea.png",  # 451x300
+        "rocket": skimage_dir / "rocket.jpg",  # 640x427
+        "cover": sorted((covers_dir / "images").glob("*.jpg"))[0],  # 342x482
+        "igdb": sorted((igdb_dir / "images").glob("*.jpg"))[0],  # 512x768
+    }
+    images = {name: load_image(str(p)).image for name, p in paths.items()}
+    # already at the resize size on its short side: the resize step is skipped
+    images["short256"] = images["igdb"].crop((0, 0, 256, 400))
+    # smaller than the crop: upscaled
+    images["tiny"] = images["cover"].resize((90, 127))
+    return images
+
+
+def test_real_weights_classify_espresso(
+    network: nn.Module, timm_transform, skimage_dir: Path
+) -> None:
+    from timm.data import ImageNetInfo
+
+    im = Image.open(skimage_dir / "coffee.png").convert("RGB")
+    with torch.inference_mode():
+        probs = network(timm_transform(im).unsqueeze(0)).softmax(-1)[0]
+    info = ImageNetInfo()
+    top = int(probs.argmax())
+    assert info.index_to_description(top) == "espresso"
+    assert float(probs[top]) > 0.5
+
+
+def test_load_state_in_order_names_the_mismatched_shape() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Linear(8, 4))
+    state = {f"other.{k}": v.clone() for k, v in model.state_dict().items()}
+    load_state_in_order(model, state, "tiny")  # other names, same order and shapes: loads
+
+    bad = dict(state)
+    bad["other.2.weight"] = torch.zeros(4, 9)
+    with pytest.raises(ModelError, match=r"tiny: shape mismatch at 2\.weight \(4, 8\)") as info:
+        load_state_in_order(model, bad, "tiny")
+    assert "(4, 9)" in str(info.value)
+
+    short = dict(list(state.items())[:-1])
+    with pytest.raises(ModelError, match="tiny: the checkpoint has"):
+        load_state_in_order(model, short, "tiny")
+
+
+def test_real_checkpoint_into_another_architecture_fails_loudly() -> None:
+    import timm
+
+    spec = get_spec("effnet-lite0")
+    state = torch.load(spec.weights_file(), map_location="cpu", weights_only=True)
+    other = timm.create_model("tf_efficientnet_lite1", pretrained=False)
+    with pytest.raises(ModelError, match="effnet-lite0: "):
+        load_state_in_order(other, state, "effnet-lite0")
+
+
+def test_crop_preprocess_equals_timm_eval_transform(
+    model, timm_transform, real_images: dict[str, Image.Image]
+) -> None:
+    assert model.preprocess.fit == "crop"
+    for name, im in real_images.items():
+        ours = model.preprocess(im)
+        theirs = timm_transform(im).numpy()
+        assert ours.shape == theirs.shape == (3, 224, 224), name
+        assert ours.dtype == np.float32
+        np.testing.assert_allclose(ours, theirs, atol=1e-5, err_msg=name)
+
+
+def test_squash_and_pad(model, real_images: dict[str, Image.Image]) -> None:
+    base = model.preprocess
+    squash = Preprocess(**{**base.to_dict(), "fit": "squash"})
+    pad = Preprocess(**{**base.to_dict(), "fit": "pad"})
+    cover = real_images["cover"]  # 342x482: 2:3 portrait
+    assert squash(cover).shape == pad(cover).shape == (3, 224, 224)
+    assert squash.resize(cover).size == pad.resize(cover).size == (224, 224)
+
+    padded = pad(cover)
+    inner_w = round(342 * 224 / 482)  # 159
+    left = (224 - inner_w) // 2
+    assert (padded[:, :, :left] == 0).all() and (padded[:, :, left + inner_w :] == 0).all()
+    inner = padded[:, :, left : left + inner_w]
+    assert (np.abs(inner).sum(axis=0) > 0).mean() > 0.95  # the whole cover is in there
+    # the content is the cover resized, normalised like the crop
+    resized = cover.resize((inner_w, 224), Image.Resampling.BICUBIC)
+    np.testing.assert_allclose(inner, base.to_array(resized), atol=1e-6)
+    # squash keeps the full height and width of the cover: differs from the crop
+    assert not np.allclose(squash(cover), base(cover), atol=0.1)
+    # a landscape photo pads top and bottom
+    photo = pad(real_images["coffee"])
+    assert (photo[:, :37] == 0).all() and (photo[:, -37:] == 0).all()
+    assert (np.abs(photo[:, 112]).sum(axis=0) > 0).all()
+
+
+def test_preprocess_options_and_keys() -> None:
+    pre = create_model("effnet-lite0", engine="torch", fit="pad", crop_size=160).preprocess
+    assert (pre.crop_size, pre.fit, pre.key) == (160, "pad", "pad160-bicubic")
+    crop = create_model("effnet-lite0", engine="torch", crop_size=192).preprocess
+    assert (crop.resize_size, crop.crop_size) == (219, 192)  # crop_pct kept
+    with pytest.raises(BannermatchError, match="unknown fit 'stretch'"):
+        create_model("effnet-lite0", fit="stretch")
+    with pytest.raises(BannermatchError, match="--resize-size must not be smaller"):
+        create_model("effnet-lite0", resize_size=200, crop_size=224)
+    with pytest.raises(BannermatchError, match="unknown interpolation"):
+        create_model("effnet-lite0", interpolation="cubic-ish")
+
+
+@pytest.mark.parametrize("strategy", ["cls", "gem"])
+def test_onnx_and_torch_engines_agree(
+    model, strategy: str, real_images: dict[str, Image.Image]
+) -> None:
+    onnx = model if strategy == "cls" else create_model("effnet-lite0", strategy=strategy)
+    torch_model = create_model("effnet-lite0", engine="torch", strategy=strategy)
+    assert onnx.engine.name == "onnx-cpu" and torch_model.engine.name == "torch-cpu"
+    assert onnx.key == torch_model.key
+    images = list(real_images.values())
+    a = onnx.embed_images(images)
+    b = torch_model.embed_images(images)
+    assert a.shape == b.shape == (len(images), 1280)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.999
+    # the features tell images apart
+    sims = a @ a.T
+    assert sims[~np.eye(len(images), dtype=bool)].max() < 0.95
+
+
+def test_strategies_differ(model, real_images: dict[str, Image.Image]) -> None:
+    gem = create_model("effnet-lite0", engine="torch", strategy="gem")
+    assert gem.key != model.key and gem.key.endswith("__gem")
+    images = list(real_images.values())[:3]
+    cos = (gem.embed_images(images) * model.embed_images(images)).sum(axis=1)
+    assert cos.max() < 0.999
+
+
+def test_onnx_export_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANNERMATCH_CACHE", str(tmp_path / "cache"))
+    first = create_model("effnet-lite0", engine="onnx")
+    exported = list((tmp_path / "cache").rglob("*.onnx"))
+    assert len(exported) == 1 and "tf_efficientnet_lite0" in exported[0].name
+    stat = exported[0].stat()
+    second = create_model("effnet-lite0", engine="onnx")
+    assert list((tmp_path / "cache").rglob("*")) == [exported[0].parent, exported[0]]
+    again = exported[0].stat()
+    assert (again.st_mtime_ns, again.st_ino) == (stat.st_mtime_ns, stat.st_ino)
+    pixels = np.zeros((1, 3, 224, 224), np.float32)
+    np.testing.assert_array_equal(first.embed(pixels), second.embed(pixels))
+
+
+def test_manifest_describes_the_model(model) -> None:
+    m = model.manifest()
+    assert m["model"] == "effnet-lite0" and m["dim"] == 1280 and m["key"] == model.key
+    assert m["preprocess"]["crop_size"] == 224 and m["preprocess"]["resize_size"] == 256
+    assert list(m["preprocess"]["mean"]) == list(m["preprocess"]["std"]) == [0.5, 0.5, 0.5]
+    assert len(m["weights"]["sha256"]) == 64
+
+
+def test_unknown_model_strategy_engine_device() -> None:
+    with pytest.raises(ModelError, match="unknown model 'nope'; available: effnet-lite0"):
+        create_model("nope")
+    with pytest.raises(ModelError, match="strategy 'cls\\+avg' is not available"):
+        create_model("effnet-lite0", strategy="cls+avg")
+    with pytest.raises(ModelError, match="unknown engine"):
+        create_model("effnet-lite0", engine="tensorrt")
+    with pytest.raises(ModelError, match="unknown device"):
+        create_model("effnet-lite0", device="tpu")
+
+
+def test_unknown_model_on_the_command_line(cli, tmp_path: Path, edge_cases_dir: Path) -> None:
+    proc = cli(
+        "index",
+        edge_cases_dir / "base_images",
+        "--out",
+        tmp_path / "c",
+        "--model",
+        "nope",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "bannermatch: error: unknown model 'nope'; available: effnet-lite0"
+    ]
+    assert not os.path.exists(tmp_path / "c" / "models")
