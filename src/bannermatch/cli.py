@@ -83,6 +83,27 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+
+    result = audit(
+        args.collection,
+        expect_size=args.expect_size,
+        allow_modes=args.allow_mode,
+        aspect_tolerance=args.aspect_tolerance,
+        blank_tolerance=args.blank_tolerance,
+        near_blank_std=args.near_blank_std,
+        model=args.model,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+    return 0
+
+
 def cmd_match(args: argparse.Namespace) -> int:
     from .matching import match
 
@@ -239,6 +260,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
     _add_model_args(p)
     p.set_defaults(handler=cmd_index)
+
+    p = sub.add_parser(
+        "audit", parents=[common], help="size / channels / blank / corrupt / duplicate report"
+    )
+    p.add_argument("collection")
+    p.add_argument(
+        "--expect-size", default=None, metavar="WxH", help="expected size (default: the most common)"
+    )
+    p.add_argument(
+        "--allow-mode",
+        action="append",
+        default=None,
+        metavar="MODE",
+        help="colour modes not flagged, repeatable or comma-separated (default: RGB)",
+    )
+    p.add_argument(
+        "--aspect-tolerance",
+        type=float,
+        default=None,
+        help="relative width/height difference allowed (default: 0.02)",
+    )
+    p.add_argument(
+        "--blank-tolerance",
+        type=int,
+        default=None,
+        help="blank: every channel within this many levels (default: 4)",
+    )
+    p.add_argument(
+        "--near-blank-std",
+        type=float,
+        default=None,
+        help="near blank: standard deviation below this (default: 4; 0 turns it off)",
+    )
+    p.add_argument("--model", default=None, help="model key or preset for near-duplicates")
+    p.add_argument("--workers", type=_positive, default=None, help="decoding threads")
+    p.set_defaults(handler=cmd_audit)
 
     p = sub.add_parser("match", parents=[common], help="top-k neighbours of every item")
     p.add_argument("collection")
