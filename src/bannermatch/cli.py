@@ -266,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("collection")
     p.add_argument(
-        "--expect-size", default=None, metavar="WxH", help="expected size (default: the most common)"
+        "--expect-size",
+        default=None,
+        metavar="WxH",
+        help="expected size (default: the most common)",
     )
     p.add_argument(
         "--allow-mode",
