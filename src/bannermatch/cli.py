@@ -198,6 +198,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.run import serve
+
+    serve(
+        args.collection,
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        rate_limit=args.rate_limit,
+        cors=args.cors,
+        access_log=args.access_log,
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -356,6 +371,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=64)
     _add_model_args(p)
     p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("serve", help="JSON API and web page over a collection")
+    p.add_argument("collection")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    p.add_argument("--port", type=_positive, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.add_argument(
+        "--rate-limit",
+        default=None,
+        metavar="N/min",
+        help="per-client API requests, e.g. 120/min or 5/s; off: 0 "
+        "(default: off on loopback, 120/min otherwise)",
+    )
+    p.add_argument(
+        "--cors",
+        nargs="+",
+        default=[],
+        metavar="ORIGIN",
+        help="origins allowed to call the API from other sites ('*': any; default: none)",
+    )
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("demo", parents=[common], help="the main job on sample images, offline")
     p.add_argument("--out", default="bannermatch-demo", help="demo collection folder")

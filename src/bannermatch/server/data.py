@@ -1,0 +1,169 @@
+"""What the server holds in memory: one model's rows of a collection, read once at start.
+
+Embeddings, neighbours and scores stay memory-mapped; ids, names, image sources
+and download URLs are plain lists aligned with the rows; the name index is
+built once. Everything a request needs is then a list index or a slice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..collection import Collection, ModelData
+from ..errors import BannermatchError, CollectionError
+from ..images import TAR_SEPARATOR, DecodedImage
+from ..matching import unique_order
+from ..query import create_model_for, nearest
+from .names import NameIndex
+
+#: how many items the featured list shows when the catalogue has no query set
+FEATURED_SAMPLE = 24
+_STEAM_ID = re.compile(r"[0-9]+")
+
+
+def is_steam_id(item_id: str) -> bool:
+    return _STEAM_ID.fullmatch(item_id) is not None
+
+
+@dataclass
+class ServedCollection:
+    """A collection ready to answer requests; build it with :meth:`open`."""
+
+    root: Path
+    data: ModelData
+    names: list[str]
+    sources: list[str | None]
+    urls: list[str | None]
+    featured_rows: list[int]
+    featured_from: str  # "queries" (the catalogue's query set) or "sample"
+    name_index: NameIndex
+    neighbors: np.ndarray | None  # uint32 (N, k), memory-mapped; None before `match`
+    scores: np.ndarray | None
+    load_seconds: float = 0.0
+    _unique: np.ndarray | None = field(default=None, repr=False)
+    _model: Any = field(default=None, repr=False)
+    _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _exact_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], model: str | None = None) -> ServedCollection:
+        t0 = time.perf_counter()
+        coll = Collection(root)
+        data = coll.load(model)
+        try:
+            neighbors, scores = data.neighbors()
+        except CollectionError:
+            neighbors = scores = None
+        row_of = data.row_of
+        n = len(data.ids)
+        names: list[str] = list(data.ids)
+        sources: list[str | None] = [None] * n
+        urls: list[str | None] = [None] * n
+        with coll.catalog() as cat:
+            for item in cat.items():
+                row = row_of.get(item.id)
+                if row is not None:
+                    names[row] = item.name or item.id
+                    sources[row] = coll.resolve_source(item.source) if item.source else None
+                    urls[row] = item.url
+            queries = cat.queries()
+        featured = [row_of[i] for i in queries if i in row_of]
+        featured_from = "queries"
+        if not featured:
+            step = max(1, n // FEATURED_SAMPLE)
+            featured, featured_from = list(range(0, n, step))[:FEATURED_SAMPLE], "sample"
+        served = cls(
+            root=coll.root,
+            data=data,
+            names=names,
+            sources=sources,
+            urls=urls,
+            featured_rows=featured,
+            featured_from=featured_from,
+            name_index=NameIndex(data.ids, names),
+            neighbors=neighbors,
+            scores=scores,
+        )
+        served.load_seconds = time.perf_counter() - t0
+        return served
+
+    # lookups ------------------------------------------------------------------
+
+    @property
+    def ids(self) -> list[str]:
+        return self.data.ids
+
+    @property
+    def count(self) -> int:
+        return len(self.data.ids)
+
+    @property
+    def stored_k(self) -> int:
+        return 0 if self.neighbors is None else int(self.neighbors.shape[1])
+
+    def row(self, item_id: str) -> int | None:
+        return self.data.row_of.get(item_id)
+
+    def random_row(self, rng: random.Random | None = None) -> int:
+        if not self.count:
+            raise BannermatchError("the collection is empty")
+        return (rng or random).randrange(self.count)
+
+    def row_by_name(self, text: str) -> tuple[int, str] | None:
+        """The row an id or name stands for (exact, else the best prefix or fuzzy match)."""
+        hits = self.name_index.search(text, 1)
+        return (hits[0].row, hits[0].match) if hits else None
+
+    # neighbours -----------------------------------------------------------------
+
+    def similar(self, row: int, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The ``n`` rows nearest ``row``: from neighbors.npy when it holds them, else exact."""
+        if self.neighbors is not None and self.scores is not None and n <= self.stored_k:
+            rows = np.asarray(self.neighbors[row, :n], np.int64)
+            return rows, np.asarray(self.scores[row, :n], np.float32), "neighbors"
+        with self._exact_lock:  # one full scan at a time: each converts blocks to float32
+            rows, scores = nearest(self.data, self.data.embeddings[row], n, exclude=row)
+        return rows, scores, "exact"
+
+    def nearest_to(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._exact_lock:
+            return nearest(self.data, vector, n)
+
+    def unique_rows(self) -> np.ndarray:
+        """Rows by ascending similarity to their first neighbour; an error before `match`."""
+        if self.neighbors is None or self.scores is None:
+            raise CollectionError(
+                f"no up-to-date neighbours for {self.data.key}: run `bannermatch match {self.root}`"
+            )
+        if self.stored_k == 0:
+            raise BannermatchError("the collection has a single item: nothing to compare")
+        if self._unique is None:
+            self._unique = unique_order(self.scores)
+        return self._unique
+
+    # images ---------------------------------------------------------------------
+
+    def embed(self, image: DecodedImage) -> np.ndarray:
+        """Embed an uploaded image with the collection's own model (loaded on first use)."""
+        with self._model_lock:
+            if self._model is None:
+                self._model = create_model_for(self.data.manifest)
+            vector = self._model.embed_images([image.image])[0]
+        return np.asarray(vector, np.float32)
+
+    def image_source(self, row: int) -> str | None:
+        return self.sources[row]
+
+    @staticmethod
+    def is_tar_member(source: str) -> bool:
+        shard, sep, _ = source.partition(TAR_SEPARATOR)
+        return bool(sep) and shard.endswith(".tar") and not os.path.exists(source)

@@ -1,0 +1,94 @@
+"""Response shapes of the JSON API (they document themselves at ``/docs``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Item(BaseModel):
+    id: str = Field(description="the item id: a Steam appID or a file stem")
+    index: int = Field(description="the item's row in the collection")
+    name: str
+    image_url: str = Field(description="this server's URL of the item's image")
+    store_url: str | None = Field(None, description="Steam store page (Steam ids only)")
+    steamdb_url: str | None = Field(None, description="SteamDB page (Steam ids only)")
+
+
+class Hit(Item):
+    rank: int = Field(description="1 for the most similar")
+    score: float = Field(description="cosine similarity, -1 to 1")
+
+
+class Info(BaseModel):
+    name: str = Field(description="the collection folder's name")
+    count: int
+    model_key: str
+    model: str
+    dim: int
+    stored_k: int = Field(description="neighbours stored per item; 0 before `bannermatch match`")
+    max_n: int = Field(description="the largest n a similarity request accepts")
+    featured_from: str = Field(description="'queries' (the catalogue's query set) or 'sample'")
+    text_search: bool = Field(description="whether /api/search/text is available")
+    load_seconds: float
+
+
+class Similar(BaseModel):
+    query: Item
+    model_key: str
+    source: str = Field(description="'neighbors' (stored top-k) or 'exact' (a full scan)")
+    results: list[Hit]
+
+
+class Suggestion(Item):
+    match: str = Field(description="id, name, prefix, word, substring or fuzzy")
+    score: float = Field(description="100 for exact kinds, the rapidfuzz score for fuzzy ones")
+
+
+class Suggestions(BaseModel):
+    query: str
+    results: list[Suggestion]
+
+
+class UniqueHit(Hit):
+    nearest: Item = Field(description="the item's nearest neighbour; score is their similarity")
+
+
+class UniquePage(BaseModel):
+    model_key: str
+    total: int
+    offset: int
+    limit: int
+    results: list[UniqueHit]
+
+
+class ImageQuery(BaseModel):
+    filename: str | None
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+
+class ImageSearch(BaseModel):
+    query: ImageQuery
+    model_key: str
+    results: list[Hit]
+
+
+class Featured(BaseModel):
+    source: str = Field(description="'queries' (the catalogue's query set) or 'sample'")
+    results: list[Item]
+
+
+class LegacyApp(BaseModel):
+    index: int
+    id: int | str = Field(description="an int for Steam appIDs, as the original API gave")
+    name: str
+    steam_store_url: str | None
+    steam_illustration_url: str
+    steamdb_url: str | None
+    query_url: str
+
+
+class Message(BaseModel):
+    detail: str

@@ -1,0 +1,71 @@
+"""Rows of a served collection as the JSON the API returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+from fastapi import HTTPException, Request
+
+from .data import ServedCollection, is_steam_id
+
+STORE_URL = "https://store.steampowered.com/app/{id}/"
+STEAMDB_URL = "https://steamdb.info/app/{id}/"
+
+
+def root_path(request: Request) -> str:
+    """The path prefix the app is mounted under (empty when served at the root)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def image_path(item_id: str) -> str:
+    return f"/api/items/{quote(item_id, safe='')}/image"
+
+
+def item(served: ServedCollection, row: int, root: str = "") -> dict[str, Any]:
+    item_id = served.ids[row]
+    steam = is_steam_id(item_id)
+    return {
+        "id": item_id,
+        "index": row,
+        "name": served.names[row],
+        "image_url": root + image_path(item_id),
+        "store_url": STORE_URL.format(id=item_id) if steam else None,
+        "steamdb_url": STEAMDB_URL.format(id=item_id) if steam else None,
+    }
+
+
+def hits(
+    served: ServedCollection, rows: Iterable[int], scores: np.ndarray, root: str = ""
+) -> list[dict[str, Any]]:
+    return [
+        item(served, int(r), root) | {"rank": rank, "score": round(float(s), 4)}
+        for rank, (r, s) in enumerate(zip(rows, scores.tolist(), strict=True), start=1)
+    ]
+
+
+def row_or_404(served: ServedCollection, item_id: str) -> int:
+    row = served.row(item_id)
+    if row is None:
+        raise HTTPException(404, f"no item with id {item_id!r} in this collection")
+    return row
+
+
+def legacy_app(served: ServedCollection, row: int, request: Request) -> dict[str, Any]:
+    """An app as the original API gave it: ``{index, id, name, steam_store_url, ...}``."""
+    item_id = served.ids[row]
+    steam = is_steam_id(item_id)
+    base = str(request.base_url).rstrip("/")
+    url = served.urls[row]
+    illustration = url if url and url.startswith(("http://", "https://")) else None
+    return {
+        "index": row,
+        "id": int(item_id) if steam else item_id,
+        "name": served.names[row],
+        "steam_store_url": STORE_URL.format(id=item_id) if steam else None,
+        "steam_illustration_url": illustration or base + image_path(item_id),
+        "steamdb_url": STEAMDB_URL.format(id=item_id) if steam else None,
+        "query_url": f"{base}/similar_apps_from_id?id={quote(item_id, safe='')}",
+    }
