@@ -172,9 +172,8 @@ def similar(
 
 def embed_file(data: ModelData, path: Path, *, engine: str = "auto") -> np.ndarray:
     """Embed an image file with the exact model settings recorded in ``data``'s manifest."""
-
+    img = load_image(str(path))  # a bad file is reported before the model is loaded
     model = create_model_for(data.manifest, engine=engine)
-    img = load_image(str(path))
     return model.embed_images([img.image])[0]
 
 
