@@ -1,0 +1,466 @@
+// bannermatch web page: plain JavaScript, no build step.
+// Views live in the URL (?id=..., ?view=unique&page=N, ?view=image, ?view=text) so that
+// links can be shared and the back button works (history.pushState + popstate).
+"use strict";
+
+const API = "api/";
+const DEBOUNCE_MS = 150;
+const UNIQUE_PAGE = 48;
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  form: $("search"), input: $("q"), list: $("suggestions"), status: $("status"),
+  main: $("main"), query: $("query"), queryImg: $("query-img"), queryName: $("query-name"),
+  queryMeta: $("query-meta"), queryLinks: $("query-links"), n: $("n"),
+  gridTitle: $("grid-title"), grid: $("grid"), pager: $("pager"), prev: $("prev"),
+  next: $("next"), pageLabel: $("page-label"), file: $("file"), drop: $("drop"),
+  random: $("random"), info: $("info"), textLink: $("text-mode-link"), textMode: $("text-mode"),
+  textForm: $("text-form"), textInput: $("text-q"),
+};
+const state = { info: null, lastImage: null, renderToken: 0 };
+
+// ---------------------------------------------------------------- helpers
+
+async function getJSON(url, options = {}) {
+  const response = await fetch(url, options);
+  let body = null;
+  try { body = await response.json(); } catch { /* not JSON */ }
+  if (!response.ok) {
+    const detail = body && body.detail;
+    const text = typeof detail === "string" ? detail
+      : Array.isArray(detail) ? detail.map((d) => d.msg).join("; ")
+      : `${response.status} ${response.statusText}`;
+    const error = new Error(text);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function setStatus(text, isError = false) {
+  el.status.textContent = text;
+  el.status.classList.toggle("error", isError);
+}
+
+function make(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function itemHref(id) {
+  return `?id=${encodeURIComponent(id)}`;
+}
+
+function card(hit, sub) {
+  const caption = make("span", { class: "caption" }, [
+    make("span", { class: "name", text: hit.name }),
+  ]);
+  if (hit.score !== undefined) {
+    caption.append(make("span", { class: "score", text: `similarity ${hit.score.toFixed(3)}` }));
+  }
+  if (sub) caption.append(make("span", { class: "sub", text: sub }));
+  const img = make("img", { src: hit.image_url, alt: "", loading: "lazy", decoding: "async" });
+  const link = make("a", { href: itemHref(hit.id), "data-id": hit.id, title: hit.name }, [
+    img, caption,
+  ]);
+  return make("li", { class: "card" }, [link]);
+}
+
+function showGrid(title, items, subOf) {
+  el.gridTitle.textContent = title;
+  el.grid.replaceChildren(...items.map((hit) => card(hit, subOf ? subOf(hit) : undefined)));
+}
+
+function markNav(view) {
+  for (const a of document.querySelectorAll(".modes a[data-nav]")) {
+    if (a.dataset.nav === view) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+}
+
+// ---------------------------------------------------------------- navigation
+
+function navigate(params, { replace = false } = {}) {
+  const search = new URLSearchParams(params).toString();
+  const url = search ? `?${search}` : location.pathname;
+  if (replace) history.replaceState(params, "", url);
+  else history.pushState(params, "", url);
+  render();
+}
+
+function currentParams() {
+  return Object.fromEntries(new URLSearchParams(location.search));
+}
+
+async function render() {
+  const token = ++state.renderToken;
+  const params = currentParams();
+  closeList();
+  el.pager.hidden = true;
+  el.textMode.hidden = true;
+  try {
+    if (params.id) await renderItem(params.id, Number(params.n) || defaultN(), token);
+    else if (params.view === "unique") await renderUnique(Math.max(1, Number(params.page) || 1), token);
+    else if (params.view === "image") renderImageResults();
+    else if (params.view === "text") renderTextMode();
+    else await renderFeatured(token);
+  } catch (error) {
+    if (token !== state.renderToken) return;
+    setStatus(error.message, true);
+    el.query.hidden = true;
+    showGrid("", []);
+  }
+}
+
+function defaultN() {
+  const k = state.info ? state.info.stored_k : 0;
+  return k >= 1 ? Math.min(k, 100) : 10;
+}
+
+function stale(token) {
+  return token !== state.renderToken;
+}
+
+// ---------------------------------------------------------------- views
+
+function showQuery(item, meta) {
+  el.query.hidden = false;
+  el.queryImg.src = item.image_url;
+  el.queryImg.alt = `Banner of ${item.name}`;
+  el.queryName.textContent = item.name;
+  el.queryMeta.textContent = meta;
+  const links = [];
+  if (item.store_url) links.push(make("a", { href: item.store_url, rel: "noopener", target: "_blank", text: "Steam store" }));
+  if (item.steamdb_url) links.push(make("a", { href: item.steamdb_url, rel: "noopener", target: "_blank", text: "SteamDB" }));
+  el.queryLinks.replaceChildren(...links);
+}
+
+async function renderItem(id, n, token) {
+  markNav(null);
+  setStatus("Loading…");
+  const data = await getJSON(`${API}items/${encodeURIComponent(id)}/similar?n=${n}`);
+  if (stale(token)) return;
+  showQuery(data.query, `id ${data.query.id}`);
+  if (![...el.n.options].some((o) => Number(o.value) === n)) el.n.append(make("option", { text: String(n) }));
+  el.n.value = String(n);
+  el.input.value = data.query.name;
+  document.title = `${data.query.name} · bannermatch`;
+  showGrid(`Most similar to ${data.query.name}`, data.results);
+  setStatus(`${data.results.length} most similar banners.`);
+}
+
+async function renderUnique(page, token) {
+  markNav("unique");
+  el.query.hidden = true;
+  setStatus("Loading…");
+  const offset = (page - 1) * UNIQUE_PAGE;
+  const data = await getJSON(`${API}unique?offset=${offset}&limit=${UNIQUE_PAGE}`);
+  if (stale(token)) return;
+  document.title = "Most unique · bannermatch";
+  showGrid(
+    "Most unique: banners least like any other",
+    data.results,
+    (hit) => `#${hit.rank} · nearest: ${hit.nearest.name}`,
+  );
+  const pages = Math.max(1, Math.ceil(data.total / UNIQUE_PAGE));
+  el.pager.hidden = pages <= 1;
+  el.prev.disabled = page <= 1;
+  el.next.disabled = page >= pages;
+  el.pageLabel.textContent = `Page ${page} of ${pages}`;
+  el.prev.onclick = () => navigate({ view: "unique", page: page - 1 });
+  el.next.onclick = () => navigate({ view: "unique", page: page + 1 });
+  setStatus(`${data.total} items ranked; the score is the similarity to the nearest one.`);
+}
+
+async function renderFeatured(token) {
+  markNav("home");
+  el.query.hidden = true;
+  document.title = "bannermatch";
+  const data = await getJSON(`${API}featured`);
+  if (stale(token)) return;
+  showGrid(data.source === "queries" ? "Featured" : "A few of the banners", data.results);
+  setStatus("Search a name, pick a banner, or drop an image anywhere on the page.");
+}
+
+function renderImageResults() {
+  markNav(null);
+  const last = state.lastImage;
+  if (!last) {
+    el.query.hidden = true;
+    showGrid("", []);
+    setStatus("Choose or drop an image to find banners that look like it.");
+    return;
+  }
+  el.query.hidden = false;
+  el.queryImg.src = last.previewUrl;
+  el.queryImg.alt = `Your image ${last.data.query.filename || ""}`.trim();
+  el.queryName.textContent = last.data.query.filename || "Your image";
+  el.queryMeta.textContent = `${last.data.query.width}×${last.data.query.height} ${last.data.query.format}`;
+  el.queryLinks.replaceChildren();
+  document.title = "Image search · bannermatch";
+  showGrid("Banners that look like your image", last.data.results);
+  setStatus(`${last.data.results.length} banners that look like your image.`);
+}
+
+// ---------------------------------------------------------------- search by image
+
+async function searchImage(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/")) {
+    setStatus(`${file.name} is not an image.`, true);
+    return;
+  }
+  setStatus(`Searching for banners like ${file.name}…`);
+  const body = new FormData();
+  body.append("file", file, file.name);
+  try {
+    const n = state.info ? Math.max(defaultN(), 20) : 20;
+    const data = await getJSON(`${API}search/image?n=${n}`, { method: "POST", body });
+    if (state.lastImage) URL.revokeObjectURL(state.lastImage.previewUrl);
+    state.lastImage = { data, previewUrl: URL.createObjectURL(file) };
+    navigate({ view: "image" });
+  } catch (error) {
+    setStatus(`Image search failed: ${error.message}`, true);
+  }
+}
+
+el.file.addEventListener("change", () => {
+  searchImage(el.file.files[0]);
+  el.file.value = "";
+});
+
+let dragDepth = 0;
+window.addEventListener("dragenter", (event) => {
+  if (![...(event.dataTransfer?.types || [])].includes("Files")) return;
+  event.preventDefault();
+  dragDepth += 1;
+  el.drop.hidden = false;
+});
+window.addEventListener("dragover", (event) => {
+  if ([...(event.dataTransfer?.types || [])].includes("Files")) event.preventDefault();
+});
+window.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (!dragDepth) el.drop.hidden = true;
+});
+window.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dragDepth = 0;
+  el.drop.hidden = true;
+  searchImage(event.dataTransfer?.files?.[0]);
+});
+
+// ---------------------------------------------------------------- autocomplete (combobox)
+
+const combo = { items: [], active: -1, timer: 0, controller: null, seq: 0 };
+
+function openList() {
+  el.list.hidden = false;
+  el.input.setAttribute("aria-expanded", "true");
+}
+
+function closeList() {
+  el.list.hidden = true;
+  el.input.setAttribute("aria-expanded", "false");
+  el.input.removeAttribute("aria-activedescendant");
+  combo.active = -1;
+}
+
+function setActive(index) {
+  const options = el.list.querySelectorAll('[role="option"]');
+  if (!options.length) return;
+  combo.active = (index + options.length) % options.length;
+  options.forEach((option, i) => option.setAttribute("aria-selected", String(i === combo.active)));
+  const current = options[combo.active];
+  el.input.setAttribute("aria-activedescendant", current.id);
+  current.scrollIntoView({ block: "nearest" });
+}
+
+function showSuggestions(results) {
+  combo.items = results;
+  combo.active = -1;
+  if (!results.length) {
+    el.list.replaceChildren(make("li", { class: "empty", text: "No matching names", "aria-disabled": "true" }));
+    openList();
+    return;
+  }
+  el.list.replaceChildren(...results.map((hit, i) => {
+    const option = make("li", { role: "option", id: `option-${i}`, "aria-selected": "false", "data-index": i }, [
+      make("img", { src: hit.image_url, alt: "", loading: "lazy" }),
+      make("span", { text: hit.name }),
+      make("span", { class: "id", text: hit.id }),
+    ]);
+    option.addEventListener("mousedown", (event) => event.preventDefault()); // keep focus
+    option.addEventListener("click", () => choose(i));
+    return option;
+  }));
+  openList();
+}
+
+function choose(index) {
+  const hit = combo.items[index];
+  if (!hit) return;
+  closeList();
+  el.input.value = hit.name;
+  navigate({ id: hit.id });
+}
+
+async function fetchSuggestions(text) {
+  if (combo.controller) combo.controller.abort();
+  combo.controller = new AbortController();
+  const seq = ++combo.seq;
+  try {
+    const data = await getJSON(`${API}names?q=${encodeURIComponent(text)}&limit=10`, {
+      signal: combo.controller.signal,
+    });
+    if (seq === combo.seq && el.input.value.trim() === text) showSuggestions(data.results);
+    return data.results;
+  } catch (error) {
+    if (error.name !== "AbortError") setStatus(error.message, true);
+    return [];
+  }
+}
+
+el.input.addEventListener("input", () => {
+  clearTimeout(combo.timer);
+  const text = el.input.value.trim();
+  if (!text) {
+    closeList();
+    return;
+  }
+  combo.timer = setTimeout(() => fetchSuggestions(text), DEBOUNCE_MS);
+});
+
+el.input.addEventListener("keydown", (event) => {
+  const open = !el.list.hidden && combo.items.length > 0;
+  if (event.key === "ArrowDown") {
+    event.preventDefault();
+    if (!open && el.input.value.trim()) fetchSuggestions(el.input.value.trim());
+    else setActive(combo.active + 1);
+  } else if (event.key === "ArrowUp") {
+    event.preventDefault();
+    if (open) setActive(combo.active - 1);
+  } else if (event.key === "Enter") {
+    if (open && combo.active >= 0) {
+      event.preventDefault();
+      choose(combo.active);
+    }
+  } else if (event.key === "Escape") {
+    if (!el.list.hidden) {
+      event.preventDefault();
+      closeList();
+    } else {
+      el.input.value = "";
+    }
+  }
+});
+
+el.input.addEventListener("blur", () => setTimeout(closeList, 100));
+
+el.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = el.input.value.trim();
+  if (!text) return;
+  clearTimeout(combo.timer);
+  const results = await fetchSuggestions(text); // an id or the best name match
+  if (results.length) {
+    closeList();
+    navigate({ id: results[0].id });
+  } else {
+    setStatus(`Nothing matches “${text}”.`, true);
+  }
+});
+
+// ---------------------------------------------------------------- other controls
+
+el.n.addEventListener("change", () => {
+  const params = currentParams();
+  if (params.id) navigate({ id: params.id, n: el.n.value });
+});
+
+el.random.addEventListener("click", async () => {
+  try {
+    const item = await getJSON(`${API}random`);
+    navigate({ id: item.id });
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+});
+
+// result cards and nav links: navigate in place, but keep ctrl/middle-click "open in new tab"
+document.addEventListener("click", (event) => {
+  if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+  const link = event.target.closest("a");
+  if (!link) return;
+  if (link.dataset.id) {
+    event.preventDefault();
+    navigate({ id: link.dataset.id });
+    el.main.focus({ preventScroll: true });
+    window.scrollTo({ top: 0 });
+  } else if (link.dataset.nav) {
+    event.preventDefault();
+    const view = link.dataset.nav;
+    navigate(view === "home" ? {} : { view });
+  }
+});
+
+window.addEventListener("popstate", render);
+
+// ---------------------------------------------------------------- text search (issue #4)
+// CLIP text-to-image search is not wired up yet. When /api/info reports text_search: true,
+// the "Describe it" link appears and this form posts to /api/search/text (issue #4 adds
+// that route). Until then nothing here runs: no placeholder or fake results are shown.
+
+const textSearch = {
+  enabled: false,
+  async run(text) {
+    const data = await getJSON(`${API}search/text?q=${encodeURIComponent(text)}&n=${defaultN()}`);
+    showGrid(`Banners matching “${text}”`, data.results);
+    setStatus(`${data.results.length} banners matching your words.`);
+  },
+};
+
+function renderTextMode() {
+  markNav("text");
+  el.query.hidden = true;
+  showGrid("", []);
+  if (!textSearch.enabled) {
+    setStatus("Text search is not available on this server.", true);
+    return;
+  }
+  el.textMode.hidden = false;
+  setStatus("Describe the picture you are looking for.");
+}
+
+el.textForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = el.textInput.value.trim();
+  if (!textSearch.enabled || !text) return;
+  try {
+    await textSearch.run(text);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+});
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  try {
+    state.info = await getJSON(`${API}info`);
+    el.info.textContent = `${state.info.count.toLocaleString()} banners · ${state.info.model}`;
+    textSearch.enabled = Boolean(state.info.text_search);
+    el.textLink.hidden = !textSearch.enabled;
+  } catch (error) {
+    setStatus(`The server is not answering: ${error.message}`, true);
+  }
+  await render();
+}
+
+start();

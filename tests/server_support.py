@@ -1,0 +1,94 @@
+"""A small real collection for the server tests, built once per test session."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+#: covers renamed to Steam appIDs, with the names the catalogue gives them
+STEAM = {"620": "Portal 2", "400": "Portal", "570": "Dota 2", "1145360": "Hades"}
+#: a cover copied into a subfolder under a stem that is taken: its id contains a slash
+NESTED_ID = "extra/abzu-0"
+N_COVERS = 40
+K = 10
+
+_built: dict[str, Path] = {}
+
+
+def build_collection(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> Path:
+    """~45 real covers, indexed and matched (k=10), with names and a query set."""
+    if "root" in _built:
+        return _built["root"]
+    from bannermatch.collection import Collection
+    from bannermatch.indexer import index
+    from bannermatch.matching import match
+
+    base = tmp_path_factory.mktemp("server")
+    images = base / "images-in"
+    images.mkdir()
+    covers = sorted((covers_dir / "images").glob("*.jpg"))
+    picked = covers[:N_COVERS]
+    for src in picked:
+        shutil.copy(src, images / src.name)
+    for steam_id, src in zip(STEAM, covers[N_COVERS : N_COVERS + len(STEAM)], strict=True):
+        shutil.copy(src, images / f"{steam_id}.jpg")
+    (images / "extra").mkdir()
+    shutil.copy(covers_dir / "images" / "abzu-0.jpg", images / "extra" / "abzu-0.jpg")
+    root = base / "coll"
+    index(images, root, progress=False)
+    match(root, k=K, progress=False)
+    with Collection(root).catalog() as cat:
+        renamed = []
+        for item in cat.items():
+            if item.id in STEAM:
+                item.name = STEAM[item.id]
+            elif "/" not in item.id:  # "a-hat-in-time-0" -> "A Hat In Time 0"
+                item.name = item.id.replace("-", " ").title()
+            renamed.append(item)
+        cat.upsert(renamed)
+        cat.set_queries(["620", "570", "abzu-0"], "test", replace=True)
+    _built["root"] = root
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(app: object) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yields the base URL."""
+    import httpx
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/api/info", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
