@@ -12,3 +12,11 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 fi
 .venv/bin/python -m pip install --quiet -e ".[${extras}]"
+# The browser tests drive Debian's Chromium with Playwright (never `playwright install`).
+if [[ ",${extras}," == *",test,"* ]]; then
+    if [ "$(id -u)" = 0 ]; then
+        command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+    elif ! command -v chromium >/dev/null; then
+        echo "note: chromium is not installed and this is not root: the browser tests will skip" >&2
+    fi
+fi
