@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 const el = {
   form: $("search"), input: $("q"), list: $("suggestions"), status: $("status"),
   main: $("main"), query: $("query"), queryImg: $("query-img"), queryName: $("query-name"),
-  queryMeta: $("query-meta"), queryLinks: $("query-links"), n: $("n"),
+  queryMeta: $("query-meta"), queryLinks: $("query-links"), n: $("n"), nControls: $("n-controls"),
   gridTitle: $("grid-title"), grid: $("grid"), pager: $("pager"), prev: $("prev"),
   next: $("next"), pageLabel: $("page-label"), file: $("file"), drop: $("drop"),
   random: $("random"), info: $("info"), textLink: $("text-mode-link"), textMode: $("text-mode"),
@@ -131,6 +131,7 @@ function stale(token) {
 
 function showQuery(item, meta) {
   el.query.hidden = false;
+  el.nControls.hidden = false;
   el.queryImg.src = item.image_url;
   el.queryImg.alt = `Banner of ${item.name}`;
   el.queryName.textContent = item.name;
@@ -198,6 +199,7 @@ function renderImageResults() {
     return;
   }
   el.query.hidden = false;
+  el.nControls.hidden = true;
   el.queryImg.src = last.previewUrl;
   el.queryImg.alt = `Your image ${last.data.query.filename || ""}`.trim();
   el.queryName.textContent = last.data.query.filename || "Your image";

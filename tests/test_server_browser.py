@@ -1,0 +1,227 @@
+"""The web page in headless Chromium (Playwright), against the real app served by uvicorn."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bannermatch.server import create_app
+from server_support import build_collection, running_server
+
+CHROMIUM = Path(os.environ.get("BANNERMATCH_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> Iterator[str]:
+    root = build_collection(tmp_path_factory, covers_dir)
+    with running_server(create_app(root)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM} (scripts/setup.sh test installs it as root)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="needs playwright (pip install -e '.[test]')"
+    )
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base_url: str):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def _cards(page) -> int:  # type: ignore[no-untyped-def]
+    return page.locator("#grid .card").count()
+
+
+def test_search_pick_browse_back_and_upload(page, base_url: str, covers_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/")
+    expect(page.locator("#grid .card").first).to_be_visible()  # featured items
+    expect(page.locator("#grid-title")).to_have_text("Featured")
+
+    # type part of a name; the dropdown offers it; pick it with the mouse
+    box = page.get_by_role("combobox", name="Search by name or id")
+    box.press_sequentially("porta", delay=40)
+    listbox = page.get_by_role("listbox")
+    expect(listbox).to_be_visible()
+    expect(box).to_have_attribute("aria-expanded", "true")
+    option = page.get_by_role("option").filter(has_text="Portal 2")
+    expect(option).to_be_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-autocomplete.png"))
+    option.click()
+    expect(page).to_have_url(base_url + "/?id=620")
+    expect(page.locator("#query-name")).to_have_text("Portal 2")
+    expect(page.locator("#grid .card")).to_have_count(10)
+    expect(page.locator("#grid .card .score").first).to_contain_text("similarity")
+    expect(page.get_by_role("link", name="Steam store")).to_have_attribute(
+        "href", "https://store.steampowered.com/app/620/"
+    )
+    expect(listbox).to_be_hidden()
+    expect(page.locator("#pager")).to_be_hidden()
+
+    # click a result: it becomes the query, and the URL follows
+    first = page.locator("#grid .card a").first
+    clicked_id = first.get_attribute("data-id")
+    clicked_name = first.locator(".name").inner_text()
+    first.click()
+    expect(page.locator("#query-name")).to_have_text(clicked_name)
+    assert page.url.endswith(f"?id={clicked_id}")
+    expect(page.locator("#grid .card")).to_have_count(10)
+
+    # the back button returns to the previous query
+    page.go_back()
+    expect(page).to_have_url(base_url + "/?id=620")
+    expect(page.locator("#query-name")).to_have_text("Portal 2")
+
+    # keyboard: arrows and Enter choose, Escape closes
+    box.fill("")
+    box.press_sequentially("dota", delay=40)
+    expect(page.get_by_role("option").first).to_contain_text("Dota 2")
+    box.press("ArrowDown")
+    expect(page.get_by_role("option").first).to_have_attribute("aria-selected", "true")
+    expect(box).to_have_attribute("aria-activedescendant", "option-0")
+    box.press("Enter")
+    expect(page).to_have_url(base_url + "/?id=570")
+    expect(page.locator("#query-name")).to_have_text("Dota 2")
+    box.fill("")
+    box.press_sequentially("assass", delay=40)
+    expect(listbox).to_be_visible()
+    box.press("Escape")
+    expect(listbox).to_be_hidden()
+
+    # an id typed and submitted
+    box.fill("400")
+    box.press("Enter")
+    expect(page).to_have_url(base_url + "/?id=400")
+    expect(page.locator("#query-name")).to_have_text("Portal")
+
+    # search by image: pick a file
+    cover = covers_dir / "images" / "abzu-1.jpg"
+    page.set_input_files("#file", str(cover))
+    expect(page).to_have_url(base_url + "/?view=image")
+    expect(page.locator("#grid-title")).to_have_text("Banners that look like your image")
+    expect(page.locator("#grid .card").first).to_be_visible()
+    assert _cards(page) >= 10
+    expect(page.locator("#grid .card .name").first).to_have_text("Abzu 1")
+    expect(page.locator("#n-controls")).to_be_hidden()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-image-search.png"), full_page=True)
+    page.go_back()
+    expect(page).to_have_url(base_url + "/?id=400")
+    expect(page.locator("#query-name")).to_have_text("Portal")
+    page.goto(base_url + "/?id=620")
+    expect(page.locator("#grid .card")).to_have_count(10)
+    page.locator("#grid .card img").last.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth)"
+    )
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
+
+
+def test_unique_view_and_pages(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/")
+    page.get_by_role("link", name="Most unique").click()
+    expect(page).to_have_url(base_url + "/?view=unique")
+    expect(page.locator("#grid-title")).to_contain_text("Most unique")
+    expect(page.locator("#grid .card").first).to_contain_text("nearest:")
+    assert _cards(page) > 10
+    page.locator("#grid .card a").first.click()
+    expect(page.locator("#query")).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(base_url + "/?view=unique")
+    expect(page.locator("#grid .card").first).to_contain_text("nearest:")
+
+
+def test_drop_an_image_and_bad_uploads(page, base_url: str, covers_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/")
+    data = (covers_dir / "images" / "abzu-1.jpg").read_bytes()
+    page.evaluate(
+        """(bytes) => {
+            const file = new File([new Uint8Array(bytes)], "dropped.jpg", {type: "image/jpeg"});
+            const dt = new DataTransfer();
+            dt.items.add(file);
+            window.dispatchEvent(new DragEvent("dragenter", {dataTransfer: dt}));
+            window.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, cancelable: true}));
+        }""",
+        list(data),
+    )
+    expect(page).to_have_url(base_url + "/?view=image")
+    expect(page.locator("#query-name")).to_have_text("dropped.jpg")
+    expect(page.locator("#grid .card .name").first).to_have_text("Abzu 1")
+    expect(page.locator("#drop")).to_be_hidden()
+    # a broken image: the reason is shown, the page stays
+    page.set_input_files(
+        "#file", files=[{"name": "bad.png", "mimeType": "image/png", "buffer": b"not a png"}]
+    )
+    expect(page.locator("#status")).to_contain_text("Image search failed")
+    expect(page.locator("#status")).to_contain_text("not a recognised image format")
+
+
+def test_phone_sized_screen(browser, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(base_url + "/?id=620")
+    expect(page.locator("#grid .card")).to_have_count(10)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone ({width}px wide)"
+    columns = page.evaluate(
+        "getComputedStyle(document.getElementById('grid')).gridTemplateColumns.split(' ').length"
+    )
+    assert 2 <= columns <= 4
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=False)
+    context.close()
+
+
+def test_unknown_id_in_url_shows_the_reason(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/?id=nope")
+    expect(page.locator("#status")).to_contain_text("no item with id 'nope'")
+    expect(page.locator("#status")).to_have_class("status error")
+
+
+def test_nested_ids_round_trip(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/?id=abzu-0")
+    link = page.locator('#grid .card a[data-id="extra/abzu-0"]')
+    expect(link).to_be_visible()
+    link.click()
+    expect(page).to_have_url(base_url + "/?id=extra%2Fabzu-0")
+    expect(page.locator("#query-img")).to_have_attribute("src", "/api/items/extra%2Fabzu-0/image")
+    expect(page.locator("#query-meta")).to_have_text("id extra/abzu-0")
