@@ -1,0 +1,773 @@
+"""``bannermatch report``: static HTML, Markdown and BBCode pages, and PNG grids.
+
+For each query item (default: every item) the report shows its 10 nearest
+neighbours from ``neighbors.npy`` in two rows of five, and a second page lists
+the most unique items (ascending similarity to their first neighbour) beside
+that neighbour. Layout of the report folder (default ``COLLECTION/report``)::
+
+    index.html, page-2.html, ...   queries, PER_PAGE to a page
+    unique.html                    the most unique items and their nearest neighbour
+    similar.md, unique.md          the same as Markdown tables of five columns
+    similar.bbcode.txt, unique.bbcode.txt   the same as BBCode, for forum posts
+    thumbs/<slug>-<hash>.jpg       small JPEG thumbnails (THUMB_HEIGHT px high)
+    thumbs/missing.jpg             grey placeholder for an image that is no longer readable
+    grids/similar-<slug>-<hash>.png  query on the left, 2 x 5 neighbours (first max_grids queries)
+    grids/unique.png               the UNIQUE_GRID_LIMIT most unique items beside their neighbour
+
+The report is self-contained: pages use relative links to its own thumbnails,
+so the folder can be moved or uploaded as it is. File names are a readable
+slug of the id plus a SHA-1 of it (and of the image's sha256 for thumbnails),
+safe for any id (slashes, unicode, case-insensitive file systems), and a
+thumbnail already made for the same image is reused on the next run. The
+folder belongs to the report: a rerun removes the pages, thumbnails and grids
+(in ``thumbs/`` and ``grids/``) that it no longer shows.
+
+Steam: an id that is a Steam appID (all ASCII digits, no leading zero) links to
+``https://store.steampowered.com/app/<id>/``. Forums only show images from
+absolute URLs, so the BBCode pages use the Steam CDN's library banner
+(:data:`STEAM_IMAGE`) for such ids; other items' BBCode images point at the
+thumbnail's path inside the report folder, to be prefixed with wherever the
+folder is uploaded. BBCode has no escape, so square brackets in names become
+parentheses there.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from . import atomic
+from .catalog import Catalog, Item
+from .collection import Collection
+from .errors import BannermatchError, ImageError
+from .images import load_image
+from .matching import unique_order
+from .progress import progress_bar
+
+NEIGHBOURS = 10  # shown per query: two rows of COLUMNS
+COLUMNS = 5
+PER_PAGE = 100  # queries per HTML page
+THUMB_HEIGHT = 225
+THUMB_MAX_WIDTH = 450  # very wide images are shrunk to this width instead
+TILE_WIDTH, TILE_HEIGHT = 150, 225  # one image in a PNG grid (2:3, like a Steam banner)
+CAPTION = 30  # two lines of text under each tile
+GAP = 8
+UNIQUE_GRID_LIMIT = 100  # pairs in grids/unique.png
+UNIQUE_PAIRS_PER_ROW = 5
+BACKGROUND = (24, 26, 31)
+TEXT = (225, 225, 225)
+DIM_TEXT = (150, 170, 150)
+PLACEHOLDER = (128, 128, 128)
+MISSING_THUMB = "thumbs/missing.jpg"
+UNIQUE_GRID = "grids/unique.png"
+PAGES = ["unique.html", "similar.md", "unique.md", "similar.bbcode.txt", "unique.bbcode.txt"]
+
+STEAM_STORE = "https://store.steampowered.com/app/{id}/"
+STEAM_IMAGE = "https://cdn.cloudflare.steamstatic.com/steam/apps/{id}/library_600x900.jpg"
+_STEAM_ID = re.compile(r"[1-9][0-9]{0,9}")
+
+
+def is_steam_id(item_id: str) -> bool:
+    return _STEAM_ID.fullmatch(item_id) is not None
+
+
+def store_url(item_id: str) -> str | None:
+    return STEAM_STORE.format(id=item_id) if is_steam_id(item_id) else None
+
+
+def safe_name(item_id: str, salt: str = "") -> str:
+    """A file-name-safe, collision-free name for ``item_id``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", item_id).strip("-")[:40].strip("-") or "item"
+    digest = hashlib.sha1(f"{item_id}\0{salt}".encode()).hexdigest()[:12]
+    return f"{slug}-{digest}"
+
+
+# what goes on the pages ----------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One item as shown in the report."""
+
+    id: str
+    name: str
+    thumb: str  # path relative to the report folder
+    score: float | None = None
+    rank: int | None = None
+
+    @property
+    def store(self) -> str | None:
+        return store_url(self.id)
+
+
+@dataclass
+class QueryBlock:
+    number: int  # from 1, in query order
+    query: Entry
+    neighbours: list[Entry]
+    anchor: str  # the id of its section in the HTML page
+    grid: str | None = None
+
+
+@dataclass
+class UniqueRow:
+    item: Entry  # score: similarity to its nearest neighbour
+    nearest: Entry
+
+
+@dataclass
+class ReportResult:
+    collection: str
+    out: str
+    model_key: str
+    queries: int
+    neighbours: int
+    unique: int
+    pages: list[str]  # HTML pages of queries, relative to ``out``
+    files: list[str]  # every page written, relative to ``out``
+    grids: list[str]  # PNG grids, relative to ``out``
+    thumbnails: int
+    unreadable: list[str] = field(default_factory=list)  # ids shown with a placeholder
+    skipped: list[str] = field(default_factory=list)  # stored query ids without an embedding
+    seconds: float = 0.0
+
+    @property
+    def index(self) -> str:
+        return str(Path(self.out) / "index.html")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "out": self.out,
+            "index": self.index,
+            "model_key": self.model_key,
+            "queries": self.queries,
+            "neighbours": self.neighbours,
+            "unique": self.unique,
+            "pages": self.pages,
+            "files": self.files,
+            "grids": self.grids,
+            "thumbnails": self.thumbnails,
+            "unreadable": self.unreadable,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"report of {self.queries} quer{'y' if self.queries == 1 else 'ies'} "
+            f"({self.neighbours} neighbours each) and the {self.unique} most unique items: "
+            f"{self.index}",
+            f"{len(self.pages)} HTML page(s) of queries + unique.html; Markdown: similar.md, "
+            "unique.md; BBCode: similar.bbcode.txt, unique.bbcode.txt",
+            f"{len(self.grids)} PNG grid(s) in {Path(self.out) / 'grids'}; "
+            f"{self.thumbnails} thumbnail(s); done in {self.seconds:.1f}s",
+        ]
+        if self.skipped:
+            lines.append(
+                f"{len(self.skipped)} id(s) of the stored query set have no embedding: "
+                + ", ".join(self.skipped[:5])
+                + (" ..." if len(self.skipped) > 5 else "")
+            )
+        if self.unreadable:
+            lines.append(
+                f"{len(self.unreadable)} item(s) without a readable image, shown grey: "
+                + ", ".join(self.unreadable[:5])
+                + (" ..." if len(self.unreadable) > 5 else "")
+            )
+        return "\n".join(lines)
+
+
+# the report ------------------------------------------------------------------
+
+
+def report(
+    collection: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    queries: Sequence[str] | None = None,
+    queries_file: str | os.PathLike[str] | None = None,
+    n_unique: int = 100,
+    max_grids: int = 100,
+    model: str | None = None,
+    progress: bool = True,
+) -> ReportResult:
+    """Write the report of ``collection`` into ``out`` (default ``COLLECTION/report``).
+
+    The query items are ``queries`` (ids) or the ids of ``queries_file`` (one a
+    line); else the query set stored in the catalogue, if any; else every item.
+    Needs ``bannermatch match`` to have been run.
+    """
+    started = time.perf_counter()
+    if n_unique < 0:
+        raise BannermatchError("n_unique must be 0 or more")
+    if max_grids < 0:
+        raise BannermatchError("max_grids must be 0 or more")
+    if queries is not None and queries_file is not None:
+        raise BannermatchError("give query ids or a queries file, not both")
+    coll = Collection(collection)
+    data = coll.load(model)
+    nb, sc = data.neighbors()
+    if nb.shape[1] == 0:
+        raise BannermatchError("the collection has a single item: nothing to compare")
+    k = min(NEIGHBOURS, nb.shape[1])
+
+    skipped: list[str] = []
+    with coll.catalog() as cat:
+        if queries_file is not None:
+            query_rows = _rows_of(read_queries(queries_file), data.row_of, cat, str(queries_file))
+        elif queries is not None:
+            query_rows = _rows_of(list(dict.fromkeys(queries)), data.row_of, cat, "the queries")
+        elif stored := cat.queries():  # the collection's query set, where one was stored
+            skipped = [i for i in stored if i not in data.row_of]
+            query_rows = np.asarray([data.row_of[i] for i in stored if i in data.row_of], np.int64)
+        else:
+            query_rows = np.arange(len(data.ids), dtype=np.int64)
+        nb_rows = np.asarray(nb[query_rows, :k], np.int64)
+        nb_scores = np.asarray(sc[query_rows, :k], np.float32)
+        unique_rows = unique_order(sc)[:n_unique]
+        first_rows = np.asarray(nb[unique_rows, 0], np.int64)
+        first_scores = np.asarray(sc[unique_rows, 0], np.float32)
+        shown = np.unique(np.concatenate([query_rows, nb_rows.ravel(), unique_rows, first_rows]))
+        items = _catalog_items(cat, [data.ids[r] for r in shown.tolist()])
+
+    out_dir = Path(out) if out is not None else coll.root / "report"
+    for folder in (out_dir, out_dir / "thumbs", out_dir / "grids"):
+        folder.mkdir(parents=True, exist_ok=True)
+    thumbs, unreadable = _make_thumbnails(coll, items, out_dir, progress)
+
+    def entry(row: int, score: float | None = None, rank: int | None = None) -> Entry:
+        item_id = data.ids[row]
+        item = items[item_id]
+        name = item.name if item and item.name else item_id
+        return Entry(item_id, name, thumbs[item_id], score, rank)
+
+    def block(n: int) -> QueryBlock:
+        """The ``n``-th query (from 0), built on demand to keep memory small."""
+        query = entry(int(query_rows[n]))
+        neighbours = [
+            entry(int(r), round(float(s), 4), rank)
+            for rank, (r, s) in enumerate(zip(nb_rows[n], nb_scores[n], strict=True), start=1)
+        ]
+        grid = f"grids/similar-{safe_name(query.id)}.png" if n < max_grids else None
+        return QueryBlock(n + 1, query, neighbours, _anchor(query.id), grid)
+
+    def blocks(start: int = 0, stop: int | None = None) -> Iterator[QueryBlock]:
+        return (block(n) for n in range(start, len(query_rows) if stop is None else stop))
+
+    uniques = [
+        UniqueRow(entry(int(r), round(float(s), 4), rank), entry(int(f), round(float(s), 4)))
+        for rank, (r, f, s) in enumerate(
+            zip(unique_rows, first_rows, first_scores, strict=True), start=1
+        )
+    ]
+    grids = _make_grids(
+        list(blocks(0, min(max_grids, len(query_rows)))), uniques, out_dir, progress
+    )
+
+    title = f"{coll.root.resolve().name} [{data.key}]"
+    pages = [page_file(p) for p in range(max(1, math.ceil(len(query_rows) / PER_PAGE)))]
+    anchors = {  # where each query's section is, for links from its appearances elsewhere
+        data.ids[row]: f"{page_file(n // PER_PAGE)}#{_anchor(data.ids[row])}"
+        for n, row in enumerate(query_rows.tolist())
+    }
+    for p, page in enumerate(pages):
+        chunk = list(blocks(p * PER_PAGE, min(len(query_rows), (p + 1) * PER_PAGE)))
+        html_page = similar_html(title, chunk, anchors, pages, p, len(query_rows))
+        atomic.write_text(out_dir / page, html_page)
+    atomic.write_text(out_dir / "unique.html", unique_html(title, uniques, anchors))
+    _write_chunks(out_dir / "similar.md", similar_markdown(title, blocks()))
+    _write_chunks(out_dir / "unique.md", unique_markdown(title, uniques))
+    _write_chunks(out_dir / "similar.bbcode.txt", similar_bbcode(blocks()))
+    _write_chunks(out_dir / "unique.bbcode.txt", unique_bbcode(uniques))
+    files = [*pages, *PAGES]
+
+    _remove_stale(out_dir, set(files), set(thumbs.values()), set(grids))
+    return ReportResult(
+        collection=str(coll.root),
+        out=str(out_dir),
+        model_key=data.key,
+        queries=len(query_rows),
+        neighbours=k,
+        unique=len(uniques),
+        pages=pages,
+        files=files,
+        grids=grids,
+        thumbnails=len(set(thumbs.values())),
+        unreadable=unreadable,
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _make_thumbnails(
+    coll: Collection, items: dict[str, Item | None], out_dir: Path, progress: bool
+) -> tuple[dict[str, str], list[str]]:
+    """Each item's thumbnail path (made where absent), and the items without an image."""
+    thumbs: dict[str, str] = {}
+    todo: list[tuple[str, str | None, Path]] = []
+    for item_id, item in items.items():
+        rel = f"thumbs/{safe_name(item_id, (item.sha256 or '') if item else '')}.jpg"
+        thumbs[item_id] = rel
+        if not (out_dir / rel).exists():
+            source = coll.resolve_source(item.source) if item and item.source else None
+            todo.append((item_id, source, out_dir / rel))
+    unreadable: list[str] = []
+    bar = progress_bar(len(todo), "thumbnails", enabled=progress)
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        made = pool.map(lambda job: make_thumbnail(job[1], job[2]), todo)
+        for (item_id, _, _), ok in zip(todo, made, strict=True):
+            if not ok:
+                unreadable.append(item_id)
+                thumbs[item_id] = MISSING_THUMB
+            bar.update()
+    bar.close()
+    if unreadable:
+        _write_placeholder(out_dir / MISSING_THUMB)
+    return thumbs, unreadable
+
+
+def _make_grids(
+    blocks: list[QueryBlock], uniques: list[UniqueRow], out_dir: Path, progress: bool
+) -> list[str]:
+    """Write the PNG grids of ``blocks`` and of the unique items; their paths."""
+    jobs: list[tuple[str, Callable[[], Image.Image]]] = [
+        (b.grid, functools.partial(similar_grid, b, out_dir)) for b in blocks if b.grid
+    ]
+    if uniques:
+        make_unique = functools.partial(unique_grid, uniques[:UNIQUE_GRID_LIMIT], out_dir)
+        jobs.append((UNIQUE_GRID, make_unique))
+    bar = progress_bar(len(jobs), "grids", enabled=progress, unit="grid")
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        for _ in pool.map(lambda job: _save_png(job[1](), out_dir / job[0]), jobs):
+            bar.update()
+    bar.close()
+    return [path for path, _ in jobs]
+
+
+def _write_chunks(path: Path, chunks: Iterable[str]) -> None:
+    with atomic.atomic_open(path, "wb") as fh:
+        for chunk in chunks:
+            fh.write(chunk.encode("utf-8"))
+
+
+def _workers() -> int:
+    return min(8, os.cpu_count() or 1)
+
+
+def _anchor(item_id: str) -> str:
+    return "q-" + safe_name(item_id)
+
+
+def page_file(page: int) -> str:
+    return "index.html" if page == 0 else f"page-{page + 1}.html"
+
+
+def read_queries(path: str | os.PathLike[str]) -> list[str]:
+    """Ids from a file, one a line; blank lines are skipped, repeats kept once."""
+    try:
+        text = Path(path).read_text("utf-8-sig")
+    except OSError as exc:
+        raise BannermatchError(f"cannot read queries file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BannermatchError(f"queries file {path} is not UTF-8 text") from None
+    ids = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+    if not ids:
+        raise BannermatchError(f"queries file {path} lists no ids")
+    return ids
+
+
+def _rows_of(ids: list[str], row_of: dict[str, int], cat: Catalog, origin: str) -> np.ndarray:
+    unknown = [i for i in ids if i not in row_of]
+    if unknown:
+        shown = ", ".join(repr(i) for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        not_embedded = [i for i in unknown if cat.get(i) is not None]
+        why = (
+            f" ({len(not_embedded)} of them catalogued but without an embedding)"
+            if not_embedded
+            else ""
+        )
+        raise BannermatchError(
+            f"{len(unknown)} id(s) in {origin} are not in the collection{why}: {shown}"
+        )
+    return np.asarray([row_of[i] for i in ids], np.int64)
+
+
+def _catalog_items(cat: Catalog, ids: list[str]) -> dict[str, Item | None]:
+    if len(ids) > 1000:
+        wanted = set(ids)
+        found = {it.id: it for it in cat.items() if it.id in wanted}
+        return {i: found.get(i) for i in ids}
+    return {i: cat.get(i) for i in ids}
+
+
+# images ----------------------------------------------------------------------
+
+
+def make_thumbnail(source: str | None, path: Path) -> bool:
+    """Write a JPEG thumbnail of ``source`` to ``path``; False if it cannot be read."""
+    if not source:
+        return False
+    size = (THUMB_MAX_WIDTH, THUMB_HEIGHT)
+    try:
+        im = load_image(source, draft_size=size).image
+        im.thumbnail(size, Image.Resampling.LANCZOS)
+    except (ImageError, OSError, ValueError):
+        return False
+    with atomic.atomic_open(path, "wb") as fh:
+        im.save(fh, format="JPEG", quality=85)
+    return True
+
+
+def _write_placeholder(path: Path) -> None:
+    im = Image.new("RGB", (TILE_WIDTH, TILE_HEIGHT), PLACEHOLDER)
+    draw = ImageDraw.Draw(im)
+    draw.text((TILE_WIDTH / 2, TILE_HEIGHT / 2), "no image", fill=TEXT, font=_font(), anchor="mm")
+    with atomic.atomic_open(path, "wb") as fh:
+        im.save(fh, format="JPEG", quality=85)
+
+
+_fonts = threading.local()  # one font per thread: a FreeType face is not thread-safe
+
+
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    if not hasattr(_fonts, "font"):
+        try:
+            _fonts.font = ImageFont.load_default(size=11)
+        except (OSError, ImportError):  # Pillow built without FreeType: the bitmap font
+            _fonts.font = ImageFont.load_default()
+    return _fonts.font
+
+
+def _fit(text: str, font: Any, width: int) -> str:
+    text = " ".join(text.split())
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _tile(canvas: Image.Image, out_dir: Path, entry: Entry, xy: tuple[int, int], top: str) -> None:
+    """Paste ``entry``'s thumbnail at ``xy`` with a caption: ``top``, then the name."""
+    x, y = xy
+    try:
+        with Image.open(out_dir / entry.thumb) as im:
+            small = ImageOps.contain(im.convert("RGB"), (TILE_WIDTH, TILE_HEIGHT))
+    except OSError:
+        small = Image.new("RGB", (TILE_WIDTH, TILE_HEIGHT), PLACEHOLDER)
+    canvas.paste(
+        small, (x + (TILE_WIDTH - small.width) // 2, y + (TILE_HEIGHT - small.height) // 2)
+    )
+    draw = ImageDraw.Draw(canvas)
+    font = _font()
+    draw.text((x, y + TILE_HEIGHT + 2), _fit(top, font, TILE_WIDTH), fill=DIM_TEXT, font=font)
+    draw.text((x, y + TILE_HEIGHT + 15), _fit(entry.name, font, TILE_WIDTH), fill=TEXT, font=font)
+
+
+def similar_grid_size(n_neighbours: int) -> tuple[int, int]:
+    rows = max(1, math.ceil(n_neighbours / COLUMNS))
+    width = GAP + TILE_WIDTH + 3 * GAP + COLUMNS * TILE_WIDTH + (COLUMNS - 1) * GAP + GAP
+    return width, rows * (TILE_HEIGHT + CAPTION) + (rows + 1) * GAP
+
+
+def similar_grid(block: QueryBlock, out_dir: Path) -> Image.Image:
+    """The query on the left, its neighbours in rows of five with rank and score."""
+    canvas = Image.new("RGB", similar_grid_size(len(block.neighbours)), BACKGROUND)
+    _tile(canvas, out_dir, block.query, (GAP, GAP), "query")
+    left = GAP + TILE_WIDTH + 3 * GAP
+    for i, nb in enumerate(block.neighbours):
+        row, col = divmod(i, COLUMNS)
+        xy = (left + col * (TILE_WIDTH + GAP), GAP + row * (TILE_HEIGHT + CAPTION + GAP))
+        _tile(canvas, out_dir, nb, xy, f"#{nb.rank}: {nb.score:.3f}")
+    return canvas
+
+
+def unique_grid_size(n_items: int) -> tuple[int, int]:
+    per_row = min(UNIQUE_PAIRS_PER_ROW, max(1, n_items))
+    rows = max(1, math.ceil(n_items / per_row))
+    pair = 2 * TILE_WIDTH + GAP
+    width = GAP + per_row * pair + (per_row - 1) * 3 * GAP + GAP
+    return width, rows * (TILE_HEIGHT + CAPTION) + (rows + 1) * GAP
+
+
+def unique_grid(rows: list[UniqueRow], out_dir: Path) -> Image.Image:
+    """Pairs (unique item, its nearest neighbour), most unique first, five pairs a row."""
+    canvas = Image.new("RGB", unique_grid_size(len(rows)), BACKGROUND)
+    per_row = min(UNIQUE_PAIRS_PER_ROW, len(rows))
+    for i, pair in enumerate(rows):
+        r, c = divmod(i, per_row)
+        x = GAP + c * (2 * TILE_WIDTH + GAP + 3 * GAP)
+        y = GAP + r * (TILE_HEIGHT + CAPTION + GAP)
+        _tile(canvas, out_dir, pair.item, (x, y), f"#{pair.item.rank}")
+        _tile(
+            canvas,
+            out_dir,
+            pair.nearest,
+            (x + TILE_WIDTH + GAP, y),
+            f"nearest: {pair.item.score:.3f}",
+        )
+    return canvas
+
+
+def _save_png(im: Image.Image, path: Path) -> None:
+    with atomic.atomic_open(path, "wb") as fh:
+        im.save(fh, format="PNG", compress_level=3)
+
+
+def _remove_stale(out_dir: Path, pages: set[str], thumbs: set[str], grids: set[str]) -> None:
+    """Drop what an earlier, larger report left behind in the folders this module owns."""
+    for path in out_dir.glob("page-*.html"):
+        if re.fullmatch(r"page-[0-9]+\.html", path.name) and path.name not in pages:
+            path.unlink(missing_ok=True)
+    for path in (out_dir / "thumbs").glob("*.jpg"):
+        if f"thumbs/{path.name}" not in thumbs:
+            path.unlink(missing_ok=True)
+    for path in (out_dir / "grids").glob("*.png"):
+        if f"grids/{path.name}" not in grids:
+            path.unlink(missing_ok=True)
+
+
+# HTML ------------------------------------------------------------------------
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1em auto;max-width:1120px;padding:0 1em;
+background:#16181d;color:#ddd}
+a{color:#8cf}
+nav{margin:.5em 0}nav a,nav span{margin-right:.5em}
+.query{display:flex;gap:1.5em;align-items:flex-start;border-top:1px solid #333;padding:1em 0}
+figure{margin:0;width:150px;font-size:12px;overflow-wrap:anywhere}
+img{width:150px;height:225px;object-fit:contain;background:#000;display:block}
+ol.neighbours{display:grid;grid-template-columns:repeat(5,150px);gap:12px;
+list-style:none;margin:0;padding:0}
+.score{color:#9c9}code{color:#aaa}
+table{border-collapse:collapse}td{padding:.4em;vertical-align:top;border-top:1px solid #333}
+"""
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _figure(entry: Entry, caption: str, href: str | None) -> str:
+    img = (
+        f'<img src="{_e(entry.thumb)}" alt="{_e(entry.name)}" '
+        'width="150" height="225" loading="lazy">'
+    )
+    if href:
+        img = f'<a href="{_e(href)}">{img}</a>'
+    return f"<figure>{img}<figcaption>{caption}</figcaption></figure>"
+
+
+def _html_title(entry: Entry) -> str:
+    """The name in bold, and the id under it when it is not the same."""
+    title = f"<b>{_e(entry.name)}</b>"
+    return title if entry.name == entry.id else f"{title}<br><code>{_e(entry.id)}</code>"
+
+
+def _href(entry: Entry, anchors: dict[str, str]) -> str | None:
+    return entry.store or anchors.get(entry.id)
+
+
+def _document(title: str, nav: str, body: Iterable[str]) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{_e(title)}</h1>\n{nav}\n" + "\n".join(body) + f"\n{nav}\n</body>\n</html>\n"
+    )
+
+
+def _nav(pages: list[str], current: int | None) -> str:
+    links = []
+    if current is not None and current > 0:
+        links.append(f'<a href="{pages[current - 1]}" rel="prev">&laquo; previous</a>')
+    shown = {0, len(pages) - 1}
+    if current is not None:
+        shown |= set(range(max(0, current - 3), min(len(pages), current + 4)))
+    last = -1
+    for p in sorted(shown):
+        if p > last + 1:
+            links.append("<span>&hellip;</span>")
+        links.append(
+            f"<span>{p + 1}</span>" if p == current else f'<a href="{pages[p]}">{p + 1}</a>'
+        )
+        last = p
+    if current is not None and current < len(pages) - 1:
+        links.append(f'<a href="{pages[current + 1]}" rel="next">next &raquo;</a>')
+    links.append('<a href="unique.html">most unique</a>')
+    links.append('<a href="similar.md">Markdown</a>')
+    links.append('<a href="similar.bbcode.txt">BBCode</a>')
+    return "<nav>" + "".join(links) + "</nav>"
+
+
+def similar_html(
+    title: str,
+    blocks: list[QueryBlock],
+    anchors: dict[str, str],
+    pages: list[str],
+    current: int,
+    total: int,
+) -> str:
+    """One page of queries, each with its neighbours in two rows of five."""
+    first = current * PER_PAGE
+    body = [
+        f"<p>Queries {first + 1 if blocks else 0}-{first + len(blocks)} of {total}, "
+        "each with its nearest neighbours (cosine similarity).</p>"
+    ]
+    for block in blocks:
+        q = block.query
+        caption = _html_title(q)
+        if block.grid:
+            caption += f'<br><a href="{_e(block.grid)}">PNG grid</a>'
+        items = []
+        for nb in block.neighbours:
+            nb_caption = f'{nb.rank}. {_e(nb.name)} <span class="score">{nb.score:.3f}</span>'
+            items.append(
+                f'<li data-id="{_e(nb.id)}" data-score="{nb.score:.4f}">'
+                f"{_figure(nb, nb_caption, _href(nb, anchors))}</li>"
+            )
+        body.append(
+            f'<section class="query" id="{block.anchor}" data-id="{_e(q.id)}">'
+            f"{_figure(q, caption, q.store)}"
+            f'<ol class="neighbours">{"".join(items)}</ol></section>'
+        )
+    return _document(f"Similar images: {title}", _nav(pages, current), body)
+
+
+def unique_html(title: str, rows: list[UniqueRow], anchors: dict[str, str]) -> str:
+    """The most unique items, each beside its nearest neighbour."""
+    body = [
+        "<p>Items least similar to their nearest neighbour, most unique first. "
+        + ('<a href="grids/unique.png">PNG grid</a>' if rows else "")
+        + "</p>",
+        "<table><thead><tr><th>#</th><th>item</th><th>nearest neighbour</th>"
+        "<th>similarity</th></tr></thead><tbody>",
+    ]
+    for row in rows:
+        it, nb = row.item, row.nearest
+        item_fig = _figure(it, _html_title(it), _href(it, anchors))
+        nb_fig = _figure(nb, _html_title(nb), _href(nb, anchors))
+        body.append(
+            f'<tr class="unique" data-id="{_e(it.id)}" data-nearest="{_e(nb.id)}" '
+            f'data-score="{it.score:.4f}"><td>{it.rank}</td>'
+            f'<td>{item_fig}</td><td>{nb_fig}</td><td class="score">{it.score:.3f}</td></tr>'
+        )
+    body.append("</tbody></table>")
+    return _document(f"Most unique images: {title}", _nav(["index.html"], None), body)
+
+
+# Markdown --------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def md_escape(text: str) -> str:
+    """Text safe inside a Markdown table cell, link text or image alt text."""
+    text = " ".join(text.split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _md_image(entry: Entry) -> str:
+    image = f"![{md_escape(entry.name)}]({entry.thumb})"
+    return f"[{image}]({entry.store})" if entry.store else image
+
+
+def _md_title(entry: Entry) -> str:
+    name = md_escape(entry.name)
+    return f"[{name}]({entry.store})" if entry.store else name
+
+
+def _md_table(cells: list[str]) -> list[str]:
+    rows = [cells[i : i + COLUMNS] for i in range(0, len(cells), COLUMNS)]
+    width = len(rows[0]) if rows else 0
+    lines = []
+    for n, row in enumerate(rows):
+        row = row + [""] * (width - len(row))
+        lines.append("| " + " | ".join(row) + " |")
+        if n == 0:
+            lines.append("|" + "|".join([":-:"] * width) + "|")
+    return lines
+
+
+def similar_markdown(title: str, blocks: Iterable[QueryBlock]) -> Iterator[str]:
+    """The queries as Markdown, one chunk a query: tables of five columns, two rows."""
+    yield f"# Similar images: {md_escape(title)}\n\n"
+    for block in blocks:
+        q = block.query
+        ident = "" if q.name == q.id else f" (`{q.id.replace('`', '')}`)"
+        cells = [
+            f"{_md_image(nb)}<br>{nb.rank}. {md_escape(nb.name)} ({nb.score:.3f})"
+            for nb in block.neighbours
+        ]
+        lines = [f"## {block.number}. {_md_title(q)}{ident}", "", _md_image(q), ""]
+        yield "\n".join([*lines, *_md_table(cells), "", ""])
+
+
+def unique_markdown(title: str, rows: list[UniqueRow]) -> Iterator[str]:
+    yield (
+        f"# Most unique images: {md_escape(title)}\n\n"
+        "| # | item | nearest neighbour | similarity |\n|--:|:-:|:-:|--:|\n"
+    )
+    for row in rows:
+        it, nb = row.item, row.nearest
+        yield (
+            f"| {it.rank} | {_md_image(it)}<br>{_md_title(it)} | "
+            f"{_md_image(nb)}<br>{_md_title(nb)} | {it.score:.3f} |\n"
+        )
+
+
+# BBCode ----------------------------------------------------------------------
+
+
+def bb_escape(text: str) -> str:
+    return " ".join(text.split()).replace("[", "(").replace("]", ")")
+
+
+def _bb_image(entry: Entry) -> str:
+    if entry.store:
+        return f"[url={entry.store}][img]{STEAM_IMAGE.format(id=entry.id)}[/img][/url]"
+    return f"[img]{entry.thumb}[/img]"
+
+
+def _bb_title(entry: Entry) -> str:
+    name = bb_escape(entry.name)
+    return f"[url={entry.store}]{name}[/url]" if entry.store else name
+
+
+def similar_bbcode(blocks: Iterable[QueryBlock]) -> Iterator[str]:
+    """The queries as BBCode, one chunk a query: the query, then rows of five images."""
+    for block in blocks:
+        q = block.query
+        ident = "" if q.name == q.id else f" ({bb_escape(q.id)})"
+        lines = [f"[b]{block.number}. {_bb_title(q)}[/b]{ident}", _bb_image(q), ""]
+        for start in range(0, len(block.neighbours), COLUMNS):
+            row = block.neighbours[start : start + COLUMNS]
+            lines.append(" ".join(_bb_image(nb) for nb in row))
+        lines.append(
+            " | ".join(f"{nb.rank}. {_bb_title(nb)} ({nb.score:.3f})" for nb in block.neighbours)
+        )
+        yield "\n".join(lines) + "\n\n"
+
+
+def unique_bbcode(rows: list[UniqueRow]) -> Iterator[str]:
+    for row in rows:
+        yield (
+            f"[b]{row.item.rank}. {_bb_title(row.item)}[/b] - nearest: {_bb_title(row.nearest)} "
+            f"({row.item.score:.3f})\n{_bb_image(row.item)} {_bb_image(row.nearest)}\n\n"
+        )
