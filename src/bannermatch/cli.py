@@ -10,6 +10,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BannermatchError
+from .steam.cli import add_steam_commands
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[common], help="the main job on sample images, offline")
     p.add_argument("--out", default="bannermatch-demo", help="demo collection folder")
     p.set_defaults(handler=cmd_demo)
+    add_steam_commands(sub, common)
     return parser
 
 

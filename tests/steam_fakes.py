@@ -1,0 +1,288 @@
+"""Local stand-ins for SteamSpy, the Steam Web API and the Steam CDN, with fault injection.
+
+Each is a real HTTP/1.1 server (``ThreadingHTTPServer``) on 127.0.0.1 that
+speaks the service's protocol and logs every request it sees.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class Seen:
+    """One request as the server saw it."""
+
+    time: float  # time.time() when it arrived
+    path: str
+    query: dict[str, str]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        seen = Seen(time.time(), parts.path, query)
+        with self.server.lock:
+            self.server.seen.append(seen)
+        try:
+            self.server.app(self, seen)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def send(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, obj: Any, status: int = 200) -> None:
+        self.send(status, json.dumps(obj).encode("utf-8"))
+
+    def reset_mid_body(self, body: bytes) -> None:
+        """Promise the whole body, send half of it, then reset the connection."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many clients connect at once; never drop a SYN
+
+    def __init__(self, app: Callable[[_Handler, Seen], None]):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.app = app
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+
+
+class FakeServer:
+    """Runs ``app(handler, seen)`` for every GET on 127.0.0.1; use as a context manager."""
+
+    def __init__(self, app: Callable[[_Handler, Seen], None]):
+        self.server = _Server(app)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def seen(self) -> list[Seen]:
+        with self.server.lock:
+            return list(self.server.seen)
+
+    def __enter__(self) -> FakeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# SteamSpy ----------------------------------------------------------------------
+
+
+@dataclass
+class SteamSpy:
+    """``/api.php?request=all&page=N`` (``page_size`` apps a page) and ``top100in2weeks``.
+
+    ``faults`` maps a page to a list of faults served one per request, in order:
+    ``"500"``, ``"html"`` (an error page with status 200), ``"reset"``.
+    A ``request=all`` sooner than ``min_interval`` after the last one gets an error page.
+    """
+
+    apps: dict[str, dict[str, Any]]
+    top: list[str] = field(default_factory=list)
+    page_size: int = 1000
+    min_interval: float = 0.0
+    faults: dict[int, list[str]] = field(default_factory=dict)
+    last_all: float | None = None
+    too_soon: int = 0
+
+    def __call__(self, h: _Handler, seen: Seen) -> None:
+        if seen.path != "/api.php":
+            h.send(404, b"not found", "text/plain")
+            return
+        request = seen.query.get("request")
+        if request == "top100in2weeks":
+            h.send_json({a: {"appid": int(a), **self.apps.get(a, {"name": ""})} for a in self.top})
+            return
+        if request != "all":
+            h.send_json({"error": "unknown request"})
+            return
+        page = int(seen.query.get("page", "0"))
+        if self.last_all is not None and seen.time - self.last_all < self.min_interval:
+            self.too_soon += 1
+            h.send(200, b"Connection failed: too many requests", "text/html")
+            return
+        self.last_all = seen.time
+        pending = self.faults.get(page)
+        if pending:
+            fault = pending.pop(0)
+            if fault == "500":
+                h.send(500, b"<html>internal error</html>", "text/html")
+            elif fault == "html":
+                h.send(200, b"<html><body>Error: database busy</body></html>", "text/html")
+            elif fault == "reset":
+                h.reset_mid_body(json.dumps({"x": "y" * 200}).encode())
+            return
+        ids = list(self.apps)[page * self.page_size : (page + 1) * self.page_size]
+        h.send_json({a: {"appid": int(a), **self.apps[a]} for a in ids})
+
+    def all_pages(self, server: FakeServer) -> list[tuple[float, int]]:
+        return [
+            (s.time, int(s.query["page"])) for s in server.seen if s.query.get("request") == "all"
+        ]
+
+
+# Steam Web API -------------------------------------------------------------------
+
+
+@dataclass
+class WebApi:
+    """``/IStoreService/GetAppList/v1/``: apps by ascending appid after ``last_appid``."""
+
+    apps: list[dict[str, Any]]
+    key: str = "test-key-123"
+    faults: list[str] = field(default_factory=list)
+
+    def __call__(self, h: _Handler, seen: Seen) -> None:
+        if seen.path.rstrip("/") != "/IStoreService/GetAppList/v1":
+            h.send(404, b"<html>Not Found</html>", "text/html")
+            return
+        if seen.query.get("key") != self.key:
+            h.send(403, b"<html><body>Access is denied.</body></html>", "text/html")
+            return
+        if self.faults:
+            h.send(int(self.faults.pop(0)), b"<html>busy</html>", "text/html")
+            return
+        last = int(seen.query.get("last_appid", "0"))
+        limit = int(seen.query.get("max_results", "10000"))
+        after = sorted((a for a in self.apps if a["appid"] > last), key=lambda a: a["appid"])
+        page = after[:limit]
+        response: dict[str, Any] = {"apps": page}
+        if len(after) > limit:
+            response["have_more_results"] = True
+            response["last_appid"] = page[-1]["appid"]
+        h.send_json({"response": response})
+
+
+# Steam CDN -----------------------------------------------------------------------
+
+
+def make_jpeg(seed: int, size: tuple[int, int] = (120, 180), quality: int = 85) -> bytes:
+    """A distinct JPEG for every seed: a colour gradient plus noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(0, 255, 3)
+    ramp = np.linspace(0, 1, h)[:, None, None] * rng.integers(-120, 120, 3)
+    noise = rng.normal(0, 25, (h, w, 3))
+    pixels = np.clip(base + ramp + noise, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@dataclass
+class Cdn:
+    """``/steam/apps/<appid>/<file>``: ``images[appid]`` for every library file name.
+
+    ``faults[appid]`` (see the module's tests for their meaning): ``404``, ``no2x``,
+    ``429``, ``429date``, ``500once``, ``500``, ``stall``, ``reset``, ``html``, ``truncated``.
+    ``latency`` seconds are added to every request.
+    """
+
+    images: dict[str, bytes]
+    faults: dict[str, str] = field(default_factory=dict)
+    latency: float = 0.0
+    stall: float = 3.0
+    retry_after: float = 1.0
+    hits: dict[str, int] = field(default_factory=dict)
+    retry_dates: dict[str, float] = field(default_factory=dict)  # appid -> Retry-After date
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, h: _Handler, seen: Seen) -> None:
+        if self.latency:
+            time.sleep(self.latency)
+        parts = seen.path.strip("/").split("/")
+        if len(parts) != 4 or parts[:2] != ["steam", "apps"]:
+            h.send(404, b"<html>Not Found</html>", "text/html")
+            return
+        appid, name = parts[2], parts[3]
+        with self.lock:
+            n = self.hits[appid] = self.hits.get(appid, 0) + 1
+        fault = self.faults.get(appid, "")
+        body = self.images.get(appid)
+        if body is None or fault == "404" or (fault == "no2x" and name.endswith("_2x.jpg")):
+            h.send(404, b"<html><body>404 Not Found</body></html>", "text/html")
+        elif fault == "429" and n == 1:
+            h.send(429, b"slow down", "text/plain", {"Retry-After": f"{self.retry_after:g}"})
+        elif fault == "429date" and n == 1:
+            when = time.time() + 2
+            self.retry_dates[appid] = float(int(when))
+            h.send(429, b"slow down", "text/plain", {"Retry-After": formatdate(when, usegmt=True)})
+        elif (fault == "500once" and n == 1) or fault == "500":
+            h.send(500, b"<html>Internal Server Error</html>", "text/html")
+        elif fault == "503once" and n == 1:
+            h.send(503, b"<html>Service Unavailable</html>", "text/html")
+        elif fault == "stall" and n == 1:
+            time.sleep(self.stall)
+            h.send(200, body, "image/jpeg")
+        elif fault == "reset" and n == 1:
+            h.reset_mid_body(body)
+        elif fault == "html":
+            h.send(200, b"<!DOCTYPE html><html><body>Sorry!</body></html>", "text/html")
+        elif fault == "truncated":
+            h.send(200, body[: len(body) * 2 // 3], "image/jpeg")
+        else:
+            h.send(200, body, "image/jpeg" if name.endswith(".jpg") else "image/png")
+
+    def requests_for(self, server: FakeServer, appid: str) -> list[Seen]:
+        return [s for s in server.seen if s.path.split("/")[3:4] == [appid]]
