@@ -95,7 +95,8 @@ MODE_NAMES = {
 #: how many ids a finding lists, and how many rows a table shows, in ``audit.md``
 MD_LIST_LIMIT = 100
 MD_TABLE_LIMIT = 500
-_STAT_BLOCK = 1 << 20  # values per block when measuring pixels
+_STAT_BLOCK = 1 << 20  # pixels per block when measuring an image
+_LEVELS = np.arange(256, dtype=np.float64)
 
 
 # settings --------------------------------------------------------------------
@@ -195,22 +196,20 @@ def _read_reason(exc: BaseException) -> str:
 
 
 def pixel_stats(rgb: np.ndarray) -> tuple[int, float, tuple[int, int, int]]:
-    """(largest channel spread, largest channel standard deviation, mean colour) of
-    an (H, W, 3) uint8 array, measured in blocks so a large image costs no float copy."""
+    """(largest channel spread, largest channel standard deviation, mean colour) of an
+    (H, W, 3) uint8 array, exactly, from per-channel histograms built block by block
+    (fast, and a large image costs no float copy)."""
     flat = rgb.reshape(-1, 3)
+    hist = np.zeros((3, 256), np.int64)
+    for start in range(0, len(flat), _STAT_BLOCK):
+        block = flat[start : start + _STAT_BLOCK]
+        for c in range(3):
+            hist[c] += np.bincount(block[:, c], minlength=256)
     n = max(1, len(flat))
-    lo, hi = np.full(3, 255, np.int64), np.zeros(3, np.int64)
-    total, squares = np.zeros(3), np.zeros(3)
-    step = max(1, _STAT_BLOCK // 3)
-    for start in range(0, len(flat), step):
-        block = flat[start : start + step]
-        lo = np.minimum(lo, block.min(axis=0))
-        hi = np.maximum(hi, block.max(axis=0))
-        as_float = block.astype(np.float64)
-        total += as_float.sum(axis=0)
-        squares += np.square(as_float).sum(axis=0)
-    mean = total / n
-    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+    mean = hist @ _LEVELS / n
+    std = np.sqrt(np.maximum(hist @ np.square(_LEVELS) / n - np.square(mean), 0.0))
+    present = hist > 0
+    lo, hi = present.argmax(axis=1), 255 - present[:, ::-1].argmax(axis=1)
     colour = tuple(int(c) for c in np.rint(mean))
     return int((hi - lo).max()), float(std.max()), colour  # type: ignore[return-value]
 
@@ -571,7 +570,9 @@ def audit(
         _store_flags(cat, rows, findings)
     names = {r.id: r.name for r in rows}
     sources = {r.id: r.source for r in rows}
-    report = _report(coll, settings, expected, len(rows), findings, dups, near, names, sources)
+    report = _report(
+        coll, settings, expected, len(rows), findings, dups, near, probes, names, sources
+    )
     report["seconds"] = round(time.perf_counter() - started, 3)
     folder = coll.root / AUDIT_DIR
     json_path, md_path = folder / AUDIT_JSON, folder / AUDIT_MD
@@ -593,10 +594,16 @@ def _report(
     f: Findings,
     dups: list[list[str]],
     near: NearDuplicates,
+    probes: list[Probe],
     names: dict[str, str],
     sources: dict[str, str | None],
 ) -> dict[str, Any]:
     flagged = sorted(f.flags, key=id_order)
+    images = {
+        p.id: {"width": p.width, "height": p.height, "mode": p.mode, "format": p.format}
+        for p in probes
+        if p.id in f.flags
+    }
     return {
         "format": FORMAT_VERSION,
         "collection": str(coll.root),
@@ -626,6 +633,7 @@ def _report(
                 "id": i,
                 "name": names.get(i, ""),
                 "source": sources.get(i),
+                **images.get(i, {}),
                 "flags": sorted(f.flags[i], key=flag_order),
                 "reasons": {k: f.flags[i][k] for k in sorted(f.flags[i], key=flag_order)},
             }
@@ -668,13 +676,33 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
+def _size_lines(items: list[dict[str, Any]], ids: list[str], expected: str) -> list[str]:
+    """One line per actual size, the most frequent first."""
+    by_size: dict[str, list[str]] = {}
+    for it, shown in zip(items, ids, strict=True):
+        by_size.setdefault(f"{it['width']}x{it['height']}", []).append(shown)
+    return [
+        f"- {_plural(len(shown), 'image')} of {size} instead of {expected}: {_id_list(shown)}"
+        for size, shown in sorted(by_size.items(), key=lambda kv: -len(kv[1]))
+    ]
+
+
+def _aspect_line(
+    items: list[dict[str, Any]], ids: list[str], expected: str, tolerance: float
+) -> str:
+    w, h = map(int, expected.split("x"))
+    ratios = [f"{i} ({it['width'] / it['height']:.3f})" for i, it in zip(ids, items, strict=True)]
+    head = f"{_plural(len(items), 'image')} with a width/height ratio off {w / h:.3f}"
+    return f"- {head} by more than {tolerance:.1%}: {_id_list(ratios)}"
+
+
 def _finding_lines(report: dict[str, Any]) -> list[str]:
-    """One line per flag, in the style of the original notebooks' filtering logs."""
+    """One line per finding, in the style of the original notebooks' filtering logs."""
     by_flag: dict[str, list[dict[str, Any]]] = {}
     for item in report["flagged_items"]:
         for flag in item["flags"]:
             by_flag.setdefault(flag, []).append(item)
-    expected = report["settings"]["expected_size"]
+    s = report["settings"]
     lines = []
     for flag in sorted(by_flag, key=flag_order):
         items = by_flag[flag]
@@ -683,19 +711,18 @@ def _finding_lines(report: dict[str, Any]) -> list[str]:
         ids = [f"`{_md(it['id'])}`" for it in items]
         with_reason = [f"`{_md(it['id'])}` ({_md(it['reasons'][flag])})" for it in items]
         if base == "mode":
-            head, entries = f"{_plural(n, 'image')} in {mode_name(mode)}", ids
+            lines.append(f"- {_plural(n, mode_name(mode) + ' image')}: {_id_list(ids)}")
         elif base == "size":
-            sizes = [f"`{_md(it['id'])}` ({it['reasons'][flag].split(',')[0]})" for it in items]
-            head, entries = f"{_plural(n, 'image')} not {expected}", sizes
+            lines += _size_lines(items, ids, s["expected_size"])
         elif base == "aspect":
-            head, entries = f"{_plural(n, 'image')} of another aspect ratio", with_reason
+            lines.append(_aspect_line(items, ids, s["expected_size"], s["aspect_tolerance"]))
         elif base in {"blank", "near-blank"}:
-            head, entries = f"{_plural(n, base + ' image')}", with_reason
+            lines.append(f"- {_plural(n, base + ' image')}: {_id_list(with_reason)}")
         elif base in {"duplicate", "near-duplicate"}:
-            head, entries = f"{_plural(n, base)} (kept the first of each group)", with_reason
+            head = f"{_plural(n, base)} (the first of each group is kept)"
+            lines.append(f"- {head}: {_id_list(with_reason)}")
         else:
-            head, entries = f"{_plural(n, base + ' file')}", with_reason
-        lines.append(f"- {head}: {_id_list(entries)}")
+            lines.append(f"- {_plural(n, base + ' file')}: {_id_list(with_reason)}")
     return lines
 
 
