@@ -351,6 +351,43 @@ def test_skip_flagged(tmp_path: Path, covers_dir: Path, model) -> None:
     assert (result.embedded, result.count) == (1, 4)
 
 
+def test_audit_flags_survive_another_model(tmp_path: Path, covers_dir: Path, model) -> None:
+    from bannermatch.catalog import Catalog
+
+    imgs = tmp_path / "imgs"
+    files = copy_into(imgs, covers(covers_dir, 3))
+    out = tmp_path / "coll"
+    run_index(imgs, out, model)
+    with Catalog(out / "catalog.sqlite") as cat:
+        items = list(cat.items())
+        for it in items:
+            it.flags, it.name = "aspect", f"Title of {it.id}"
+        cat.upsert(items)
+    result = run_index(imgs, out, "effnet-lite0", engine="torch", fit="squash")
+    assert result.embedded == 3 and result.model_key.startswith("effnet-lite0__squash224")
+    assert sorted(Collection(out).model_keys()) == sorted([KEY, result.model_key])
+    rows = catalog_rows(out)
+    assert {r["flags"] for r in rows.values()} == {"aspect"}  # the same images: still flagged
+    assert rows[files[0].stem]["name"] == f"Title of {files[0].stem}"
+    _bump(files[0], covers(covers_dir, 1, start=50)[0])
+    run_index(imgs, out, model)
+    rows = catalog_rows(out)
+    assert rows[files[0].stem]["flags"] == ""  # a new image: the old audit does not apply
+    assert rows[files[1].stem]["flags"] == "aspect"
+
+
+def test_collection_inside_the_input_folder(tmp_path: Path, covers_dir: Path, model) -> None:
+    imgs = tmp_path / "imgs"
+    files = copy_into(imgs, covers(covers_dir, 3))
+    out = imgs / "coll"
+    assert run_index(imgs, out, model).count == 3
+    (out / "report").mkdir()
+    shutil.copy(files[0], out / "report" / "grid.jpg")  # a report's picture, say
+    result = run_index(imgs, out, model)
+    assert (result.scanned, result.embedded, result.count) == (3, 0, 3)
+    assert "grid" not in catalog_rows(out)
+
+
 # resume after a kill -------------------------------------------------------------
 
 

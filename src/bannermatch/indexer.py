@@ -22,9 +22,9 @@ import numpy as np
 from . import atomic
 from .catalog import Item
 from .collection import Collection, ModelData, write_model_data
-from .embedder import Batch, iter_batches
+from .embedder import Batch, Decoded, iter_batches
 from .errors import CollectionError
-from .inputs import InputItem, scan_input
+from .inputs import InputItem, ScannedInput, scan_input
 from .models import EmbeddingModel, create_model
 from .progress import progress_bar
 
@@ -120,13 +120,16 @@ def _write_chunk(folder: Path, number: int, batch: Batch, ids: list[str]) -> Non
         )
 
 
-def _catalog_row(d: Any, item_id: str, name: str, source: str, url: str | None) -> Item:
-    it: InputItem = d.item
+def _catalog_row(d: Decoded, item_id: str, source: str, known: Item | None) -> Item:
+    """The catalogue row of a decoded input. What the catalogue knew of the item is kept:
+    its name and URL, and its audit flags while the image is the same one."""
+    it = d.item
+    same_image = known is not None and d.sha256 is not None and known.sha256 == d.sha256
     return Item(
         id=item_id,
-        name=name,
+        name=known.name if known is not None and known.name else it.name or it.stem,
         source=source,
-        url=url,
+        url=known.url if known is not None else None,
         sha256=d.sha256,
         width=d.width,
         height=d.height,
@@ -136,6 +139,7 @@ def _catalog_row(d: Any, item_id: str, name: str, source: str, url: str | None) 
         reason=d.error,
         size=it.size,
         mtime=it.mtime,
+        flags=known.flags if same_image and known is not None else "",
     )
 
 
@@ -155,7 +159,7 @@ def index(
     coll = Collection(out)
     if (Path(input_path) / "catalog.sqlite").is_file():  # a collection: index its images
         input_path = Path(input_path) / "images"
-    scanned = scan_input(input_path)
+    scanned = _outside(scan_input(input_path), coll.root, input_path)
     coll.root.mkdir(parents=True, exist_ok=True)
     emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
     folder = coll.model_dir(emb_model.key)
@@ -211,21 +215,10 @@ def index(
             [it for it, _ in todo], emb_model, batch_size=batch_size, workers=workers
         ):
             batch_ids = [id_of[id(d.item)] for d in batch.ok]
-            rows = []
-            for d in batch.ok + batch.failed:
-                item_id = id_of[id(d.item)]
-                row = known.get(item_id)
-                name = row.name if row is not None and row.name else d.item.name or d.item.stem
-                rows.append(
-                    _catalog_row(
-                        d,
-                        item_id,
-                        name,
-                        coll.source_key(d.item.source),
-                        row.url if row is not None else None,
-                    )
-                )
-            cat.upsert(rows)
+            cat.upsert(
+                _catalog_row(d, i, coll.source_key(d.item.source), known.get(i))
+                for d, i in ((d, id_of[id(d.item)]) for d in batch.ok + batch.failed)
+            )
             if batch.ok:
                 number += 1
                 _write_chunk(folder, number, batch, batch_ids)
@@ -288,6 +281,16 @@ def index(
     result.count = len(rows.ids)
     result.seconds = embed_seconds if result.embedded else time.perf_counter() - started
     return result
+
+
+def _outside(scanned: ScannedInput, root: Path, input_path: str | os.PathLike[str]) -> ScannedInput:
+    """Leave out the files of the collection being written (its report grids, say) when it
+    lies inside the input folder, unless the input is inside the collection itself."""
+    prefix = os.path.join(os.path.abspath(root), "")
+    if os.path.join(os.path.abspath(input_path), "").startswith(prefix):
+        return scanned
+    kept = [it for it in scanned.items if not it.source.startswith(prefix)]
+    return scanned if len(kept) == len(scanned.items) else ScannedInput(kept, scanned.root)
 
 
 def _write_embeddings(path: Path, rows: _Rows, dim: int) -> None:
