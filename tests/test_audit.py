@@ -393,7 +393,7 @@ def test_pixel_stats_in_blocks_match_numpy(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_duplicate_groups_keep_the_first_id() -> None:
-    probes = [Probe(i, pixels=h) for i, h in [("b", "x"), ("10", "x"), ("9", "x"), ("c", "y")]]
+    probes = [Probe(i, pixels=h) for i, h in [("b", b"x"), ("10", b"x"), ("9", b"x"), ("c", b"y")]]
     probes += [Probe("bad", problem="corrupt")]
     assert exact_duplicates(probes) == [["9", "10", "b"]]
     assert sorted(["b", "10", "9", "a", "0070"], key=id_order) == ["9", "10", "0070", "a", "b"]

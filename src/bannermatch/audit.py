@@ -173,7 +173,7 @@ class Probe:
     height: int = 0
     mode: str = ""
     format: str = ""
-    pixels: str = ""  # hash of the decoded RGB pixels and their size
+    pixels: bytes = b""  # hash of the decoded RGB pixels and their size
     spread: int = 0  # the largest (max - min) over the R, G and B channels
     std: float = 0.0  # the largest standard deviation over the R, G and B channels
     colour: tuple[int, int, int] = (0, 0, 0)  # the mean colour
@@ -226,7 +226,7 @@ def measure(item_id: str, decoded: DecodedImage) -> Probe:
         height=decoded.height,
         mode=decoded.mode,
         format=decoded.format,
-        pixels=digest.hexdigest(),
+        pixels=digest.digest(),
         spread=spread,
         std=std,
         colour=colour,
@@ -313,7 +313,7 @@ def mode_name(mode: str) -> str:
     return MODE_NAMES.get(mode, f"'{mode}'")
 
 
-@dataclass
+@dataclass(slots=True)
 class _CatalogRow:
     id: str
     name: str
@@ -384,7 +384,7 @@ def _flag_groups(groups: list[list[str]], flag: str, what: str, f: Findings) -> 
 
 def exact_duplicates(probes: Iterable[Probe]) -> list[list[str]]:
     """Groups of ids whose decoded pixels are the same, each in id order."""
-    by_hash: dict[str, list[str]] = {}
+    by_hash: dict[bytes, list[str]] = {}
     for p in probes:
         if p.pixels:
             by_hash.setdefault(p.pixels, []).append(p.id)
