@@ -89,7 +89,7 @@ def test_every_fault_ends_in_the_right_status(cli, tmp_path):
     assert rows["20"].reason.startswith("not on the CDN: HTTP 404 for library_600x900_2x.jpg")
     assert "library_600x900.jpg" in rows["20"].reason
     # three tries of the first URL, then one of the fallback
-    assert "HTML page" in rows["90"].reason and "after 4 tries" in rows["90"].reason
+    assert "HTML page" in rows["90"].reason and "library_600x900.jpg, 4 tries" in rows["90"].reason
     assert "truncated" in rows["100"].reason
     assert "HTTP 500" in rows["110"].reason
     assert rows["30"].url == f"{server.url}/steam/apps/30/library_600x900.jpg"

@@ -207,7 +207,7 @@ class Downloader:
         budget = self.policy.retries
         tries = 0
         not_found: list[str] = []
-        failure = ""
+        failure, failed_url = "", ""
         for n, url in enumerate(banner_urls(item.id, self.cdn, self.templates)):
             host = host_of(url)
             bucket = self.limiter.bucket(host)
@@ -238,7 +238,7 @@ class Downloader:
                                 self.pool, self._store, item.id, body, n
                             )
                         except ImageError as exc:
-                            failure = f"{exc} ({_file_name(url)})"
+                            failure = str(exc)
                         else:
                             return self._ok_row(item, url, stored)
                     elif status in NOT_FOUND_STATUSES or (
@@ -251,6 +251,7 @@ class Downloader:
                         if status in (429, 503) and headers.get("Retry-After"):
                             wait = self.policy.retry_after(headers.get("Retry-After"), retry + 1)
                             bucket.pause(wait)
+                failed_url = url
                 if budget == 0:
                     break  # this URL is done; a fallback URL still gets one try
                 budget -= 1
@@ -259,7 +260,7 @@ class Downloader:
                 await asyncio.sleep(self.policy.delay(retry) if wait is None else wait)
         if not failure:
             return self._row(item, "missing", "not on the CDN: " + ", ".join(not_found))
-        return self._row(item, "bad", f"{failure} (after {tries} tries)")
+        return self._row(item, "bad", f"{failure} ({_file_name(failed_url)}, {tries} tries)")
 
     def _store(self, appid: str, body: bytes, n: int) -> Any:
         return store(
