@@ -247,6 +247,28 @@ def test_webdataset_shards(tmp_path: Path, covers_dir: Path, edge_cases_dir: Pat
     assert run_index(shards, out, model).embedded == 0
 
 
+def test_damaged_shards(cli, tmp_path: Path, covers_dir: Path) -> None:
+    from bannermatch.errors import BannermatchError
+    from bannermatch.inputs import scan_input
+
+    cover = covers(covers_dir, 1)[0]
+    with tarfile.open(tmp_path / "meta.tar", "w") as tar:
+        _add(tar, "000000000.jpg", cover.read_bytes())
+        _add(tar, "000000000.json", b"{not json")
+        _add(tar, "000000001.jpg", cover.read_bytes())
+        _add(tar, "000000001.json", b'{"caption": 1999}')
+    items = scan_input(tmp_path / "meta.tar").items
+    assert [(it.stem, it.name) for it in items] == [("000000000", None), ("000000001", "1999")]
+    (tmp_path / "noise.tar").write_bytes(np.random.default_rng(1).bytes(3000))
+    with pytest.raises(BannermatchError, match=r"noise\.tar is not a readable tar shard"):
+        scan_input(tmp_path / "noise.tar")
+    proc = cli("index", tmp_path / "noise.tar", "--out", tmp_path / "c", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"bannermatch: error: {tmp_path / 'noise.tar'} is not a readable tar shard: invalid header"
+    ]
+
+
 # incremental updates ------------------------------------------------------------
 
 

@@ -71,8 +71,15 @@ def _scan_list(list_file: Path) -> Iterator[InputItem]:
             yield _stat_item(path, line)
 
 
-def _scan_tar(shard: Path) -> Iterator[InputItem]:
+def _scan_tar(shard: Path) -> list[InputItem]:
     """Images of an img2dataset shard, with the caption or JSON metadata beside them."""
+    try:
+        return list(_tar_items(shard))
+    except (tarfile.TarError, OSError) as exc:
+        raise BannermatchError(f"{shard} is not a readable tar shard: {exc}") from None
+
+
+def _tar_items(shard: Path) -> Iterator[InputItem]:
     st = shard.stat()
     with tarfile.open(shard, "r:") as tar:
         members = [m for m in tar.getmembers() if m.isfile()]
@@ -90,8 +97,12 @@ def _scan_tar(shard: Path) -> Iterator[InputItem]:
             if ".txt" in parts:
                 name = read_member(tar, parts[".txt"]).decode("utf-8", "replace").strip()
             elif ".json" in parts:
-                meta = json.loads(read_member(tar, parts[".json"]) or b"{}")
-                name = meta.get("caption") or meta.get("name") if isinstance(meta, dict) else None
+                try:
+                    meta = json.loads(read_member(tar, parts[".json"]) or b"{}")
+                except ValueError:  # metadata that does not parse only loses the caption
+                    meta = None
+                if isinstance(meta, dict):
+                    name = str(meta.get("caption") or meta.get("name") or "") or None
             yield InputItem(
                 f"{shard}{TAR_SEPARATOR}{member.name}",
                 Path(key).name,
@@ -116,7 +127,7 @@ def scan_input(path: str | os.PathLike[str]) -> ScannedInput:
             return ScannedInput([it for s in shards for it in _scan_tar(s)], None)
         return ScannedInput(list(_scan_folder(p)), str(p))
     if p.suffix.lower() == ".tar":
-        return ScannedInput(list(_scan_tar(p)), None)
+        return ScannedInput(_scan_tar(p), None)
     if p.suffix.lower() in SCANNED_EXTENSIONS:
         return ScannedInput([_stat_item(p, p.name)], None)
     try:
