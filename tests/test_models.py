@@ -213,3 +213,13 @@ def test_unknown_model_on_the_command_line(cli, tmp_path: Path, edge_cases_dir: 
         "bannermatch: error: unknown model 'nope'; available: effnet-lite0"
     ]
     assert not os.path.exists(tmp_path / "c" / "models")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_half_precision_agrees_with_onnx(model, real_images: dict[str, Image.Image]) -> None:
+    gpu = create_model("effnet-lite0", engine="torch", device="cuda")
+    assert gpu.engine.name == "torch-cuda" and gpu.key == model.key
+    images = list(real_images.values())
+    a, b = model.embed_images(images), gpu.embed_images(images)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    assert (a * b).sum(axis=1).min() > 0.999
