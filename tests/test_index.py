@@ -410,6 +410,24 @@ def test_collection_inside_the_input_folder(tmp_path: Path, covers_dir: Path, mo
     assert "grid" not in catalog_rows(out)
 
 
+def test_collection_of_its_own_images_through_a_symlink(
+    tmp_path: Path, covers_dir: Path, model
+) -> None:
+    """A collection's images/ are stored relative to it, whatever path leads to it."""
+    from bannermatch.catalog import Catalog
+
+    real = tmp_path / "real" / "coll"
+    files = copy_into(real / "images", covers(covers_dir, 2))
+    Catalog(real / "catalog.sqlite").close()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    via_link = tmp_path / "link" / "coll"
+    result = run_index(via_link, via_link, model)
+    assert (result.embedded, result.count) == (2, 2)
+    rows = catalog_rows(real)
+    assert sorted(r["source"] for r in rows.values()) == sorted(f"images/{f.name}" for f in files)
+    assert run_index(real, real, model).embedded == 0  # the same items by the real path
+
+
 # resume after a kill -------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -54,10 +55,12 @@ class Collection:
 
     def source_key(self, path: str) -> str:
         """How the catalogue stores a source: relative to the collection when inside it."""
-        try:
-            return Path(path).relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            return path
+        for root in (Path(os.path.abspath(self.root)), self.root.resolve()):  # as given, or real
+            try:
+                return Path(path).relative_to(root).as_posix()
+            except ValueError:
+                continue
+        return path
 
     def resolve_source(self, source: str) -> str:
         """The readable location of a stored source (see :meth:`source_key`)."""
