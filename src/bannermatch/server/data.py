@@ -69,12 +69,15 @@ class ServedCollection:
         sources: list[str | None] = [None] * n
         urls: list[str | None] = [None] * n
         with coll.catalog() as cat:
-            for item in cat.items():
-                row = row_of.get(item.id)
+            # four columns of the catalogue contract, read in one pass (no Item objects)
+            for item_id, name, source, url in cat.db.execute(
+                "SELECT id, name, source, url FROM items"
+            ):
+                row = row_of.get(item_id)
                 if row is not None:
-                    names[row] = item.name or item.id
-                    sources[row] = coll.resolve_source(item.source) if item.source else None
-                    urls[row] = item.url
+                    names[row] = name or item_id
+                    sources[row] = coll.resolve_source(source) if source else None
+                    urls[row] = url
             queries = cat.queries()
         featured = [row_of[i] for i in queries if i in row_of]
         featured_from = "queries"

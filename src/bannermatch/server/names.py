@@ -1,13 +1,15 @@
 """The name index behind autocomplete: prefix and word matches first, then fuzzy ones.
 
 Names are folded once (case, accents and punctuation dropped) and joined into one
-string, one name a line, so a prefix or word-start lookup is a few C-speed
-``str.find`` scans rather than a Python loop over every name. Fuzzy matching
+string, one name a line. A prefix is a binary search over the sorted names; a
+word start (" q") or a substring is a few C-speed ``str.find`` scans of the
+joined string rather than a Python loop over every name. Fuzzy matching
 (rapidfuzz) only runs when exact matches do not fill the requested count.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -17,12 +19,14 @@ import numpy as np
 
 #: the lowest rapidfuzz score (0-100) a fuzzy suggestion needs
 FUZZY_CUTOFF = 75.0
-#: occurrences examined per scan: bounds the work of very short queries
-MAX_OCCURRENCES = 50_000
+#: word/substring occurrences examined per scan: bounds the work of short queries
+MAX_OCCURRENCES = 5_000
+#: at most this many names sharing a prefix with the query are compared for typos
+MAX_FUZZY_CANDIDATES = 5_000
 _MARKS = re.compile(r"[\u0300-\u036f]")
 _SYMBOLS = re.compile(r"[\u2122\u00ae\u00a9\u2120]")  # ™ ® © ℠: not part of a name's words
-_PUNCT = re.compile(r"[^\w\n]+|_")
-_SPACES = re.compile(r" +")
+_PUNCT = re.compile(r"[^\w\n ]+|_+")  # plain spaces are left alone: most names have many
+_SPACES = re.compile(r"  +")
 _EDGES = re.compile(r"^ | $", re.M)
 
 
@@ -55,7 +59,13 @@ class NameIndex:
         if not names:
             folded = []
         self.folded = folded
-        # "\n" before every name: "\nq" finds prefixes, " q" word starts
+        # prefixes: a binary search over the sorted names
+        order = sorted(range(len(folded)), key=folded.__getitem__)
+        self._sorted = [folded[r] for r in order]
+        self._sorted_rows = np.asarray(order, np.int64)
+        self._rank = np.empty(len(order), np.int64)  # a row's place in name order
+        self._rank[self._sorted_rows] = np.arange(len(order))
+        # words and substrings: "\n" before every name, so " q" finds a word start
         self._joined = "\n" + "\n".join(folded) + "\n"
         lengths = np.fromiter((len(f) for f in folded), np.int64, len(folded))
         self._starts = np.concatenate([[1], np.cumsum(lengths + 1)[:-1] + 1]) if len(folded) else []
@@ -67,26 +77,33 @@ class NameIndex:
     def __len__(self) -> int:
         return len(self.folded)
 
-    def _rows_at(self, positions: list[int]) -> np.ndarray:
-        pos = np.asarray(positions, np.int64)
-        return np.searchsorted(self._starts, pos, side="right") - 1
+    def _prefixed(self, prefix: str) -> np.ndarray:
+        """Rows whose folded name starts with ``prefix``, in name order."""
+        lo = bisect.bisect_left(self._sorted, prefix)
+        hi = bisect.bisect_left(self._sorted, prefix + "\U0010ffff", lo)
+        return self._sorted_rows[lo:hi]
 
     def _scan(self, needle: str, offset: int) -> np.ndarray:
-        """Rows whose line contains ``needle`` (the first char of the match is at +offset)."""
+        """Rows whose line contains ``needle`` (the first char of the match is at +offset);
+        at most :data:`MAX_OCCURRENCES` occurrences are looked at."""
         found: list[int] = []
         joined = self._joined
         i = joined.find(needle)
         while i >= 0 and len(found) < MAX_OCCURRENCES:
             found.append(i + offset)
             i = joined.find(needle, i + 1)
-        return np.unique(self._rows_at(found)) if found else np.zeros(0, np.int64)
+        if not found:
+            return np.zeros(0, np.int64)
+        rows = np.searchsorted(self._starts, np.asarray(found, np.int64), side="right") - 1
+        return np.unique(rows)
 
     def _shortest(self, rows: np.ndarray, limit: int) -> list[int]:
-        """Up to ``limit`` of ``rows``, shortest names first, then alphabetical."""
+        """Up to ``limit`` of ``rows``: shortest names first, then alphabetical."""
+        keys = self._lengths[rows] * max(1, len(self.folded)) + self._rank[rows]
         if len(rows) > limit:
-            keep = np.argpartition(self._lengths[rows], limit - 1)[:limit]
-            rows = rows[keep]
-        return sorted(rows.tolist(), key=lambda r: (self._lengths[r], self.folded[r], r))
+            keep = np.argpartition(keys, limit - 1)[:limit]
+            rows, keys = rows[keep], keys[keep]
+        return rows[np.argsort(keys, kind="stable")].tolist()
 
     def search(self, query: str, limit: int = 10) -> list[Suggestion]:
         """Best matches for ``query``: the id, the exact name, prefixes, words, then fuzzy."""
@@ -109,9 +126,9 @@ class NameIndex:
             return out
         if q in self._row_of_name:
             add([self._row_of_name[q]], "name")
-        for needle, kind in (("\n" + q, "prefix"), (" " + q, "word")):
-            if len(out) < limit:
-                add(self._shortest(self._scan(needle, 1), limit + len(seen)), kind)
+        add(self._shortest(self._prefixed(q), limit + len(seen)), "prefix")
+        if len(out) < limit:
+            add(self._shortest(self._scan(" " + q, 1), limit + len(seen)), "word")
         if len(out) < limit and len(q) >= 3:
             add(self._shortest(self._scan(q, 0), limit + len(seen)), "substring")
         if len(out) < limit and len(q) >= 3:
@@ -120,20 +137,33 @@ class NameIndex:
         return out
 
     def _fuzzy(self, q: str, limit: int) -> list[tuple[int, float]]:
-        """Typo-tolerant matches of the whole name or of its first ``len(q)`` characters."""
+        """Typo-tolerant matches: of a name's first ``len(q)`` characters (among the names
+        sharing a shorter prefix with ``q``), or of the whole name."""
         from rapidfuzz import fuzz, process
 
         best: dict[int, float] = {}
-        heads = [f[: len(q)] for f in self.folded]
-        for choices in (heads, self.folded):
-            for _, score, row in process.extract(
-                q,
-                choices,
-                scorer=fuzz.ratio,
-                processor=None,
-                limit=limit,
-                score_cutoff=FUZZY_CUTOFF,
-            ):
-                best[row] = max(best.get(row, 0.0), float(score))
+        for cut in range(max(2, len(q) // 2), len(q)):  # the shortest shared prefix not too common
+            rows = self._prefixed(q[:cut])
+            if len(rows) <= MAX_FUZZY_CANDIDATES:
+                heads = [self.folded[r][: len(q)] for r in rows.tolist()]
+                for _, score, i in process.extract(
+                    q,
+                    heads,
+                    scorer=fuzz.ratio,
+                    processor=None,
+                    limit=limit,
+                    score_cutoff=FUZZY_CUTOFF,
+                ):
+                    best[int(rows[i])] = float(score)
+                break
+        for _, score, row in process.extract(
+            q,
+            self.folded,
+            scorer=fuzz.ratio,
+            processor=None,
+            limit=limit,
+            score_cutoff=FUZZY_CUTOFF,
+        ):
+            best[row] = max(best.get(row, 0.0), float(score))
         ranked = sorted(best.items(), key=lambda rs: (-rs[1], self._lengths[rs[0]], rs[0]))
         return [(row, round(score, 1)) for row, score in ranked[:limit]]
