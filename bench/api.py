@@ -1,6 +1,6 @@
 """Latency and throughput of the web API on a synthetic collection of 100,000 items.
 
-    .venv/bin/python bench/api.py [--items 100000] [--concurrency 16] [--seconds 15] [--json]
+    .venv/bin/python bench/api.py [--items 100000] [--concurrency 1 16] [--seconds 10] [--json]
 
 Builds (once; reused from ``--dir``) a collection in the real layout: random unit
 vectors (d=1280, float16) written with ``write_model_data``, a catalogue with
@@ -180,6 +180,7 @@ def rss_mb(pid: int) -> float:
 @dataclass
 class Result:
     name: str
+    concurrency: int
     requests: int
     errors: int
     seconds: float
@@ -227,6 +228,7 @@ async def load(
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return Result(
         name,
+        concurrency,
         len(latencies),
         errors,
         elapsed,
@@ -273,9 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("-k", type=int, default=10, help="stored neighbours (default: 10)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="collection (reused)")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 16], help="clients at once"
+    )
     parser.add_argument("--requests", type=int, default=20_000, help="at most, per scenario")
-    parser.add_argument("--seconds", type=float, default=15.0, help="at most, per scenario")
+    parser.add_argument("--seconds", type=float, default=10.0, help="at most, per scenario")
     parser.add_argument("--exact-requests", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
@@ -288,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         base = f"http://127.0.0.1:{port}"
-        for name, todo in paths.items():
-            limit = args.exact_requests if name == "exact" else args.requests
-            conc = min(args.concurrency, 4) if name == "exact" else args.concurrency
-            results.append(asyncio.run(load(base, name, todo, conc, limit, args.seconds)))
+        for concurrency in args.concurrency:
+            for name, todo in paths.items():
+                limit = args.exact_requests if name == "exact" else args.requests
+                conc = min(concurrency, 4) if name == "exact" else concurrency
+                results.append(asyncio.run(load(base, name, todo, conc, limit, args.seconds)))
         rss = rss_mb(proc.pid)
     finally:
         proc.terminate()
@@ -301,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "dim": args.dim,
         "k": args.k,
         "cpus": os.cpu_count(),
-        "concurrency": args.concurrency,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "build_seconds": {k: round(v, 1) for k, v in build_times.items()},
         "startup_to_ready_s": round(ready, 2),
         "server_banner": banner,
@@ -316,14 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         print("built in " + ", ".join(f"{k} {v:.1f}s" for k, v in build_times.items()))
     print(f"server start-up to first answer: {ready:.2f}s ({banner})")
     print(f"server memory (RSS) after the run: {rss:.0f} MB")
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(
         f"{'scenario':<12} {'conc':>4} {'requests':>8} {'err':>4} {'req/s':>8} "
         f"{'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
     )
     for r in results:
-        conc = min(args.concurrency, 4) if r.name == "exact" else args.concurrency
         print(
-            f"{r.name:<12} {conc:>4} {r.requests:>8} {r.errors:>4} {r.rps:>8.1f} "
+            f"{r.name:<12} {r.concurrency:>4} {r.requests:>8} {r.errors:>4} {r.rps:>8.1f} "
             f"{r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f}"
         )
     return 0
