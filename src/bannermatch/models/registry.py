@@ -60,7 +60,7 @@ PRESETS: dict[str, ModelSpec] = {
             weights_file=_effnet_lite0_weights,
             # calibrated in docs/evaluation.md: resized/recompressed copies score
             # above it, different art of the same game below it
-            dup_threshold=0.93,
+            dup_threshold=0.80,
         ),
     ]
 }
