@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -13,12 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bannermatch import report as report_module
 from bannermatch.collection import Collection
 from bannermatch.errors import BannermatchError
 from bannermatch.indexer import index
 from bannermatch.matching import match
 from bannermatch.report import report
+
+# the package binds `bannermatch.report` to the function; this is the module
+report_module = importlib.import_module("bannermatch.report")
 
 WEIRD = 'we<b>&"ird'  # HTML's special characters
 WEIRD_MD = "pipe|star*[x]_y"  # Markdown's

@@ -15,20 +15,25 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# functions named like the module that holds them are bound eagerly: once a submodule
+# is imported, Python would otherwise let the module shadow the function
+from .audit import audit  # noqa: E402
+from .demo import demo  # noqa: E402
+from .report import report  # noqa: E402
+
 _EXPORTS = {
     "index": "indexer",
     "match": "matching",
     "similar": "query",
     "unique": "query",
-    "report": "report",
     "evaluate": "evaluation",
-    "demo": "demo",
     "create_model": "models",
+    "create_app": "server.app",
     "Collection": "collection",
     "BannermatchError": "errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "audit", "demo", "report", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

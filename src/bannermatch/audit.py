@@ -482,7 +482,8 @@ class AuditResult:
 
 def _catalog_rows(cat: Catalog) -> list[_CatalogRow]:
     return [
-        _CatalogRow(it.id, it.name, it.source, it.status, it.reason, it.flags) for it in cat.items()
+        _CatalogRow(*row)
+        for row in cat.columns("id", "name", "source", "status", "reason", "flags")
     ]
 
 
@@ -503,12 +504,8 @@ def _jobs(coll: Collection, rows: list[_CatalogRow], findings: Findings) -> list
 
 def _store_flags(cat: Catalog, rows: list[_CatalogRow], findings: Findings) -> None:
     """Write every item's new flags (''; or e.g. 'mode:CMYK,size') where they changed."""
-    changed = [r.id for r in rows if _flag_text(findings.flags.get(r.id)) != r.flags]
-    for start in range(0, len(changed), 500):
-        items = [it for i in changed[start : start + 500] if (it := cat.get(i)) is not None]
-        for it in items:
-            it.flags = _flag_text(findings.flags.get(it.id))
-        cat.upsert(items)
+    new = {r.id: _flag_text(findings.flags.get(r.id)) for r in rows}
+    cat.set_flags({r.id: new[r.id] for r in rows if new[r.id] != r.flags})
 
 
 def _flag_text(flags: dict[str, str] | None) -> str:

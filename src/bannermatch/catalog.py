@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import CollectionError
 
@@ -79,6 +80,12 @@ class Catalog:
         self._migrate()
 
     def _migrate(self) -> None:
+        try:  # an up-to-date catalogue is opened without taking the write lock
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None and int(row[0]) == SCHEMA_VERSION:
+                return
+        except sqlite3.OperationalError:
+            pass  # a new file: no meta table yet
         with self.transaction():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -119,7 +126,7 @@ class Catalog:
 
     def upsert(self, items: Iterable[Item]) -> None:
         now = time.time()
-        rows = [{**asdict(it), "updated": now} for it in items]
+        rows = [{c: getattr(it, c) for c in _COLUMNS} | {"updated": now} for it in items]
         if not rows:
             return
         placeholders = ", ".join(f":{c}" for c in _COLUMNS)
@@ -130,6 +137,23 @@ class Catalog:
                 f"ON CONFLICT(id) DO UPDATE SET {updates}",
                 rows,
             )
+
+    def set_flags(self, flags: dict[str, str]) -> None:
+        """Set the audit flags of items (comma-separated; '' clears), touching nothing else."""
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE items SET flags=? WHERE id=?", [(f, i) for i, f in flags.items()]
+            )
+
+    def columns(self, *names: str) -> list[tuple[Any, ...]]:
+        """Selected columns of every item in catalogue order: a fast read for large tables."""
+        unknown = set(names) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown catalogue columns: {sorted(unknown)}")
+        return [
+            tuple(r)
+            for r in self.db.execute(f"SELECT {', '.join(names)} FROM items ORDER BY rowid")
+        ]
 
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():

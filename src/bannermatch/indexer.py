@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import atomic
-from .catalog import Item
+from .catalog import Catalog, Item
 from .collection import Collection, ModelData, write_model_data
 from .embedder import Batch, Decoded, iter_batches
 from .errors import CollectionError
@@ -96,6 +96,29 @@ def _assign_ids(
     return ids
 
 
+def _import_rows(
+    source: Collection, coll: Collection, cat: Catalog, items: list[InputItem]
+) -> None:
+    """Carry ids, names, URLs, audit flags and the query set of another collection's
+    catalogue over to ``coll`` for the images about to be indexed from it."""
+    with source.catalog() as src:
+        by_path = {
+            os.path.abspath(source.resolve_source(s)): it for s, it in src.by_sources().items()
+        }
+        queries = src.queries()
+    known, taken = set(cat.by_sources()), cat.ids()
+    rows = []
+    for it in items:
+        row, key = by_path.get(os.path.abspath(it.source)), coll.source_key(it.source)
+        if row is None or key in known or row.id in taken:
+            continue
+        taken.add(row.id)
+        rows.append(Item(id=row.id, name=row.name, source=key, url=row.url, flags=row.flags))
+    cat.upsert(rows)
+    if queries and not cat.queries():
+        cat.set_queries(queries, f"from {source.root}")
+
+
 def _load_chunks(folder: Path) -> list[tuple[Path, np.ndarray, list[str], list[str]]]:
     chunks = []
     for path in sorted((folder / CHUNKS).glob("*.npz")):
@@ -157,8 +180,10 @@ def index(
     """Index the images of ``input_path`` into the collection ``out`` with ``model``."""
     started = time.perf_counter()
     coll = Collection(out)
+    source_coll: Collection | None = None
     if (Path(input_path) / "catalog.sqlite").is_file():  # a collection: index its images
-        input_path = Path(input_path) / "images"
+        source_coll = Collection(input_path)
+        input_path = source_coll.images_dir
     scanned = _outside(scan_input(input_path), coll.root, input_path)
     coll.root.mkdir(parents=True, exist_ok=True)
     emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
@@ -186,6 +211,8 @@ def index(
             chunk_rows[item_id] = (fp, emb, r)
 
     with coll.catalog(create=True) as cat:
+        if source_coll is not None and source_coll.root.resolve() != coll.root.resolve():
+            _import_rows(source_coll, coll, cat, scanned.items)
         by_source = cat.by_sources()
         keys = [coll.source_key(it.source) for it in scanned.items]
         ids = _assign_ids(scanned.items, keys, by_source, cat.ids())

@@ -69,10 +69,7 @@ class ServedCollection:
         sources: list[str | None] = [None] * n
         urls: list[str | None] = [None] * n
         with coll.catalog() as cat:
-            # four columns of the catalogue contract, read in one pass (no Item objects)
-            for item_id, name, source, url in cat.db.execute(
-                "SELECT id, name, source, url FROM items"
-            ):
+            for item_id, name, source, url in cat.columns("id", "name", "source", "url"):
                 row = row_of.get(item_id)
                 if row is not None:
                     names[row] = name or item_id
