@@ -128,7 +128,15 @@ def cmd_match(args: argparse.Namespace) -> int:
 def cmd_similar(args: argparse.Namespace) -> int:
     from .query import similar
 
-    result = similar(args.collection, args.query, k=args.k, model=args.model)
+    result = similar(
+        args.collection,
+        args.query,
+        k=args.k,
+        model=args.model,
+        engine=args.engine,
+        device=args.device,
+        cdn_url=args.cdn_url,
+    )
     if args.json:
         _print_json(result.to_dict())
         return 0
@@ -330,9 +338,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("similar", parents=[common], help="items most similar to a query")
     p.add_argument("collection")
-    p.add_argument("query", help="an item id, a name (fuzzy), or an image file")
+    p.add_argument(
+        "query",
+        help="an item id, a name (fuzzy), an image file, or a Steam app id outside the collection",
+    )
     p.add_argument("-k", type=_positive, default=10)
     p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "onnx", "torch"],
+        help="engine for an image query (auto: onnx on CPU, torch on GPU)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument(
+        "--cdn-url",
+        default=None,
+        help="Steam CDN for app ids outside the collection "
+        "(default: $BANNERMATCH_STEAM_CDN or Steam's)",
+    )
     p.set_defaults(handler=cmd_similar)
 
     p = sub.add_parser("unique", parents=[common], help="items least like any other")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from .catalog import Catalog
 from .collection import Collection, ModelData
 from .errors import BannermatchError
-from .images import load_image
+from .images import DecodedImage, decode_bytes, load_image
 from .matching import DEFAULT_K, unique_order
 
 #: the lowest rapidfuzz WRatio accepted for a fuzzy name match
@@ -44,6 +43,8 @@ class Query:
     def describe(self) -> str:
         if self.kind == "image":
             return f"image {self.text}"
+        if self.kind == "steam-app":
+            return f"Steam app {self.text} (its banner, fetched from the CDN)"
         if self.kind == "fuzzy-name":
             return (
                 f"{self.id} {self.name!r} "
@@ -53,7 +54,8 @@ class Query:
 
 
 def resolve_query(cat: Catalog, data: ModelData, text: str) -> Query:
-    """An indexed id, an exact name, an image file, or else the closest name."""
+    """An indexed id, an exact name, an image file, a Steam app id to fetch, or else the
+    closest name."""
     if text in data.row_of:
         item = cat.get(text)
         return Query("id", text, text, item.name if item else text)
@@ -70,6 +72,8 @@ def resolve_query(cat: Catalog, data: ModelData, text: str) -> Query:
             f"item {text} is in the catalogue but has no embedding (status {item.status}"
             + (f": {item.reason})" if item.reason else ")")
         )
+    if text.isascii() and text.isdigit():
+        return Query("steam-app", text, text)
     from rapidfuzz import fuzz, process, utils
 
     best = process.extractOne(
@@ -148,17 +152,21 @@ def similar(
     k: int = DEFAULT_K,
     model: str | None = None,
     engine: str = "auto",
+    device: str = "cpu",
+    cdn_url: str | None = None,
 ) -> SimilarResult:
-    """The ``k`` items most similar to ``query`` (an id, a name, or an image file)."""
+    """The ``k`` items most similar to ``query``: an item id, a name, an image file, or the
+    app id of a Steam game outside the collection, whose banner is fetched from the CDN."""
     if k < 1:
         raise BannermatchError("k must be at least 1")
     coll = Collection(collection)
     data = coll.load(model)
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
-        if q.kind == "image":
-            vector = embed_file(data, Path(query), engine=engine)
-            rows, scores = nearest(data, vector, k)
+        if q.kind in {"image", "steam-app"}:
+            img = load_image(query) if q.kind == "image" else _steam_banner(query, cdn_url)
+            model = create_model_for(data.manifest, engine=engine, device=device)
+            rows, scores = nearest(data, model.embed_images([img.image])[0], k)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
             info = data.match_info
@@ -170,20 +178,24 @@ def similar(
         return SimilarResult(q, data.key, _hits(cat, data, rows, scores))
 
 
-def embed_file(data: ModelData, path: Path, *, engine: str = "auto") -> np.ndarray:
-    """Embed an image file with the exact model settings recorded in ``data``'s manifest."""
-    img = load_image(str(path))  # a bad file is reported before the model is loaded
-    model = create_model_for(data.manifest, engine=engine)
-    return model.embed_images([img.image])[0]
+def _steam_banner(appid: str, cdn_url: str | None) -> DecodedImage:
+    """The banner of a Steam game that is not in the collection, from the CDN."""
+    from .steam.download import fetch_banner
+
+    try:
+        return decode_bytes(fetch_banner(appid, cdn_url, timeout=10.0))
+    except BannermatchError as exc:
+        raise BannermatchError(f"app {appid} is not in the collection, and {exc}") from None
 
 
-def create_model_for(manifest: dict[str, Any], *, engine: str = "auto") -> Any:
+def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu") -> Any:
     from .models import create_model
 
     pre = manifest["preprocess"]
     model = create_model(
         manifest["model"],
         engine=engine,
+        device=device,
         strategy=manifest["strategy"],
         fit=pre["fit"],
         resize_size=pre["resize_size"],
