@@ -225,11 +225,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
-    result = demo(args.out, progress=not args.quiet)
+    result = demo(args.out, steam=not args.offline, progress=not args.quiet)
     if args.json:
         _print_json(result.to_dict())
     else:
-        print(result.summary())
+        print(result.summary(), flush=True)
+    if not args.no_serve:
+        from .server.run import serve
+
+        serve(result.collection, host=args.host, port=args.port)
     return 0
 
 
@@ -421,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", parents=[common], help="the main job on sample images, offline")
     p.add_argument("--out", default="bannermatch-demo", help="demo collection folder")
+    p.add_argument("--offline", action="store_true", help="do not try Steam; use the sample photos")
+    p.add_argument(
+        "--no-serve", action="store_true", help="end after the report instead of serving the result"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="where to serve (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (default: 8000)")
     p.set_defaults(handler=cmd_demo)
     add_steam_commands(sub, common)
     return parser

@@ -1,15 +1,20 @@
-"""``bannermatch demo``: the whole job on sample photos, offline, on the default model.
+"""``bannermatch demo``: the whole job on the default model, on Steam or offline.
 
-The sample is the photos shipped inside scikit-image's wheel (permissive
-licences), each with two altered copies (mirrored and cropped; shrunk, darker
-and recompressed), so the demo can check itself: every altered copy should
-find its own photo among its three nearest neighbours (the top match may be
-the other half of the stereo pair ``motorcycle_left`` / ``motorcycle_right``).
+When Steam is reachable the demo catalogues SteamSpy's first page of games (the
+1,000 most owned) and the top 100 of the last two weeks, downloads their
+banners, indexes, matches and reports them. Otherwise it says so in one line and
+uses the photos shipped inside scikit-image's wheel (permissive licences), each
+with two altered copies (mirrored and cropped; shrunk, darker and recompressed),
+so the offline demo can check itself: every altered copy should find its own
+photo among its three nearest neighbours (the top match may be the other half of
+the stereo pair ``motorcycle_left`` / ``motorcycle_right``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,51 +86,69 @@ def write_sample(folder: Path) -> list[str]:
 
 @dataclass
 class DemoResult:
+    source: str  # "steam" or "sample"
     collection: str
     report: str
     items: int
-    index_seconds: float
     images_per_second: float
-    variants: int
-    variants_found: int  # altered copies with their own photo among the top FOUND_WITHIN
+    variants: int = 0  # sample only: altered copies, and those that found their photo
+    variants_found: int = 0
     showcase: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None  # why Steam was not used
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def summary(self) -> str:
+        what = "Steam banners" if self.source == "steam" else "images"
         lines = [
-            f"demo collection: {self.collection} ({self.items} images, "
+            f"demo collection: {self.collection} ({self.items} {what}, "
             f"embedded at {self.images_per_second:.0f} img/s)",
-            f"altered copies that found their own photo in their top {FOUND_WITHIN}: "
-            f"{self.variants_found}/{self.variants}",
-            f"report: {self.report}",
-            "",
         ]
+        if self.source == "sample":
+            lines.append(
+                f"altered copies that found their own photo in their top {FOUND_WITHIN}: "
+                f"{self.variants_found}/{self.variants}"
+            )
+        lines += [f"report: {self.report}", ""]
         for case in self.showcase:
-            hits = ", ".join(f"{h['id']} ({h['score']:.2f})" for h in case["results"][:3])
-            lines.append(f"  {case['query']:<12} -> {hits}")
+            hits = ", ".join(f"{h['name']} ({h['score']:.2f})" for h in case["results"][:3])
+            lines.append(f"  {case['name'][:28]:<28} -> {hits}")
+        example = self.showcase[0]["query"] if self.showcase else "ITEM"
         lines += [
             "",
-            f"try: bannermatch similar {self.collection} coffee",
+            f"try: bannermatch similar {self.collection} {example}",
             f"     bannermatch unique {self.collection} -n 5",
-            f"     bannermatch similar {self.collection} path/to/your/photo.jpg",
+            f"     bannermatch similar {self.collection} path/to/your/picture.jpg",
         ]
         return "\n".join(lines)
 
 
-def demo(out: str | os.PathLike[str] = "bannermatch-demo", *, progress: bool = True) -> DemoResult:
-    """Build, match and report a demo collection in ``out``; return what it found."""
+def _showcase(root: Path, ids: list[str]) -> list[dict[str, Any]]:
+    from .query import similar
+
+    cases = []
+    for item_id in ids:
+        result = similar(root, item_id, k=5)
+        cases.append(
+            {
+                "query": item_id,
+                "name": result.query.name or item_id,
+                "results": [h.to_dict() for h in result.hits],
+            }
+        )
+    return cases
+
+
+def _sample_demo(root: Path, progress: bool) -> DemoResult:
     from .indexer import index
     from .matching import match
     from .query import similar
     from .report import report
 
-    started = time.perf_counter()
-    root = Path(out)
-    stems = write_sample(root / "sample")
-    indexed = index(root / "sample", root, progress=progress)
+    stems = write_sample(root / "photos")
+    indexed = index(root / "photos", root, progress=progress)
     match(root, k=10, progress=progress)
     variants = [f"{s}{VARIANT_SEPARATOR}{tag}" for s in stems for tag in ("mirror", "small")]
     found = 0
@@ -133,20 +156,72 @@ def demo(out: str | os.PathLike[str] = "bannermatch-demo", *, progress: bool = T
         photo = variant.split(VARIANT_SEPARATOR)[0]
         hits = similar(root, variant, k=FOUND_WITHIN).hits
         found += any(h.id.split(VARIANT_SEPARATOR)[0] == photo for h in hits)
-    showcase = [
-        {"query": s, "results": [h.to_dict() for h in similar(root, s, k=5).hits]}
-        for s in SHOWCASE
-        if s in stems
-    ]
     rep = report(root, queries=stems, progress=progress)
     return DemoResult(
+        source="sample",
         collection=str(root),
         report=str(Path(rep.out) / "index.html"),
         items=indexed.count,
-        index_seconds=round(indexed.seconds, 2),
         images_per_second=round(indexed.images_per_second, 1),
         variants=len(variants),
         variants_found=int(found),
-        showcase=showcase,
-        seconds=round(time.perf_counter() - started, 2),
+        showcase=_showcase(root, [s for s in SHOWCASE if s in stems]),
     )
+
+
+def _steam_demo(root: Path, progress: bool) -> DemoResult:
+    """Top Steam games: catalogue, banners, index, match, report. Raises
+    :class:`BannermatchError` as soon as SteamSpy or the CDN cannot be reached."""
+    from .collection import Collection
+    from .indexer import index
+    from .matching import match
+    from .report import report
+    from .steam.catalog import fetch_catalog
+    from .steam.download import download
+    from .steam.endpoints import CURATED_GAMES
+
+    fetch_catalog(root, "steamspy", max_pages=1, timeout=10.0, retries=1, quiet=not progress)
+    fetched = download(root, progress=progress)
+    if fetched.ok + fetched.done_before == 0:
+        raise BannermatchError("no banner could be downloaded from the Steam CDN")
+    indexed = index(root, root, progress=progress)
+    match(root, k=10, progress=progress)
+    rep = report(root, progress=progress)
+    rows = Collection(root).load().row_of
+    featured = [i for i in CURATED_GAMES if i in rows][: len(SHOWCASE)]
+    return DemoResult(
+        source="steam",
+        collection=str(root),
+        report=str(Path(rep.out) / "index.html"),
+        items=indexed.count,
+        images_per_second=round(indexed.images_per_second, 1),
+        showcase=_showcase(root, featured),
+    )
+
+
+def demo(
+    out: str | os.PathLike[str] = "bannermatch-demo",
+    *,
+    steam: bool = True,
+    progress: bool = True,
+) -> DemoResult:
+    """Build, match and report a demo collection under ``out``: Steam's top games when
+    Steam is reachable (and ``steam``), else the offline sample photos."""
+    started = time.perf_counter()
+    root = Path(out)
+    note = None
+    result = None
+    if steam:
+        fresh = not (root / "steam").exists()
+        try:
+            result = _steam_demo(root / "steam", progress)
+        except BannermatchError as exc:
+            if fresh:  # leave no empty Steam collection behind
+                shutil.rmtree(root / "steam", ignore_errors=True)
+            note = f"Steam is not reachable ({exc}); using the offline sample photos instead"
+            print(f"bannermatch: {note}", file=sys.stderr, flush=True)
+    if result is None:
+        result = _sample_demo(root / "sample", progress)
+    result.note = note
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result

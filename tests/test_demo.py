@@ -1,0 +1,104 @@
+"""`bannermatch demo`: offline on the sample photos, on Steam through local servers, serving."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bannermatch.steam.endpoints import CURATED_GAMES
+from steam_fakes import Cdn, FakeServer, SteamSpy, closed_port_url
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
+    return env | extra
+
+
+def test_offline_demo_finds_every_altered_copy(tmp_path, cli, skimage_dir):
+    proc = cli("demo", "--out", tmp_path, "--offline", "--no-serve", "--json", "-q")
+    out = json.loads(proc.stdout)
+    assert out["source"] == "sample" and out["note"] is None
+    assert out["items"] == 3 * (out["variants"] // 2) and out["variants"] >= 40
+    # each altered copy (mirrored+cropped, or shrunk+darker+recompressed) finds its photo
+    assert out["variants_found"] == out["variants"]
+    assert Path(out["report"]).is_file()
+    chelsea = next(c for c in out["showcase"] if c["query"] == "chelsea")
+    assert {h["id"] for h in chelsea["results"][:2]} == {"chelsea~mirror", "chelsea~small"}
+
+
+def test_demo_without_steam_says_so_in_one_line_and_falls_back(tmp_path, cli, skimage_dir):
+    env = _env(BANNERMATCH_STEAMSPY_URL=closed_port_url())
+    proc = cli("demo", "--out", tmp_path, "--no-serve", "-q", env=env)
+    notes = [line for line in proc.stderr.splitlines() if "Steam is not reachable" in line]
+    assert len(notes) == 1 and "BANNERMATCH_STEAMSPY_URL" in notes[0]
+    assert "altered copies that found their own photo" in proc.stdout
+    assert not (tmp_path / "steam").exists()
+
+
+def test_steam_demo_on_local_steamspy_and_cdn(tmp_path, cli, covers_dir):
+    apps: dict[str, dict] = {}
+    banners: dict[str, bytes] = {}
+    with open(covers_dir / "covers.tsv", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            appid = row["steam_appids"]
+            wanted = len(apps) < 60 or appid in CURATED_GAMES
+            if appid.isdigit() and appid not in apps and wanted:
+                apps[appid] = {"name": row["title"]}
+                banners[appid] = (covers_dir / "images" / row["file"]).read_bytes()
+    assert "620" in apps  # Portal 2, a curated game, is in the showcase
+    spy = SteamSpy(apps, top=list(apps)[:10])
+    with FakeServer(spy) as spy_server, FakeServer(Cdn(banners)) as cdn:
+        env = _env(BANNERMATCH_STEAMSPY_URL=spy_server.url, BANNERMATCH_STEAM_CDN=cdn.url)
+        proc = cli("demo", "--out", tmp_path, "--no-serve", "--json", "-q", env=env)
+    out = json.loads(proc.stdout)
+    assert out["source"] == "steam" and out["note"] is None
+    assert out["items"] == len(apps)
+    assert "620" in [c["query"] for c in out["showcase"]]
+    portal = next(c for c in out["showcase"] if c["query"] == "620")
+    assert portal["name"] == "Portal 2" and len(portal["results"]) == 5
+    html = Path(out["report"]).read_text("utf-8")
+    assert "https://store.steampowered.com/app/620/" in html
+
+
+def test_demo_ends_by_serving_the_collection(tmp_path, skimage_dir):
+    port = int(closed_port_url().rsplit(":", 1)[1])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bannermatch.cli",
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--offline",
+            "-q",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/api/info", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the demo never started serving")
+        assert info["count"] == len(list((tmp_path / "sample" / "photos").iterdir()))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
