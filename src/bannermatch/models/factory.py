@@ -46,7 +46,16 @@ class EmbeddingModel:
         return self.spec.dim
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
-        feats = np.asarray(self.engine(np.ascontiguousarray(pixels, np.float32)), np.float32)
+        """L2-normalised features of a float32 NCHW batch, run in engine-sized slices."""
+        step = self.engine.max_batch
+        feats = np.concatenate(
+            [
+                np.asarray(
+                    self.engine(np.ascontiguousarray(pixels[i : i + step], np.float32)), np.float32
+                )
+                for i in range(0, max(len(pixels), 1), step)
+            ]
+        )
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
         return feats / np.maximum(norms, 1e-12)
 
