@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 
 # functions named like the module that holds them are bound eagerly: once a submodule
 # is imported, Python would otherwise let the module shadow the function
-from .audit import audit  # noqa: E402
-from .demo import demo  # noqa: E402
-from .report import report  # noqa: E402
+from .audit import audit
+from .demo import demo
+from .report import report
 
 _EXPORTS = {
     "index": "indexer",

@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .cli_output import emit, positive_int
 from .errors import BannermatchError
 from .steam.cli import add_steam_commands
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns padded to their widest cell; numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        parts = [
-            c.rjust(w) if numeric[i] else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(parts).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return " ".join(str(value).split())  # no newlines or tabs inside a table cell
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=1, ensure_ascii=False))
 
 
 # commands -------------------------------------------------------------------
@@ -70,18 +43,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         skip_flagged=args.skip_flagged,
         **_model_options(args),
     )
-    if args.json:
-        _print_json(result.to_dict())
-        return 0
-    for bad in result.bad:
-        print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)
-    print(
-        f"indexed {result.embedded} new image(s) in {result.seconds:.1f}s "
-        f"({result.images_per_second:.1f} img/s); {result.up_to_date} up to date, "
-        f"{len(result.bad)} bad, {result.removed} removed; "
-        f"{result.count} items in {result.collection} [{result.model_key}]"
-    )
-    return 0
+    if not args.json:
+        for bad in result.bad:
+            print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)
+    return emit(args, result)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -98,11 +63,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
     )
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        print(result.summary())
-    return 0
+    return emit(args, result)
 
 
 def cmd_match(args: argparse.Namespace) -> int:
@@ -115,14 +76,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         dup_threshold=args.dup_threshold,
         progress=not args.quiet,
     )
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        print(
-            f"matched {result.count} items (top {result.k}) in {result.seconds:.2f}s; "
-            f"{result.duplicate_groups} near-duplicate group(s) at >= {result.dup_threshold}"
-        )
-    return 0
+    return emit(args, result)
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -137,35 +91,14 @@ def cmd_similar(args: argparse.Namespace) -> int:
         device=args.device,
         cdn_url=args.cdn_url,
     )
-    if args.json:
-        _print_json(result.to_dict())
-        return 0
-    print(f"most similar to {result.query.describe()}:")
-    print(
-        format_table(
-            ["#", "id", "name", "score"], [[h.rank, h.id, h.name, h.score] for h in result.hits]
-        )
-    )
-    return 0
+    return emit(args, result)
 
 
 def cmd_unique(args: argparse.Namespace) -> int:
     from .query import unique
 
     result = unique(args.collection, n=args.n, model=args.model)
-    if args.json:
-        _print_json(result.to_dict())
-        return 0
-    print(
-        format_table(
-            ["#", "id", "name", "nearest", "nearest name", "similarity"],
-            [
-                [h.rank, h.id, h.name, nb.id, nb.name, h.score]
-                for h, nb in zip(result.hits, result.neighbors, strict=True)
-            ],
-        )
-    )
-    return 0
+    return emit(args, result)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -180,11 +113,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         model=args.model,
         progress=not args.quiet,
     )
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        print(result.summary())
-    return 0
+    return emit(args, result)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -200,11 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         **_model_options(args),
     )
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        print(result.summary())
-    return 0
+    return emit(args, result)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -226,10 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
     result = demo(args.out, steam=not args.offline, progress=not args.quiet)
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        print(result.summary(), flush=True)
+    emit(args, result)
     if not args.no_serve:
         from .server.run import serve
 
@@ -262,13 +184,6 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--interpolation", default=None, help="bicubic, bilinear, lanczos, ...")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bannermatch",
@@ -283,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", parents=[common], help="embed a folder, a list or tar shards")
     p.add_argument("input", help="folder of images, text file of paths, or webdataset .tar shards")
     p.add_argument("--out", required=True, help="collection folder to create or update")
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--workers", type=_positive, default=None, help="decoding threads")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--workers", type=positive_int, default=None, help="decoding threads")
     p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
     _add_model_args(p)
     p.set_defaults(handler=cmd_index)
@@ -325,12 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="near blank: standard deviation below this (default: 4; 0 turns it off)",
     )
     p.add_argument("--model", default=None, help="model key or preset for near-duplicates")
-    p.add_argument("--workers", type=_positive, default=None, help="decoding threads")
+    p.add_argument("--workers", type=positive_int, default=None, help="decoding threads")
     p.set_defaults(handler=cmd_audit)
 
     p = sub.add_parser("match", parents=[common], help="top-k neighbours of every item")
     p.add_argument("collection")
-    p.add_argument("-k", type=_positive, default=10, help="neighbours per item (default: 10)")
+    p.add_argument("-k", type=positive_int, default=10, help="neighbours per item (default: 10)")
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.add_argument(
         "--dup-threshold",
@@ -346,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "query",
         help="an item id, a name (fuzzy), an image file, or a Steam app id outside the collection",
     )
-    p.add_argument("-k", type=_positive, default=10)
+    p.add_argument("-k", type=positive_int, default=10)
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.add_argument(
         "--engine",
@@ -365,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("unique", parents=[common], help="items least like any other")
     p.add_argument("collection")
-    p.add_argument("-n", type=_positive, default=250)
+    p.add_argument("-n", type=positive_int, default=250)
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.set_defaults(handler=cmd_unique)
 
@@ -379,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-n",
         "--unique",
         dest="n_unique",
-        type=_positive,
+        type=positive_int,
         default=100,
         help="items on the unique page (default: 100)",
     )
@@ -397,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", required=True, help="TSV file mapping files to groups")
     p.add_argument("--file-column", default="file")
     p.add_argument("--group-column", default="group")
-    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     _add_model_args(p)
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("serve", help="JSON API and web page over a collection")
     p.add_argument("collection")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
-    p.add_argument("--port", type=_positive, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--port", type=positive_int, default=8000, help="port (default: %(default)s)")
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.add_argument(
         "--rate-limit",

@@ -47,6 +47,14 @@ class IndexResult:
     def images_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
+    def summary(self) -> str:
+        return (
+            f"indexed {self.embedded} new image(s) in {self.seconds:.1f}s "
+            f"({self.images_per_second:.1f} img/s); {self.up_to_date} up to date, "
+            f"{len(self.bad)} bad, {self.removed} removed; "
+            f"{self.count} items in {self.collection} [{self.model_key}]"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "collection": self.collection,

@@ -137,6 +137,12 @@ class MatchResult:
     duplicate_groups: int
     seconds: float
 
+    def summary(self) -> str:
+        return (
+            f"matched {self.count} items (top {self.k}) in {self.seconds:.2f}s; "
+            f"{self.duplicate_groups} near-duplicate group(s) at >= {self.dup_threshold}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__ | {"seconds": round(self.seconds, 3)}
 

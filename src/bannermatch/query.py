@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import Catalog
+from .cli_output import format_table
 from .collection import Collection, ModelData
 from .errors import BannermatchError
 from .images import DecodedImage, decode_bytes, load_image
@@ -137,6 +138,11 @@ class SimilarResult:
     model_key: str
     hits: list[Hit]
 
+    def summary(self) -> str:
+        rows = [[h.rank, h.id, h.name, h.score] for h in self.hits]
+        table = format_table(["#", "id", "name", "score"], rows)
+        return f"most similar to {self.query.describe()}:\n{table}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": asdict(self.query),
@@ -214,6 +220,15 @@ class UniqueResult:
     model_key: str
     hits: list[Hit]  # score = similarity to the first neighbour
     neighbors: list[Hit]
+
+    def summary(self) -> str:
+        return format_table(
+            ["#", "id", "name", "nearest", "nearest name", "similarity"],
+            [
+                [h.rank, h.id, h.name, nb.id, nb.name, h.score]
+                for h, nb in zip(self.hits, self.neighbors, strict=True)
+            ],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

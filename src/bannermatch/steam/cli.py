@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from ..cli_output import emit, positive_int
 from .endpoints import ASSETS, STEAM_API, STEAM_CDN, STEAMSPY
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=1, ensure_ascii=False))
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -64,11 +53,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         backoff=args.backoff,
         quiet=args.quiet or args.json,
     )
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        print(result.summary())
-    return 0
+    return emit(args, result)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -93,11 +78,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         limit=args.limit,
         progress=not args.quiet,
     )
-    if args.json:
-        _print_json(result.to_dict())
-    else:
-        print(result.summary())
-    return 0
+    return emit(args, result)
 
 
 def _add_catalog(steam: Any, common: argparse.ArgumentParser) -> None:
@@ -147,11 +128,11 @@ def _add_catalog(steam: Any, common: argparse.ArgumentParser) -> None:
         "(default: 60, SteamSpy's limit)",
     )
     p.add_argument(
-        "--max-pages", type=_positive_int, default=None, help="fetch at most N pages in this run"
+        "--max-pages", type=positive_int, default=None, help="fetch at most N pages in this run"
     )
     p.add_argument(
         "--page-size",
-        type=_positive_int,
+        type=positive_int,
         default=10_000,
         help="Web API apps per page (max_results; default: 10000)",
     )
@@ -195,7 +176,7 @@ def _add_download(steam: Any, common: argparse.ArgumentParser) -> None:
         help="URL to try, with {cdn} and {appid}; repeat for fallbacks (default: the asset's)",
     )
     p.add_argument(
-        "--concurrency", type=_positive_int, default=16, help="requests in flight (default: 16)"
+        "--concurrency", type=positive_int, default=16, help="requests in flight (default: 16)"
     )
     p.add_argument(
         "--rate",
@@ -234,7 +215,7 @@ def _add_download(steam: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--only", nargs="+", metavar="APPID", help="download just these games")
     p.add_argument("--retry-missing", action="store_true", help="try missing games again")
     p.add_argument("--force", action="store_true", help="download finished games again too")
-    p.add_argument("--limit", type=_positive_int, default=None, help="at most N games this run")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most N games this run")
     p.set_defaults(handler=cmd_download)
 
 

@@ -1,0 +1,53 @@
+"""What every sub-command shares: printing results and checking numeric arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=1, ensure_ascii=False))
+
+
+def emit(args: argparse.Namespace, result: Any) -> int:
+    """Print a command's result: ``result.to_dict()`` as JSON with ``--json``, else
+    ``result.summary()``. Returns the exit code 0."""
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(result.summary(), flush=True)
+    return 0
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell; numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [
+            c.rjust(w) if numeric[i] else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return " ".join(str(value).split())  # no newlines or tabs inside a table cell
