@@ -72,7 +72,7 @@ FAULTS = {
 
 def test_every_fault_ends_in_the_right_status(cli, tmp_path):
     images = {a: make_jpeg(int(a)) for a in FAULTS}
-    cdn = Cdn(images, {a: f for a, (f, _) in FAULTS.items() if f}, stall=2.0, retry_after=1.0)
+    cdn = Cdn(images, {a: f for a, (f, _) in FAULTS.items() if f}, stall=5.0, retry_after=1.0)
     coll = tmp_path / "coll"
     _catalogue(coll, list(FAULTS))
     with FakeServer(cdn) as server:
@@ -100,9 +100,10 @@ def test_every_fault_ends_in_the_right_status(cli, tmp_path):
     assert t429[1] - t429[0] >= 1.0
     t_date = [s.time for s in cdn.requests_for(server, "50")]
     assert t_date[1] >= cdn.retry_dates["50"]
-    # the stalled request was given up after the timeout, not after the stall
+    # the stalled request was given up after the timeout (0.5 s), not after the 5 s stall;
+    # the retry may also wait out a 429's hold on the host (up to about 2 s)
     t_stall = [s.time for s in cdn.requests_for(server, "70")]
-    assert 0.5 <= t_stall[1] - t_stall[0] < 2.0
+    assert 0.5 <= t_stall[1] - t_stall[0] < 4.0
 
     for app, (_, status) in FAULTS.items():
         if status != "ok":
