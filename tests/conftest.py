@@ -74,3 +74,60 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+#: a tiny open_clip architecture (random weights only): 64 px images, 32-d joint space
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The name of a tiny open_clip model registered for this test session (random weights)."""
+    import json
+
+    import open_clip
+
+    path = tmp_path_factory.mktemp("open_clip") / "bm-tiny-clip.json"
+    path.write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(path)
+    return "open_clip:bm-tiny-clip/random"
+
+
+HUBCONF = '''
+dependencies = ["torch"]
+
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    """A small CNN that returns one 24-d vector per image."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 24, 3, stride=2)
+
+    def forward(self, x):
+        return self.conv(x).relu().mean(dim=(2, 3))
+
+
+def tiny(pretrained=True):
+    model = Tiny()
+    if pretrained:  # what a real entrypoint does: fixed weights from its release
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.linspace(-0.5, 0.5, p.numel()).reshape(p.shape))
+    return model
+'''
+
+
+@pytest.fixture(scope="session")
+def hub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local torch.hub folder: hubconf.py with the entrypoint ``tiny``."""
+    folder = tmp_path_factory.mktemp("hub")
+    (folder / "hubconf.py").write_text(HUBCONF)
+    return folder

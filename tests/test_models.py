@@ -14,12 +14,13 @@ from torch import nn
 from bannermatch.errors import BannermatchError, ModelError
 from bannermatch.images import load_image
 from bannermatch.models import Preprocess, create_model, get_spec
-from bannermatch.models.network import build_network, load_state_in_order
+from bannermatch.models.network import load_state_in_order
 
 
 @pytest.fixture(scope="module")
 def network() -> nn.Module:
-    return build_network(get_spec("effnet-lite0"))
+    """The timm classifier with the real weights, as the factory builds it."""
+    return create_model("effnet-lite0", engine="torch").network().image
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,70 @@ def test_preprocess_options_and_keys() -> None:
         create_model("effnet-lite0", interpolation="cubic-ish")
 
 
+def test_keep_ratio_off_squashes_before_the_crop(
+    model, real_images: dict[str, Image.Image]
+) -> None:
+    from torchvision import transforms
+
+    assert model.key == "effnet-lite0__crop256-224-bicubic__cls"  # the default is unchanged
+    assert model.preprocess.keep_ratio and model.manifest()["preprocess"]["keep_ratio"]
+    square = create_model("effnet-lite0", engine="torch", keep_ratio=False)
+    assert square.key == "effnet-lite0__crop256x256-224-bicubic__cls"
+    # the original feature extractor's transform with --keep_ratio off
+    theirs = transforms.Compose(
+        [
+            transforms.Resize((256, 256), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        ]
+    )
+    cover = real_images["cover"]
+    np.testing.assert_allclose(square.preprocess(cover), theirs(cover).numpy(), atol=1e-5)
+    assert not np.allclose(square.preprocess(cover), model.preprocess(cover), atol=0.1)
+    # the key and the manifest carry it; a query rebuilds the same model from the manifest
+    from bannermatch.query import create_model_for
+
+    assert create_model_for(square.manifest(), engine="torch").key == square.key
+    # pad and squash imply it: the same key either way, and a contradiction is an error
+    pad = create_model("effnet-lite0", engine="torch", fit="pad", keep_ratio=True)
+    assert pad.key == "effnet-lite0__pad224-bicubic__cls" and pad.preprocess.keep_ratio
+    squash = create_model("effnet-lite0", engine="torch", fit="squash")
+    assert not squash.preprocess.keep_ratio
+    with pytest.raises(BannermatchError, match="--no-keep-ratio contradicts --fit pad"):
+        create_model("effnet-lite0", fit="pad", keep_ratio=False)
+    with pytest.raises(BannermatchError, match="--keep-ratio contradicts --fit squash"):
+        create_model("effnet-lite0", fit="squash", keep_ratio=True)
+
+
+def test_preprocess_options_on_the_command_line() -> None:
+    from bannermatch.cli import _model_options, build_parser
+
+    args = build_parser().parse_args(
+        [
+            "index",
+            "in",
+            "--out",
+            "c",
+            "--no-keep-ratio",
+            "--resize-size",
+            "240",
+            "--augment",
+            "flip",
+        ]
+    )
+    options = _model_options(args)
+    assert (options["keep_ratio"], options["resize_size"], options["augment"]) == (
+        False,
+        240,
+        "flip",
+    )
+    assert (
+        _model_options(build_parser().parse_args(["eval", "x", "--groups", "g"]))["keep_ratio"]
+        is None
+    )
+
+
 @pytest.mark.parametrize("strategy", ["cls", "gem"])
 def test_onnx_and_torch_engines_agree(
     model, strategy: str, real_images: dict[str, Image.Image]
@@ -188,10 +253,12 @@ def test_manifest_describes_the_model(model) -> None:
 
 
 def test_unknown_model_strategy_engine_device() -> None:
-    with pytest.raises(ModelError, match="unknown model 'nope'; available: effnet-lite0"):
+    with pytest.raises(ModelError, match="unknown model 'nope'; available: effnet-lite0, "):
         create_model("nope")
-    with pytest.raises(ModelError, match="strategy 'cls\\+avg' is not available"):
-        create_model("effnet-lite0", strategy="cls+avg")
+    with pytest.raises(ModelError, match="strategy 'multiscale' is not available for clip"):
+        create_model("clip-vit-b32", strategy="multiscale")
+    with pytest.raises(ModelError, match="unknown augment 'mirror'"):
+        create_model("effnet-lite0", augment="mirror")
     with pytest.raises(ModelError, match="unknown engine"):
         create_model("effnet-lite0", engine="tensorrt")
     with pytest.raises(ModelError, match="unknown device"):
@@ -209,9 +276,9 @@ def test_unknown_model_on_the_command_line(cli, tmp_path: Path, edge_cases_dir: 
         check=False,
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        "bannermatch: error: unknown model 'nope'; available: effnet-lite0"
-    ]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("bannermatch: error: unknown model 'nope'; available: effnet-lite0, ")
+    assert "timm:<name>" in line
     assert not os.path.exists(tmp_path / "c" / "models")
 
 

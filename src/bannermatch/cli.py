@@ -23,9 +23,11 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
         "engine": args.engine,
         "device": args.device,
         "strategy": args.strategy,
+        "augment": args.augment,
         "fit": args.fit,
         "resize_size": args.resize_size,
         "crop_size": args.crop_size,
+        "keep_ratio": args.keep_ratio,
         "interpolation": args.interpolation,
     }
 
@@ -132,6 +134,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return emit(args, result)
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models.listing import list_models
+
+    return emit(args, list_models())
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server.run import serve
 
@@ -164,7 +172,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="effnet-lite0", help="model preset (default: %(default)s)")
+    g.add_argument(
+        "--model",
+        default="effnet-lite0",
+        help="preset (see `bannermatch models`), timm:NAME, open_clip:ARCH/TAG or "
+        "hub:OWNER/REPO:ENTRYPOINT (default: %(default)s)",
+    )
     g.add_argument(
         "--engine",
         default="auto",
@@ -172,15 +185,33 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="inference engine (auto: onnx on CPU, torch on GPU)",
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    g.add_argument("--strategy", default="cls", help="feature strategy: cls or gem")
+    g.add_argument(
+        "--strategy",
+        default="cls",
+        choices=["cls", "cls+avg", "gem", "multiscale"],
+        help="feature strategy (default: cls; see docs/models.md)",
+    )
     g.add_argument(
         "--fit",
         choices=["crop", "squash", "pad"],
         default=None,
         help="how an image is fitted to the model's square input (default: crop)",
     )
+    g.add_argument(
+        "--augment",
+        default="none",
+        choices=["none", "flip"],
+        help="flip: average the embeddings of each image and its mirror image",
+    )
     g.add_argument("--resize-size", type=int, default=None, help="resize size before the crop")
     g.add_argument("--crop-size", type=int, default=None, help="the model's input size")
+    g.add_argument(
+        "--keep-ratio",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--fit crop: resize the shorter side to --resize-size (default), or with "
+        "--no-keep-ratio the whole image to a --resize-size square, before the centre crop",
+    )
     g.add_argument("--interpolation", default=None, help="bicubic, bilinear, lanczos, ...")
 
 
@@ -315,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=64)
     _add_model_args(p)
     p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser(
+        "models", parents=[common], help="model presets: dimension, input size, cached weights"
+    )
+    p.set_defaults(handler=cmd_models)
 
     p = sub.add_parser("serve", help="JSON API and web page over a collection")
     p.add_argument("collection")

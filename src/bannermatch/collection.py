@@ -17,7 +17,7 @@ import numpy as np
 from . import atomic
 from .catalog import Catalog
 from .errors import CollectionError
-from .models.registry import DEFAULT_MODEL
+from .models.registry import DEFAULT_MODEL, safe_name
 
 FORMAT_VERSION = 1
 EMBEDDINGS = "embeddings.npy"
@@ -93,7 +93,7 @@ class Collection:
             model = DEFAULT_MODEL
         if model in keys:
             return model
-        matching = [k for k in keys if k.split("__", 1)[0] == model]
+        matching = [k for k in keys if k.split("__", 1)[0] in (model, safe_name(model))]
         if len(matching) == 1:
             return matching[0]
         if matching:

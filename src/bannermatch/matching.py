@@ -25,8 +25,8 @@ from .collection import (
     Collection,
     ModelData,
 )
-from .errors import BannermatchError
-from .models.registry import PRESETS
+from .errors import BannermatchError, ModelError
+from .models.registry import UNCALIBRATED_DUP_THRESHOLD, get_spec
 from .progress import progress_bar
 
 DEFAULT_K = 10
@@ -123,8 +123,10 @@ def duplicate_groups(
 
 
 def default_dup_threshold(manifest: dict[str, Any]) -> float:
-    spec = PRESETS.get(str(manifest.get("model")))
-    return spec.dup_threshold if spec else 0.95
+    try:
+        return get_spec(str(manifest.get("model"))).dup_threshold
+    except ModelError:
+        return UNCALIBRATED_DUP_THRESHOLD
 
 
 @dataclass

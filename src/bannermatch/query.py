@@ -195,18 +195,22 @@ def _steam_banner(appid: str, cdn_url: str | None) -> DecodedImage:
 
 
 def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu") -> Any:
+    """The model that wrote ``manifest``: same preset, preprocessing, strategy and weights
+    (random weights too, for a collection a test built with them)."""
     from .models import create_model
 
     pre = manifest["preprocess"]
+    options = {k: pre[k] for k in ("fit", "resize_size", "crop_size", "interpolation") if k in pre}
+    if "keep_ratio" in pre:
+        options["keep_ratio"] = pre["keep_ratio"]
     model = create_model(
         manifest["model"],
         engine=engine,
         device=device,
         strategy=manifest["strategy"],
-        fit=pre["fit"],
-        resize_size=pre["resize_size"],
-        crop_size=pre["crop_size"],
-        interpolation=pre["interpolation"],
+        augment=manifest.get("augment", "none"),
+        pretrained=False if manifest.get("weights", {}).get("random") else None,
+        **options,
     )
     if model.key != manifest["key"]:
         raise BannermatchError(

@@ -22,7 +22,7 @@ ENGINES = ("auto", "onnx", "torch")
 ONNX_OPSET = 17
 #: cosine similarity that ONNX features must reach against PyTorch's at export
 PARITY_MIN_COSINE = 0.9999
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -44,12 +44,14 @@ class Engine(Protocol):
     #: the largest batch worth running at once: on a CPU, small batches stay in cache
     #: (ONNX Runtime on 2 cores: 124 img/s at 8, 113 img/s at 64 with 3x the memory)
     max_batch: int
+    #: the width of the feature rows
+    dim: int
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
 class TorchEngine:
-    def __init__(self, module: nn.Module, device: str = "cpu"):
+    def __init__(self, module: nn.Module, input_size: int, device: str = "cpu"):
         self.device = torch.device(device)
         self.half = self.device.type == "cuda"
         self.name = f"torch-{self.device.type}"
@@ -60,6 +62,7 @@ class TorchEngine:
         else:
             torch.set_num_threads(cpu_threads())
         self.module = module
+        self.dim = int(self(np.zeros((1, 3, input_size, input_size), np.float32)).shape[1])
 
     @torch.inference_mode()
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
@@ -83,6 +86,7 @@ class OnnxEngine:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
+        self.dim = int(self.session.get_outputs()[0].shape[1])
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: pixels})[0]
@@ -94,7 +98,7 @@ def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def export_onnx(module: nn.Module, path: Path, input_size: int) -> None:
+def export_onnx(module: nn.Module, path: Path, input_size: int, what: str = "") -> None:
     """Export ``module`` to ``path`` (atomically) after checking parity with PyTorch."""
     import warnings
 
@@ -105,19 +109,25 @@ def export_onnx(module: nn.Module, path: Path, input_size: int) -> None:
     probe = torch.randn(4, 3, input_size, input_size, generator=gen)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    what = what or path.name
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (probe,),
-                str(tmp),
-                input_names=["pixels"],
-                output_names=["features"],
-                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module,
+                    (probe,),
+                    str(tmp),
+                    input_names=["pixels"],
+                    output_names=["features"],
+                    dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+                    opset_version=ONNX_OPSET,
+                    dynamo=False,
+                )
+        except Exception as exc:
+            raise ModelError(
+                f"{what}: cannot export to ONNX ({type(exc).__name__}: {exc}); use --engine torch"
+            ) from None
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = session.run(None, {"pixels": probe.numpy()})[0]
         with torch.inference_mode():
@@ -125,7 +135,8 @@ def export_onnx(module: nn.Module, path: Path, input_size: int) -> None:
         worst = float(_cosine_rows(got, want).min())
         if worst < PARITY_MIN_COSINE:
             raise ModelError(
-                f"ONNX export of {path.name} disagrees with PyTorch (cosine {worst:.6f})"
+                f"{what}: ONNX export disagrees with PyTorch (cosine {worst:.6f}); "
+                "use --engine torch"
             )
         with open(tmp, "rb") as fh:
             atomic.write_bytes(path, fh.read())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,9 +23,11 @@ from .engines import (
     resolve_device,
     resolve_engine,
 )
-from .network import FeatureExtractor, build_network
+from .loaders import Built, LabelHead, loader_for
+from .network import FeatureExtractor
 from .preprocess import Preprocess
-from .registry import DEFAULT_MODEL, ModelSpec, file_sha256, get_spec
+from .registry import AUGMENTS, DEFAULT_MODEL, ModelSpec, get_spec, safe_name
+from .weights import Weights, random_requested
 
 
 @dataclass
@@ -35,18 +39,26 @@ class EmbeddingModel:
     preprocess: Preprocess
     strategy: str
     engine: Engine
-    weights_sha256: str
+    weights: Weights
+    augment: str = "none"
+    #: builds (once) the PyTorch network, for the text tower and the classifier head
+    network: Callable[[], Built] = field(default=lambda: None, repr=False)  # type: ignore[assignment,return-value]
 
     @property
     def key(self) -> str:
-        return model_key(self.spec.name, self.preprocess, self.strategy)
+        return model_key(self.spec.name, self.preprocess, self.strategy, self.augment)
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.weights.sha256
 
     @property
     def dim(self) -> int:
-        return self.spec.dim
+        return self.engine.dim
 
-    def embed(self, pixels: np.ndarray) -> np.ndarray:
-        """L2-normalised features of a float32 NCHW batch, run in engine-sized slices."""
+    def embed_with_norms(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """L2-normalised features of a float32 NCHW batch, and the raw features' norms,
+        run in engine-sized slices."""
         step = self.engine.max_batch
         feats = np.concatenate(
             [
@@ -56,31 +68,67 @@ class EmbeddingModel:
                 for i in range(0, max(len(pixels), 1), step)
             ]
         )
-        norms = np.linalg.norm(feats, axis=1, keepdims=True)
-        return feats / np.maximum(norms, 1e-12)
+        norms = np.linalg.norm(feats, axis=1)
+        return feats / np.maximum(norms, 1e-12)[:, None], norms.astype(np.float32)
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """L2-normalised features of a float32 NCHW batch."""
+        return self.embed_with_norms(pixels)[0]
 
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
         return self.embed(np.stack([self.preprocess(im) for im in images]))
 
+    # text: CLIP's text tower, or ImageNet labels ------------------------------
+
+    @property
+    def has_text(self) -> bool:
+        """Whether texts embed into the space of the image rows (CLIP, ``cls`` strategy)."""
+        return self.spec.text and self.strategy == "cls"
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised text embeddings, comparable by cosine with the image rows."""
+        if not self.has_text:
+            raise ModelError(
+                f"{self.key} has no text tower in its image space "
+                "(text search needs a CLIP model with --strategy cls)"
+            )
+        built = self.network()
+        assert built.text is not None
+        return built.text(list(texts))
+
+    def label_head(self) -> LabelHead | None:
+        """The ImageNet classifier that reads these features (``cls`` strategy only)."""
+        if self.strategy != "cls" or self.spec.text:
+            return None
+        return self.network().head
+
     def manifest(self) -> dict[str, Any]:
         """What a collection records of the model that embedded it."""
         return {
             "model": self.spec.name,
+            "source": self.spec.source,
             "arch": self.spec.arch,
-            "weights": {"source": self.spec.weights, "sha256": self.weights_sha256},
+            "weights": {
+                "source": self.weights.source,
+                "sha256": self.weights.sha256,
+                "random": self.weights.random,
+            },
             "preprocess": self.preprocess.to_dict(),
             "strategy": self.strategy,
+            "augment": self.augment,
             "dim": self.dim,
             "key": self.key,
             "engine": self.engine.name,
+            "text": self.has_text,
             "bannermatch": __version__,
         }
 
 
-def model_key(name: str, preprocess: Preprocess, strategy: str) -> str:
-    return f"{name}__{preprocess.key}__{strategy}"
+def model_key(name: str, preprocess: Preprocess, strategy: str, augment: str = "none") -> str:
+    suffix = "" if augment == "none" else f"-{augment}"
+    return f"{safe_name(name)}__{preprocess.key}__{strategy}{suffix}"
 
 
 def create_model(
@@ -89,38 +137,63 @@ def create_model(
     engine: str = "auto",
     device: str = "cpu",
     strategy: str = "cls",
+    augment: str = "none",
     fit: str | None = None,
     resize_size: int | None = None,
     crop_size: int | None = None,
+    keep_ratio: bool | None = None,
     interpolation: str | None = None,
+    pretrained: bool | None = None,
 ) -> EmbeddingModel:
-    """Load a preset with its weights, its preprocessing and an inference engine."""
-    import timm
-    from timm.data import resolve_data_config
+    """Load a model with its weights, its preprocessing and an inference engine.
 
+    ``name``: a preset, ``timm:<name>``, ``open_clip:<arch>/<tag>`` or
+    ``hub:<owner/repo or dir>:<entrypoint>``. Weights come from the libraries'
+    caches, downloaded on first use; offline, a missing file is a quick
+    :class:`ModelError`. ``pretrained=False`` (or ``BANNERMATCH_RANDOM_WEIGHTS=1``)
+    builds seeded random weights instead: for tests only.
+    """
     spec = get_spec(name)
     if strategy not in spec.strategies:
         raise ModelError(
             f"strategy {strategy!r} is not available for {name}; "
             f"choose one of {', '.join(spec.strategies)}"
         )
+    if augment not in AUGMENTS:
+        raise ModelError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
     device = resolve_device(device)
     engine = resolve_engine(engine, device)
-    cfg = resolve_data_config({}, pretrained_cfg=timm.get_pretrained_cfg(spec.arch).to_dict())
+    loader = loader_for(spec)
+    weights = loader.weights(random_requested(pretrained))
     preprocess = Preprocess.from_timm_config(
-        cfg, fit=fit, resize_size=resize_size, crop_size=crop_size, interpolation=interpolation
+        loader.data_config(),
+        fit=fit,
+        resize_size=resize_size,
+        crop_size=crop_size,
+        keep_ratio=keep_ratio,
+        interpolation=interpolation,
     )
-    weights_sha = file_sha256(spec.weights_file())
+    size = preprocess.crop_size
+
+    @functools.cache
+    def network() -> Built:
+        return loader.build(weights, size, dynamic_size=strategy == "multiscale")
+
+    def extractor() -> FeatureExtractor:
+        built = network()
+        return FeatureExtractor(
+            built.image, built.kind, strategy, augment=augment, patch_size=built.patch_size
+        )
+
     if engine == "onnx":
+        tag = strategy if augment == "none" else f"{strategy}-{augment}"
         path = (
-            cache_dir()
-            / "onnx"
-            / f"{spec.arch}-{weights_sha[:16]}-{preprocess.crop_size}px-{strategy}"
+            cache_dir() / "onnx" / f"{safe_name(spec.arch)}-{weights.sha256[:16]}-{size}px-{tag}"
             f"-opset{ONNX_OPSET}-v{EXPORT_VERSION}.onnx"
         )
         if not path.is_file():
-            export_onnx(FeatureExtractor(build_network(spec), strategy), path, preprocess.crop_size)
+            export_onnx(extractor(), path, size, name)
         runner: Engine = OnnxEngine(path)
     else:
-        runner = TorchEngine(FeatureExtractor(build_network(spec), strategy), device)
-    return EmbeddingModel(spec, preprocess, strategy, runner, weights_sha)
+        runner = TorchEngine(extractor(), size, device)
+    return EmbeddingModel(spec, preprocess, strategy, runner, weights, augment, network)

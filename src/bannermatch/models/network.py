@@ -1,12 +1,43 @@
-"""Building a preset's PyTorch network with its weights, and the feature strategies."""
+"""Loading checkpoints by position, and the feature strategies over any network.
+
+Strategies (``FeatureExtractor``), by kind of network:
+
+============  ==========================================  =======================================
+strategy      ViT (timm; open_clip ViT)                   CNN (timm)
+============  ==========================================  =======================================
+``cls``       the model's pooled output: CLS token         the model's own global pooling and
+              (open_clip: the projected image embedding)   pre-logits head
+``cls+avg``   CLS concatenated with the mean of the patch  average pooling concatenated with max
+              tokens (open_clip: both projected); 2x dim   pooling of the last feature map; 2x dim
+``gem``       signed generalised mean (p=3) of the patch   generalised mean (p=3) of the last
+              tokens (open_clip: then projected)           feature map
+``multiscale``  the mean of ``cls`` at input scales          the same
+              ``MULTISCALE`` (timm ViTs resample their
+              position embeddings; open_clip refuses it)
+============  ==========================================  =======================================
+
+ViT tokens after the final LayerNorm take both signs, so their GeM keeps the
+sign: ``sign(m) * |m|^(1/p)`` with ``m = mean(sign(x) * |x|^p)``. A CNN has no
+CLS token: ``cls+avg`` there is the common avg+max pair (both are pooled
+summaries of the same map, the max adding the strongest local responses).
+
+``augment="flip"`` averages the features of the image and of its mirror image
+(at every scale). Features are averaged raw (not normalised first), so a
+linear classifier on them gives the average of the views' logits. The output
+is not normalised: :class:`~bannermatch.models.factory.EmbeddingModel` does it.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from .registry import ModelSpec
+
+#: input scales of the ``multiscale`` strategy, relative to the model's input size
+MULTISCALE = (0.75, 1.0, 1.25)
+GEM_P = 3.0
 
 
 def load_state_in_order(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
@@ -33,33 +64,103 @@ def load_state_in_order(model: nn.Module, state: dict[str, torch.Tensor], what: 
         raise ModelError(f"{what}: tensors not loaded: {missing or unexpected}")
 
 
-def build_network(spec: ModelSpec) -> nn.Module:
-    """The timm classifier of ``spec`` with its real weights, in eval mode."""
-    import timm
+def gem(x: torch.Tensor, dim: tuple[int, ...] | int, p: float = GEM_P) -> torch.Tensor:
+    """Generalised mean of non-negative activations (clamped at 1e-6)."""
+    return x.clamp(min=1e-6).pow(p).mean(dim=dim).pow(1.0 / p)
 
-    path = spec.weights_file()
-    model = timm.create_model(spec.arch, pretrained=False)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged file must name itself
-        raise ModelError(f"{spec.name}: cannot read weights {path}: {exc}") from None
-    load_state_in_order(model, state, spec.name)
-    return model.eval()
+
+def signed_gem(x: torch.Tensor, dim: int, p: float = GEM_P) -> torch.Tensor:
+    """Generalised mean that keeps the sign, for activations of both signs."""
+    m = (x.sign() * x.abs().pow(p)).mean(dim=dim)
+    return m.sign() * m.abs().clamp(min=1e-12).pow(1.0 / p)
+
+
+def scaled_sizes(size: int, multiple: int) -> list[int]:
+    """The input sizes of ``multiscale``: ``size`` times each scale, rounded to ``multiple``."""
+    return [max(multiple, round(size * s / multiple) * multiple) for s in MULTISCALE]
 
 
 class FeatureExtractor(nn.Module):
-    """Pooled features of a timm CNN: ``cls`` = its own global pooling, ``gem`` =
-    generalised-mean pooling (p=3) of the last feature map. Output is not normalised."""
+    """Pixels (B, 3, H, W) in, one unnormalised feature row per image out.
 
-    def __init__(self, network: nn.Module, strategy: str = "cls", gem_p: float = 3.0):
+    ``kind`` says how ``network``'s outputs are laid out (see
+    :data:`bannermatch.models.registry.KIND_STRATEGIES`).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        kind: str,
+        strategy: str = "cls",
+        *,
+        augment: str = "none",
+        patch_size: int = 1,
+    ):
         super().__init__()
+        from .registry import AUGMENTS, KIND_STRATEGIES
+
+        if strategy not in KIND_STRATEGIES[kind]:
+            raise ModelError(
+                f"strategy {strategy!r} does not apply to this {kind} model; "
+                f"choose one of {', '.join(KIND_STRATEGIES[kind])}"
+            )
+        if augment not in AUGMENTS:
+            raise ModelError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
         self.network = network
+        self.kind = kind
         self.strategy = strategy
-        self.gem_p = gem_p
+        self.flip = augment == "flip"
+        self.patch_size = patch_size
+        if kind == "clip-vit":
+            network.output_tokens = True  # type: ignore[assignment]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        fmap = self.network.forward_features(pixels)
-        if self.strategy == "gem":
-            p = self.gem_p
-            return fmap.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
-        return self.network.forward_head(fmap, pre_logits=True)
+        size = int(pixels.shape[-1])
+        sizes = scaled_sizes(size, self.patch_size) if self.strategy == "multiscale" else [size]
+        feats = []
+        for s in sizes:
+            x = pixels
+            if s != size:
+                x = F.interpolate(pixels, size=(s, s), mode="bilinear", align_corners=False)
+            feats.append(self.single(x))
+            if self.flip:
+                feats.append(self.single(x.flip(-1)))
+        return feats[0] if len(feats) == 1 else torch.stack(feats).mean(dim=0)
+
+    def single(self, x: torch.Tensor) -> torch.Tensor:
+        """The strategy's features of one view at one scale (``multiscale``: ``cls``)."""
+        strategy = "cls" if self.strategy == "multiscale" else self.strategy
+        net = self.network
+        if self.kind == "cnn":
+            fmap = net.forward_features(x)  # type: ignore[operator]
+            if getattr(net, "output_fmt", "NCHW") == "NHWC":
+                fmap = fmap.permute(0, 3, 1, 2)
+            if strategy == "gem":
+                return gem(fmap, dim=(2, 3))
+            if strategy == "cls+avg":
+                return torch.cat([fmap.mean(dim=(2, 3)), fmap.amax(dim=(2, 3))], dim=1)
+            return net.forward_head(fmap, pre_logits=True)  # type: ignore[operator]
+        if self.kind == "vit":
+            tokens = net.forward_features(x)  # type: ignore[operator]
+            pooled = net.forward_head(tokens, pre_logits=True)  # type: ignore[operator]
+            patches = tokens[:, int(net.num_prefix_tokens) :]  # type: ignore[arg-type]
+            if strategy == "gem":
+                return signed_gem(patches, dim=1)
+            if strategy == "cls+avg":
+                return torch.cat([pooled, patches.mean(dim=1)], dim=1)
+            return pooled
+        if self.kind == "clip-vit":
+            pooled, tokens = net(x)
+            if strategy == "gem":
+                return self._project(signed_gem(tokens, dim=1))
+            if strategy == "cls+avg":
+                return torch.cat([pooled, self._project(tokens.mean(dim=1))], dim=1)
+            return pooled
+        out = net(x)  # "clip" and "hub": the module's own vector
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise ModelError("the model does not return one feature vector per image")
+        return out
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        proj = getattr(self.network, "proj", None)
+        return x @ proj if proj is not None else x

@@ -1,10 +1,13 @@
 """Image preprocessing in PIL and NumPy, resolved from a model's own data config.
 
 ``fit="crop"`` reproduces timm's eval transform (resize the shorter side to
-``resize_size``, centre-crop ``crop_size``); ``squash`` resizes to the square
-ignoring the aspect ratio; ``pad`` fits the whole image inside the square and
-pads with the mean colour (exactly zero after normalisation), so a 2:3 banner keeps
-all its content.
+``resize_size``, centre-crop ``crop_size``); with ``keep_ratio=False`` it
+resizes to a ``resize_size`` square first (the original feature extractor's
+``--keep_ratio`` switch off), so the crop only trims a margin. ``squash``
+resizes to the square ignoring the aspect ratio; ``pad`` fits the whole image
+inside the square and pads with the mean colour (exactly zero after
+normalisation), so a 2:3 banner keeps all its content. ``keep_ratio`` only
+matters to ``crop``: ``squash`` never keeps the ratio and ``pad`` always does.
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     fit: str = "crop"
+    keep_ratio: bool = True
 
     def __post_init__(self) -> None:
+        if self.fit != "crop":  # implied by the fit: one spelling per setting
+            object.__setattr__(self, "keep_ratio", self.fit == "pad")
         if self.fit not in FITS:
             raise BannermatchError(f"unknown fit {self.fit!r}; choose one of {', '.join(FITS)}")
         if self.interpolation not in INTERPOLATIONS:
@@ -66,6 +72,16 @@ class Preprocess:
             std=tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type]
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
+        base = replace(base, fit=str(cfg.get("fit") or base.fit))
+        fit, keep = overrides.get("fit", base.fit), overrides.get("keep_ratio")
+        if fit != "crop" and keep is not None and keep != (fit == "pad"):
+            raise BannermatchError(
+                f"--{'' if keep else 'no-'}keep-ratio contradicts --fit {fit}: "
+                + ("pad always keeps" if fit == "pad" else "squash never keeps")
+                + " the aspect ratio"
+            )
+        if "fit" in overrides and "keep_ratio" not in overrides:
+            overrides["keep_ratio"] = True  # the crop's default; the others imply theirs
         if "crop_size" in overrides and "resize_size" not in overrides:
             overrides["resize_size"] = math.floor(
                 overrides["crop_size"] * base.resize_size / base.crop_size
@@ -75,8 +91,12 @@ class Preprocess:
     @property
     def key(self) -> str:
         """A short name of everything that changes the pixels the model sees."""
-        size = f"{self.resize_size}-{self.crop_size}" if self.fit == "crop" else f"{self.crop_size}"
-        return f"{self.fit}{size}-{self.interpolation}"
+        if self.fit != "crop":
+            return f"{self.fit}{self.crop_size}-{self.interpolation}"
+        resize = str(self.resize_size)
+        if not self.keep_ratio:  # a square: "256x256"
+            resize = f"{resize}x{resize}"
+        return f"crop{resize}-{self.crop_size}-{self.interpolation}"
 
     @property
     def draft_size(self) -> tuple[int, int]:
@@ -101,9 +121,12 @@ class Preprocess:
             canvas.paste(inner, corner)
             return canvas
         # crop: torchvision's Resize(int) + CenterCrop, as timm's eval transform
-        short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = self.resize_size, int(self.resize_size * long / short)
-        nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
+        if self.keep_ratio:
+            short, long = (w, h) if w <= h else (h, w)
+            new_short, new_long = self.resize_size, int(self.resize_size * long / short)
+            nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
+        else:  # Resize((s, s)) + CenterCrop
+            nw = nh = self.resize_size
         if (nw, nh) != (w, h):
             im = im.resize((nw, nh), resample)
         top = round((nh - size) / 2.0)
