@@ -228,3 +228,83 @@ def test_models_command(cli) -> None:
     table = list_models().summary()
     assert "weights cached" in table and "text tower" in table
     assert "effnet-lite0 (default)  1280    224  yes" in table
+
+
+def _raw(model, pixels: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The engine's unnormalised features."""
+    return np.asarray(model.engine(pixels), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("name", "crop", "dim", "pretrained"),
+    [("timm:vit_tiny_patch16_224", 64, 192, False), ("effnet-lite0", 128, 1280, None)],
+)
+def test_strategies_on_a_vit_and_a_cnn(name: str, crop: int, dim: int, pretrained) -> None:  # type: ignore[no-untyped-def]
+    pixels = np.random.default_rng(2).normal(size=(2, 3, crop, crop)).astype(np.float32)
+    models = {
+        s: create_model(name, engine="torch", strategy=s, crop_size=crop, pretrained=pretrained)
+        for s in ("cls", "cls+avg", "gem", "multiscale")
+    }
+    dims = {s: m.dim for s, m in models.items()}
+    assert dims == {"cls": dim, "cls+avg": 2 * dim, "gem": dim, "multiscale": dim}
+    assert len({m.key for m in models.values()}) == 4
+    assert models["cls+avg"].key.endswith("__cls+avg")
+    raw = {s: _raw(m, pixels) for s, m in models.items()}
+    assert {s: r.shape for s, r in raw.items()} == {s: (2, d) for s, d in dims.items()}
+    # cls+avg starts with the pooled (CLS, or average-pooled) features themselves
+    np.testing.assert_allclose(raw["cls+avg"][:, :dim], raw["cls"], rtol=1e-4, atol=1e-5)
+    emb = {s: m.embed(pixels) for s, m in models.items()}
+    for s in ("gem", "multiscale"):  # each strategy gives other features
+        assert (emb[s] * emb["cls"]).sum(axis=1).max() < 0.9999, s
+
+
+def test_multiscale_is_the_mean_over_scales() -> None:
+    from bannermatch.models.network import MULTISCALE, scaled_sizes
+
+    crop = 64
+    model = create_model(
+        "timm:vit_tiny_patch16_224",
+        engine="torch",
+        strategy="multiscale",
+        crop_size=crop,
+        pretrained=False,
+    )
+    sizes = scaled_sizes(crop, 16)
+    assert sizes == [48, 64, 80] and len(sizes) == len(MULTISCALE)
+    pixels = torch.from_numpy(
+        np.random.default_rng(3).normal(size=(1, 3, crop, crop)).astype(np.float32)
+    )
+    extractor = model.engine.module
+    with torch.inference_mode():
+        views = [
+            extractor.single(
+                torch.nn.functional.interpolate(pixels, size=(s, s), mode="bilinear")
+                if s != crop
+                else pixels
+            )
+            for s in sizes
+        ]
+        want = torch.stack(views).mean(dim=0).numpy()
+    np.testing.assert_allclose(_raw(model, pixels.numpy()), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "strategy", "pretrained"),
+    [("effnet-lite0", "cls", None), ("timm:vit_tiny_patch16_224", "multiscale", False)],
+)
+def test_flip_augment_is_mirror_invariant(name: str, strategy: str, pretrained) -> None:  # type: ignore[no-untyped-def]
+    pixels = np.random.default_rng(4).normal(size=(2, 3, 96, 96)).astype(np.float32)
+    mirrored = np.ascontiguousarray(pixels[..., ::-1])
+    kwargs = {"engine": "torch", "strategy": strategy, "crop_size": 96, "pretrained": pretrained}
+    plain = create_model(name, **kwargs)
+    flip = create_model(name, augment="flip", **kwargs)
+    assert flip.key == f"{plain.key}-flip" and flip.manifest()["augment"] == "flip"
+    assert flip.dim == plain.dim
+    a, b = flip.embed(pixels), flip.embed(mirrored)
+    assert (a * b).sum(axis=1).min() > 0.9999
+    p, q = plain.embed(pixels), plain.embed(mirrored)
+    assert (p * q).sum(axis=1).min() < 0.999
+    # the mean of the two views' raw features
+    np.testing.assert_allclose(
+        _raw(flip, pixels), (_raw(plain, pixels) + _raw(plain, mirrored)) / 2, rtol=1e-4, atol=1e-4
+    )
