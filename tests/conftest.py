@@ -51,7 +51,7 @@ def model():
     """The embedded default model on the default CPU engine (ONNX Runtime), loaded once."""
     from bannermatch.models import create_model
 
-    return create_model("effnet-lite0")
+    return create_model("effnet-lite0", device="cpu")
 
 
 def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:

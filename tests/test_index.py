@@ -501,7 +501,9 @@ def test_resume_after_kill_between_commit_and_cleanup(
             Decoded(InputItem(rows[i]["source"], i, i, 0, 0.0), sha256=rows[i]["sha256"])
             for i in part
         ]
-        batch = Batch(decoded, [], emb0[start : start + 4].astype(np.float32))
+        batch = Batch(
+            decoded, [], emb0[start : start + 4].astype(np.float32), np.ones(len(part), np.float32)
+        )
         _write_chunk(out / "models" / KEY, n, batch, part)
     result = run_index(imgs, out, model)
     assert (result.embedded, result.up_to_date, result.count) == (0, 10, 10)

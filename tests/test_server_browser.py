@@ -161,6 +161,25 @@ def test_unique_view_and_pages(page, base_url: str) -> None:  # type: ignore[no-
     expect(page.locator("#grid .card").first).to_contain_text("nearest:")
 
 
+def test_describe_it_text_search(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The embedded model cannot read text: the words pick ImageNet classes, named."""
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/")
+    page.get_by_role("link", name="Describe it").click()
+    expect(page).to_have_url(base_url + "/?view=text")
+    expect(page.locator("#status")).to_contain_text("cannot read text")
+    box = page.get_by_label("Words describing the picture")
+    box.fill("sports car")
+    box.press("Enter")
+    expect(page.locator("#grid .card")).to_have_count(10)
+    expect(page.locator("#grid-title")).to_contain_text("sports car")
+    expect(page.locator("#status")).to_contain_text("ImageNet classes matching your words")
+    box.fill("xyzzy")
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text("no ImageNet class matches")
+
+
 def test_drop_an_image_and_bad_uploads(page, base_url: str, covers_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 

@@ -48,12 +48,10 @@ def test_every_preset_architecture_and_strategy_dims(name: str) -> None:
     size = int(loader.data_config()["input_size"][-1])
     dims = {}
     with torch.device("meta"):
-        fixed = loader.build(RANDOM, size, dynamic_size=False)
-        dynamic = loader.build(RANDOM, size, dynamic_size=True)
+        built = loader.build(RANDOM, size)
         for strategy in spec.strategies:
-            built = dynamic if strategy == "multiscale" else fixed
             extractor = FeatureExtractor(
-                built.image, built.kind, strategy, patch_size=built.patch_size
+                built.image, built.kind, strategy, patch_size=built.patch_size, input_size=size
             )
             dims[strategy] = tuple(extractor(torch.empty(2, 3, size, size)).shape)
     assert built.kind == spec.kind
@@ -308,3 +306,78 @@ def test_flip_augment_is_mirror_invariant(name: str, strategy: str, pretrained) 
     np.testing.assert_allclose(
         _raw(flip, pixels), (_raw(plain, pixels) + _raw(plain, mirrored)) / 2, rtol=1e-4, atol=1e-4
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "strategy", "augment", "crop"),
+    [
+        ("timm:vit_tiny_patch16_224", "cls", "none", 64),
+        ("timm:vit_tiny_patch16_224", "multiscale", "flip", 64),
+        ("timm:vit_tiny_patch16_224", "gem", "none", 64),
+        ("timm:resnet18", "cls+avg", "none", 64),
+        ("timm:resnet18", "multiscale", "none", 64),
+    ],
+)
+def test_onnx_and_torch_agree(name: str, strategy: str, augment: str, crop: int) -> None:
+    kwargs = {"strategy": strategy, "augment": augment, "crop_size": crop, "pretrained": False}
+    onnx = create_model(name, engine="onnx", **kwargs)
+    ref = create_model(name, engine="torch", **kwargs)
+    assert onnx.engine.name == "onnx-cpu" and ref.engine.name == "torch-cpu"
+    assert onnx.key == ref.key and onnx.dim == ref.dim
+    pixels = np.random.default_rng(5).normal(size=(5, 3, crop, crop)).astype(np.float32)
+    a, b = onnx.embed(pixels), ref.embed(pixels)
+    assert a.shape == b.shape == (5, ref.dim)
+    assert (a * b).sum(axis=1).min() > 0.9999
+    assert (a @ a.T)[~np.eye(5, dtype=bool)].max() < 0.9999  # random weights still tell apart
+    exported = list((Path(os.environ["BANNERMATCH_CACHE"]) / "onnx").glob("*.onnx"))
+    tag = strategy if augment == "none" else f"{strategy}-{augment}"
+    assert any(f"-{crop}px-{tag}-opset" in p.name for p in exported)
+
+
+def test_onnx_for_open_clip_and_hub(tiny_clip: str, hub_dir: Path) -> None:
+    for name, kwargs, size in [
+        (tiny_clip, {"pretrained": False, "strategy": "cls+avg"}, 64),
+        (f"hub:{hub_dir}:tiny", {"crop_size": 96}, 96),
+    ]:
+        onnx = create_model(name, engine="onnx", **kwargs)
+        ref = create_model(name, engine="torch", **kwargs)
+        pixels = np.random.default_rng(6).normal(size=(3, 3, size, size)).astype(np.float32)
+        assert (onnx.embed(pixels) * ref.embed(pixels)).sum(axis=1).min() > 0.9999, name
+
+
+def test_an_export_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Unsupported: aten::weird_op\nTorch IR graph at exception: graph(...)")
+
+    monkeypatch.setattr(torch.onnx, "export", fails)
+    with pytest.raises(ModelError) as info:
+        create_model("timm:resnet18", engine="onnx", pretrained=False, crop_size=40)
+    assert str(info.value) == (
+        "timm:resnet18: cannot export to ONNX (RuntimeError: Unsupported: aten::weird_op); "
+        "use --engine torch"
+    )
+
+
+def test_device_and_engine_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bannermatch.models.engines import resolve_device, resolve_engine
+
+    assert resolve_engine("auto", "cpu") == "onnx" and resolve_engine("auto", "cuda") == "torch"
+    with pytest.raises(ModelError, match="the onnx engine runs on the CPU only"):
+        resolve_engine("onnx", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(ModelError, match="CUDA is not available"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_half_precision_vit_agrees_with_onnx() -> None:
+    kwargs = {"crop_size": 64, "pretrained": False, "strategy": "cls+avg"}
+    gpu = create_model("timm:vit_tiny_patch16_224", device="auto", **kwargs)
+    cpu = create_model("timm:vit_tiny_patch16_224", device="cpu", **kwargs)
+    assert gpu.engine.name == "torch-cuda" and cpu.engine.name == "onnx-cpu"
+    assert gpu.engine.module.network.patch_embed.proj.weight.dtype == torch.float16
+    pixels = np.random.default_rng(7).normal(size=(4, 3, 64, 64)).astype(np.float32)
+    assert (gpu.embed(pixels) * cpu.embed(pixels)).sum(axis=1).min() > 0.999

@@ -103,6 +103,13 @@ def cmd_unique(args: argparse.Namespace) -> int:
     return emit(args, result)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from .textsearch import search
+
+    result = search(args.collection, args.text, k=args.k, model=args.model, device=args.device)
+    return emit(args, result)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
@@ -184,7 +191,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         choices=["auto", "onnx", "torch"],
         help="inference engine (auto: onnx on CPU, torch on GPU)",
     )
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    g.add_argument(
+        "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N"
+    )
     g.add_argument(
         "--strategy",
         default="cls",
@@ -314,6 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=positive_int, default=250)
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.set_defaults(handler=cmd_unique)
+
+    p = sub.add_parser(
+        "search",
+        parents=[common],
+        help="images matching a text (CLIP; ImageNet labels for the embedded model)",
+    )
+    p.add_argument("collection")
+    p.add_argument("text", help='what to look for, e.g. "a knight fighting a dragon"')
+    p.add_argument("-k", type=positive_int, default=10)
+    p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (text tower)")
+    p.set_defaults(handler=cmd_search)
 
     p = sub.add_parser("report", parents=[common], help="HTML/Markdown/BBCode pages and PNG grids")
     p.add_argument("collection")

@@ -26,6 +26,7 @@ MANIFEST = "manifest.json"
 FINGERPRINTS = "fingerprints.json"  # sha256 of the image each row was computed from
 NEIGHBORS = "neighbors.npy"
 SCORES = "scores.npy"
+NORMS = "norms.npy"  # float32 (N,): each row's feature norm before normalisation
 MATCH = "match.json"
 DUPLICATES = "duplicates.json"
 
@@ -119,6 +120,8 @@ class ModelData:
     ids: list[str]
     fingerprints: list[str]
     embeddings: np.ndarray  # float16 (N, D), memory-mapped
+    #: float32 (N,) raw feature norms; None for a collection indexed before they were kept
+    norms: np.ndarray | None = None
     _match: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -174,9 +177,28 @@ class ModelData:
             problems.append(f"{FINGERPRINTS} is out of step with {ITEMS}")
         if len(set(ids)) != len(ids):
             problems.append(f"{ITEMS} lists an item twice")
+        norms = None
+        if manifest.get("norms"):  # written in the same commit as the rows
+            try:
+                norms = np.load(folder / NORMS, mmap_mode="r", allow_pickle=False)
+            except (FileNotFoundError, ValueError) as exc:
+                problems.append(f"{NORMS} is missing or damaged ({exc})")
+            else:
+                if norms.shape != (len(ids),):
+                    problems.append(f"{NORMS} has shape {norms.shape}, {ITEMS} lists {len(ids)}")
         if problems:
             raise CollectionError(f"{folder} is inconsistent: {'; '.join(problems)}; {hint}")
-        return cls(folder, manifest, ids, fingerprints or [""] * len(ids), emb)
+        return cls(folder, manifest, ids, fingerprints or [""] * len(ids), emb, norms)
+
+    def require_norms(self) -> np.ndarray:
+        """``norms.npy``, or an error saying how to get it (older collections lack it)."""
+        if self.norms is None:
+            root = self.folder.parent.parent
+            raise CollectionError(
+                f"{self.key} was indexed before bannermatch kept feature norms ({NORMS}); "
+                f"index it again to add them: `bannermatch index INPUT --out {root}`"
+            )
+        return self.norms
 
     # neighbours -------------------------------------------------------------
 
@@ -218,22 +240,31 @@ def write_model_data(
     ids: list[str],
     fingerprints: list[str],
     write_embeddings: Callable[[Path], None],
+    norms: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Commit a model's embeddings, items, fingerprints and manifest together."""
+    """Commit a model's embeddings, items, fingerprints, norms and manifest together."""
     manifest = {
         **manifest,
+        "norms": norms is not None,
         "format": FORMAT_VERSION,
         "count": len(ids),
         "generation": uuid.uuid4().hex,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic.commit_files(
-        folder,
-        {
-            EMBEDDINGS: write_embeddings,
-            ITEMS: lambda p: p.write_text(json.dumps(ids, ensure_ascii=False), "utf-8"),
-            FINGERPRINTS: lambda p: p.write_text(json.dumps(fingerprints), "utf-8"),
-            MANIFEST: lambda p: p.write_text(json.dumps(manifest, indent=1), "utf-8"),
-        },
-    )
+    writers: dict[str, Callable[[Path], None]] = {
+        EMBEDDINGS: write_embeddings,
+        ITEMS: lambda p: p.write_text(json.dumps(ids, ensure_ascii=False), "utf-8"),
+        FINGERPRINTS: lambda p: p.write_text(json.dumps(fingerprints), "utf-8"),
+    }
+    if norms is not None:
+        if norms.shape != (len(ids),):
+            raise ValueError(f"{len(norms)} norms for {len(ids)} rows")
+        writers[NORMS] = lambda p: _save_npy(p, np.asarray(norms, np.float32))
+    writers[MANIFEST] = lambda p: p.write_text(json.dumps(manifest, indent=1), "utf-8")
+    atomic.commit_files(folder, writers)
     return manifest
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)

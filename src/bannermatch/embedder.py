@@ -43,6 +43,7 @@ class Batch:
     ok: list[Decoded]
     failed: list[Decoded]
     embeddings: np.ndarray  # float32 (len(ok), D), L2-normalised
+    norms: np.ndarray  # float32 (len(ok),), the raw features' norms (see models.factory)
 
 
 def decode_item(item: InputItem, model: EmbeddingModel) -> Decoded:
@@ -90,12 +91,13 @@ def iter_batches(
             ok = [r for r in results if r.pixels is not None]
             failed = [r for r in results if r.pixels is None]
             if ok:
-                embeddings = model.embed(np.stack([r.pixels for r in ok]))  # type: ignore[misc]
+                pixels = np.stack([r.pixels for r in ok])  # type: ignore[misc]
+                embeddings, norms = model.embed_with_norms(pixels)
             else:
-                embeddings = np.zeros((0, model.dim), np.float32)
+                embeddings, norms = np.zeros((0, model.dim), np.float32), np.zeros(0, np.float32)
             for r in ok:
                 r.pixels = None  # free memory early; the batch keeps only the rows
-            yield Batch(ok, failed, embeddings)
+            yield Batch(ok, failed, embeddings, norms)
 
 
 def embed_paths(

@@ -72,16 +72,18 @@ class IndexResult:
 
 @dataclass
 class _Rows:
-    """Rows of one model: ids, fingerprints, and where their vectors are."""
+    """Rows of one model: ids, fingerprints, and where their vectors and norms are."""
 
     ids: list[str] = field(default_factory=list)
     fps: list[str] = field(default_factory=list)
     arrays: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (array, row)
+    norms: list[float] = field(default_factory=list)
 
-    def add(self, item_id: str, fp: str, array: np.ndarray, row: int) -> None:
+    def add(self, item_id: str, fp: str, array: np.ndarray, row: int, norm: float) -> None:
         self.ids.append(item_id)
         self.fps.append(fp)
         self.arrays.append((array, row))
+        self.norms.append(norm)
 
 
 def _assign_ids(
@@ -127,17 +129,19 @@ def _import_rows(
         cat.set_queries(queries, f"from {source.root}")
 
 
-def _load_chunks(folder: Path) -> list[tuple[Path, np.ndarray, list[str], list[str]]]:
+def _load_chunks(
+    folder: Path,
+) -> list[tuple[Path, np.ndarray, np.ndarray, list[str], list[str]]]:
     chunks = []
     for path in sorted((folder / CHUNKS).glob("*.npz")):
         try:
             with np.load(path, allow_pickle=False) as z:
-                emb = z["embeddings"]
+                emb, norms = z["embeddings"], z["norms"]
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-        except Exception:  # a chunk is written atomically; a bad one is simply redone
+        except Exception:  # a chunk is written atomically; a bad (or old) one is simply redone
             path.unlink(missing_ok=True)
             continue
-        chunks.append((path, emb, meta["ids"], meta["fingerprints"]))
+        chunks.append((path, emb, norms, meta["ids"], meta["fingerprints"]))
     return chunks
 
 
@@ -147,6 +151,7 @@ def _write_chunk(folder: Path, number: int, batch: Batch, ids: list[str]) -> Non
         np.savez(
             fh,
             embeddings=batch.embeddings.astype(np.float16),
+            norms=batch.norms.astype(np.float32),
             meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
         )
 
@@ -211,12 +216,14 @@ def index(
             raise CollectionError(
                 f"{folder} holds {old.manifest.get('model')}, not {emb_model.spec.name}"
             )
+    if old is not None and old.norms is None:  # written before norms.npy: embed again
+        old = None
     old_rows = {i: (old.fingerprints[r], r) for i, r in old.row_of.items()} if old else {}
     chunks = _load_chunks(folder)
-    chunk_rows: dict[str, tuple[str, np.ndarray, int]] = {}
-    for _, emb, ids, fps in chunks:
+    chunk_rows: dict[str, tuple[str, np.ndarray, np.ndarray, int]] = {}
+    for _, emb, norms, ids, fps in chunks:
         for r, (item_id, fp) in enumerate(zip(ids, fps, strict=True)):
-            chunk_rows[item_id] = (fp, emb, r)
+            chunk_rows[item_id] = (fp, emb, norms, r)
 
     with coll.catalog(create=True) as cat:
         if source_coll is not None and source_coll.root.resolve() != coll.root.resolve():
@@ -258,7 +265,7 @@ def index(
                 number += 1
                 _write_chunk(folder, number, batch, batch_ids)
                 for r, (item_id, d) in enumerate(zip(batch_ids, batch.ok, strict=True)):
-                    chunk_rows[item_id] = (d.sha256 or "", batch.embeddings, r)
+                    chunk_rows[item_id] = (d.sha256 or "", batch.embeddings, batch.norms, r)
             for d in batch.failed:
                 result.bad.append(
                     {"id": id_of[id(d.item)], "source": d.item.source, "reason": d.error or ""}
@@ -292,13 +299,14 @@ def index(
         for r, item_id in enumerate(old.ids):
             if item_id in replaced or item_id in drop:
                 continue
-            rows.add(item_id, old.fingerprints[r], old.embeddings, r)
+            assert old.norms is not None
+            rows.add(item_id, old.fingerprints[r], old.embeddings, r, float(old.norms[r]))
     order = {i: n for n, i in enumerate(ids)}
     for item_id in sorted(chunk_rows, key=lambda i: (order.get(i, len(order)), i)):
         if item_id in drop:
             continue
-        fp, emb, r = chunk_rows[item_id]
-        rows.add(item_id, fp, emb, r)
+        fp, emb, norms, r = chunk_rows[item_id]
+        rows.add(item_id, fp, emb, r, float(norms[r]))
     result.removed = len(set(old_rows) - set(rows.ids))
 
     changed = chunks or result.embedded or old is None or len(rows.ids) != len(old.ids)
@@ -310,6 +318,7 @@ def index(
             rows.ids,
             rows.fps,
             lambda p: _write_embeddings(p, rows, emb_model.dim),
+            norms=np.asarray(rows.norms, np.float32),
         )
     for p in (folder / CHUNKS).glob("*.npz"):
         p.unlink()

@@ -124,9 +124,11 @@ def export_onnx(module: nn.Module, path: Path, input_size: int, what: str = "") 
                     opset_version=ONNX_OPSET,
                     dynamo=False,
                 )
-        except Exception as exc:
+        except Exception as exc:  # the message may carry the whole traced graph: one line
+            reason = (str(exc).strip().splitlines() or [""])[0][:300]
             raise ModelError(
-                f"{what}: cannot export to ONNX ({type(exc).__name__}: {exc}); use --engine torch"
+                f"{what}: cannot export to ONNX ({type(exc).__name__}: {reason}); "
+                "use --engine torch"
             ) from None
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = session.run(None, {"pixels": probe.numpy()})[0]

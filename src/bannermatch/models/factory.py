@@ -41,6 +41,8 @@ class EmbeddingModel:
     engine: Engine
     weights: Weights
     augment: str = "none"
+    #: the ImageNet classes a classifier head predicts from these features (label search)
+    labels: str | None = None
     #: builds (once) the PyTorch network, for the text tower and the classifier head
     network: Callable[[], Built] = field(default=lambda: None, repr=False)  # type: ignore[assignment,return-value]
 
@@ -122,6 +124,7 @@ class EmbeddingModel:
             "key": self.key,
             "engine": self.engine.name,
             "text": self.has_text,
+            "labels": self.labels,
             "bannermatch": __version__,
         }
 
@@ -135,7 +138,7 @@ def create_model(
     name: str = DEFAULT_MODEL,
     *,
     engine: str = "auto",
-    device: str = "cpu",
+    device: str = "auto",
     strategy: str = "cls",
     augment: str = "none",
     fit: str | None = None,
@@ -150,8 +153,11 @@ def create_model(
     ``name``: a preset, ``timm:<name>``, ``open_clip:<arch>/<tag>`` or
     ``hub:<owner/repo or dir>:<entrypoint>``. Weights come from the libraries'
     caches, downloaded on first use; offline, a missing file is a quick
-    :class:`ModelError`. ``pretrained=False`` (or ``BANNERMATCH_RANDOM_WEIGHTS=1``)
-    builds seeded random weights instead: for tests only.
+    :class:`ModelError`. ``device="auto"`` picks CUDA when there is a GPU (the
+    ``auto`` engine then runs PyTorch in half precision, channels-last), else the
+    CPU (the ``auto`` engine then runs ONNX Runtime, the model exported once).
+    ``pretrained=False`` (or ``BANNERMATCH_RANDOM_WEIGHTS=1``) builds seeded
+    random weights instead: for tests only.
     """
     spec = get_spec(name)
     if strategy not in spec.strategies:
@@ -177,12 +183,17 @@ def create_model(
 
     @functools.cache
     def network() -> Built:
-        return loader.build(weights, size, dynamic_size=strategy == "multiscale")
+        return loader.build(weights, size)
 
     def extractor() -> FeatureExtractor:
         built = network()
         return FeatureExtractor(
-            built.image, built.kind, strategy, augment=augment, patch_size=built.patch_size
+            built.image,
+            built.kind,
+            strategy,
+            augment=augment,
+            patch_size=built.patch_size,
+            input_size=size,
         )
 
     if engine == "onnx":
@@ -196,4 +207,5 @@ def create_model(
         runner: Engine = OnnxEngine(path)
     else:
         runner = TorchEngine(extractor(), size, device)
-    return EmbeddingModel(spec, preprocess, strategy, runner, weights, augment, network)
+    labels = loader.labels() if strategy == "cls" and not spec.text else None
+    return EmbeddingModel(spec, preprocess, strategy, runner, weights, augment, labels, network)

@@ -8,7 +8,7 @@ questions the factory asks in this order:
    ``mean``, ``std``) plus an optional default ``fit``;
 2. ``weights(random)``: the weights file, from the library's cache or
    downloaded (failing fast when offline), or seeded random weights;
-3. ``build(weights, input_size, dynamic_size)``: the image network, with its
+3. ``build(weights, input_size)``: the image network, with its
    text tower (CLIP) or its classifier head (ImageNet models) when it has one.
 """
 
@@ -94,7 +94,7 @@ class Loader(Protocol):
 
     def weights(self, random: bool) -> Weights: ...
 
-    def build(self, weights: Weights, input_size: int, dynamic_size: bool) -> Built: ...
+    def build(self, weights: Weights, input_size: int) -> Built: ...
 
 
 @contextlib.contextmanager
@@ -177,7 +177,7 @@ class EmbeddedLoader:
         assert self.spec.weights_file is not None
         return from_file(self.spec.weights_file(), self.spec.weights)
 
-    def build(self, weights: Weights, input_size: int, dynamic_size: bool) -> Built:
+    def build(self, weights: Weights, input_size: int) -> Built:
         import timm
 
         with seeded():
@@ -240,23 +240,20 @@ class TimmLoader:
             return RANDOM
         return from_file(self._file().fetch(self.spec.name), self.spec.weights)
 
-    def build(self, weights: Weights, input_size: int, dynamic_size: bool) -> Built:
+    def build(self, weights: Weights, input_size: int) -> Built:
         import timm
 
         options: dict[str, Any] = {}
         if input_size != self.cfg["input_size"][-1]:
             options["img_size"] = input_size
-        if dynamic_size:
-            options["dynamic_img_size"] = True
         if weights.path is not None:
             options.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights.path)})
         try:
             with seeded():
                 try:
                     model = timm.create_model(self.spec.arch, **options)
-                except TypeError:  # not a ViT: no img_size or dynamic_img_size
-                    for key in ("img_size", "dynamic_img_size"):
-                        options.pop(key, None)
+                except TypeError:  # not a ViT: no img_size
+                    options.pop("img_size", None)
                     model = timm.create_model(self.spec.arch, **options)
         except ModelError:
             raise
@@ -325,7 +322,7 @@ class OpenClipLoader:
             return RANDOM
         return from_file(self._file().fetch(self.spec.name), self.spec.weights)
 
-    def build(self, weights: Weights, input_size: int, dynamic_size: bool) -> Built:
+    def build(self, weights: Weights, input_size: int) -> Built:
         import open_clip
 
         size = self.data_config()["input_size"][-1]
@@ -439,7 +436,7 @@ class HubLoader:
             return resolve_data_config({}, pretrained_cfg=cfg)
         return dict(IMAGENET_CONFIG)
 
-    def build(self, weights: Weights, input_size: int, dynamic_size: bool) -> Built:
+    def build(self, weights: Weights, input_size: int) -> Built:
         module = self._module if self._module is not None else self._load(weights.random)
         patch = getattr(getattr(module, "patch_embed", None), "patch_size", 1)
         return Built(

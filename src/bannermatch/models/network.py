@@ -12,8 +12,9 @@ strategy      ViT (timm; open_clip ViT)                   CNN (timm)
 ``gem``       signed generalised mean (p=3) of the patch   generalised mean (p=3) of the last
               tokens (open_clip: then projected)           feature map
 ``multiscale``  the mean of ``cls`` at input scales          the same
-              ``MULTISCALE`` (timm ViTs resample their
-              position embeddings; open_clip refuses it)
+              ``MULTISCALE`` (timm ViTs: position
+              embeddings resampled once per scale;
+              open_clip refuses it)
 ============  ==========================================  =======================================
 
 ViT tokens after the final LayerNorm take both signs, so their GeM keeps the
@@ -95,6 +96,7 @@ class FeatureExtractor(nn.Module):
         *,
         augment: str = "none",
         patch_size: int = 1,
+        input_size: int = 224,
     ):
         super().__init__()
         from .registry import AUGMENTS, KIND_STRATEGIES
@@ -113,6 +115,8 @@ class FeatureExtractor(nn.Module):
         self.patch_size = patch_size
         if kind == "clip-vit":
             network.output_tokens = True  # type: ignore[assignment]
+        if kind == "vit" and strategy == "multiscale":
+            _scale_position_embeddings(network, input_size, patch_size)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         size = int(pixels.shape[-1])
@@ -164,3 +168,43 @@ class FeatureExtractor(nn.Module):
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         proj = getattr(self.network, "proj", None)
         return x @ proj if proj is not None else x
+
+
+def _scale_position_embeddings(vit: nn.Module, size: int, patch: int) -> None:
+    """Let a timm ViT take the input sizes of ``multiscale``.
+
+    timm's ``dynamic_img_size`` resamples the position embeddings on every call,
+    with an antialiased bicubic filter that ONNX cannot express. Instead they are
+    resampled here once per size (the same filter, in PyTorch), and the model's
+    ``_pos_embed`` picks the table matching the number of patches, so both
+    engines run the same fixed tables.
+    """
+    from timm.layers import resample_abs_pos_embed
+
+    if getattr(vit, "pos_embed", None) is None or getattr(vit, "dynamic_img_size", False):
+        return
+    prefix = 0 if vit.no_embed_class else int(vit.num_prefix_tokens)
+    grid = tuple(vit.patch_embed.grid_size)
+    tables = {}
+    with torch.no_grad():
+        for s in scaled_sizes(size, patch):
+            new = (s // patch, s // patch)
+            tables[new[0] * new[1]] = resample_abs_pos_embed(
+                vit.pos_embed.detach(), new_size=new, old_size=grid, num_prefix_tokens=prefix
+            )
+    for n, table in tables.items():
+        vit.register_buffer(f"bm_pos_embed_{n}", table, persistent=False)
+    vit.patch_embed.strict_img_size = False
+
+    def pos_embed(x: torch.Tensor) -> torch.Tensor:  # timm's _pos_embed with a chosen table
+        table = getattr(vit, f"bm_pos_embed_{int(x.shape[1])}")
+        extra = [
+            t.expand(x.shape[0], -1, -1) for t in (vit.cls_token, vit.reg_token) if t is not None
+        ]
+        if vit.no_embed_class:
+            x = torch.cat([*extra, x + table], dim=1)
+        else:
+            x = torch.cat([*extra, x], dim=1) + table
+        return vit.pos_drop(x)
+
+    vit._pos_embed = pos_embed  # type: ignore[method-assign]

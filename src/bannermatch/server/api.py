@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
-from ..errors import ImageError
+from ..errors import BannermatchError, CollectionError, ImageError
 from ..images import decode_bytes, read_source
 from . import schemas
 from .data import ServedCollection
@@ -64,7 +64,8 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "stored_k": served.stored_k,
             "max_n": MAX_N,
             "featured_from": served.featured_from,
-            "text_search": False,  # issue #4 wires up CLIP text search
+            "text_search": served.text.mode is not None,
+            "text_mode": served.text.mode,
             "load_seconds": round(served.load_seconds, 3),
         }
 
@@ -233,6 +234,36 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "results": [item(served, r, root) for r in served.featured_rows],
         }
 
-    # Text search (CLIP, issue #4) will be added here as POST/GET /api/search/text.
+    @router.get(
+        "/search/text",
+        response_model=schemas.TextSearch,
+        responses={
+            404: {"model": schemas.Message, "description": "text search is not available"},
+            409: {"model": schemas.Message, "description": "the collection needs re-indexing"},
+            422: {"description": "no ImageNet class matches the text, or bad parameters"},
+        },
+    )
+    def search_text(
+        request: Request,
+        q: Annotated[str, Query(min_length=1, max_length=300, description="what to look for")],
+        n: N = DEFAULT_N,
+    ) -> dict[str, Any]:
+        """Images matching a text: CLIP text-to-image search (``mode: clip``), or for an
+        ImageNet model a label search (``mode: labels``, with the matched ``classes``)."""
+        if served.text.mode is None:
+            raise HTTPException(404, f"{served.data.key} cannot search by text")
+        try:
+            rows, scores, classes = served.search_text(q, n)
+        except CollectionError:
+            raise
+        except BannermatchError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {
+            "query": q,
+            "mode": served.text.mode,
+            "model_key": served.data.key,
+            "classes": [c.to_dict() for c in classes],
+            "results": hits(served, rows.tolist(), scores, root_path(request)),
+        }
 
     return router

@@ -23,6 +23,7 @@ from ..errors import BannermatchError, CollectionError
 from ..images import TAR_SEPARATOR, DecodedImage
 from ..matching import unique_order
 from ..query import create_model_for, nearest
+from ..textsearch import LabelClass, TextSearcher
 from .names import NameIndex
 
 #: how many items the featured list shows when the catalogue has no query set
@@ -52,6 +53,8 @@ class ServedCollection:
     _unique: np.ndarray | None = field(default=None, repr=False)
     _model: Any = field(default=None, repr=False)
     _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _text: TextSearcher | None = field(default=None, repr=False)
+    _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _exact_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -159,6 +162,17 @@ class ServedCollection:
                 self._model = create_model_for(self.data.manifest)
             vector = self._model.embed_images([image.image])[0]
         return np.asarray(vector, np.float32)
+
+    @property
+    def text(self) -> TextSearcher:
+        """Text search over the rows (its model loads on the first query)."""
+        if self._text is None:
+            self._text = TextSearcher(self.data)
+        return self._text
+
+    def search_text(self, text: str, n: int) -> tuple[np.ndarray, np.ndarray, list[LabelClass]]:
+        with self._text_lock:  # one model load, one scan at a time
+            return self.text.rank(text, n)
 
     def image_source(self, row: int) -> str | None:
         return self.sources[row]

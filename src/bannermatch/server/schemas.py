@@ -29,6 +29,9 @@ class Info(BaseModel):
     max_n: int = Field(description="the largest n a similarity request accepts")
     featured_from: str = Field(description="'queries' (the catalogue's query set) or 'sample'")
     text_search: bool = Field(description="whether /api/search/text is available")
+    text_mode: str | None = Field(
+        None, description="'clip' (CLIP text tower) or 'labels' (ImageNet label search)"
+    )
     load_seconds: float
 
 
@@ -72,6 +75,23 @@ class ImageQuery(BaseModel):
 class ImageSearch(BaseModel):
     query: ImageQuery
     model_key: str
+    results: list[Hit]
+
+
+class LabelClass(BaseModel):
+    index: int = Field(description="the ImageNet class number")
+    name: str = Field(description="the class's names, as timm gives them")
+    definition: str
+
+
+class TextSearch(BaseModel):
+    query: str
+    mode: str = Field(
+        description="'clip' (cosine to the CLIP text embedding) or 'labels' (the summed "
+        "probability of the ImageNet classes matching the text: a label search)"
+    )
+    model_key: str
+    classes: list[LabelClass] = Field(description="the classes a label search used")
     results: list[Hit]
 
 

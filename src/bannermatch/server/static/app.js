@@ -414,17 +414,23 @@ document.addEventListener("click", (event) => {
 
 window.addEventListener("popstate", render);
 
-// ---------------------------------------------------------------- text search (issue #4)
-// CLIP text-to-image search is not wired up yet. When /api/info reports text_search: true,
-// the "Describe it" link appears and this form posts to /api/search/text (issue #4 adds
-// that route). Until then nothing here runs: no placeholder or fake results are shown.
+// ---------------------------------------------------------------- text search
+// /api/info says whether the server can search by text, and how: "clip" (the CLIP text
+// tower) or "labels" (an ImageNet classifier's classes whose names match the words).
 
 const textSearch = {
   enabled: false,
+  mode: null,
   async run(text) {
     const data = await getJSON(`${API}search/text?q=${encodeURIComponent(text)}&n=${defaultN()}`);
     showGrid(`Banners matching “${text}”`, data.results);
-    setStatus(`${data.results.length} banners matching your words.`);
+    if (data.mode === "labels") {
+      const names = data.classes.slice(0, 6).map((c) => c.name.split(",")[0]);
+      const more = data.classes.length > 6 ? ` and ${data.classes.length - 6} more` : "";
+      setStatus(`Ranked by the ImageNet classes matching your words: ${names.join("; ")}${more}.`);
+    } else {
+      setStatus(`${data.results.length} banners matching your words.`);
+    }
   },
 };
 
@@ -437,7 +443,12 @@ function renderTextMode() {
     return;
   }
   el.textMode.hidden = false;
-  setStatus("Describe the picture you are looking for.");
+  if (textSearch.mode === "labels") el.textInput.placeholder = "a sports car, a castle, a dog";
+  setStatus(
+    textSearch.mode === "labels"
+      ? "This model cannot read text: your words pick ImageNet classes (animals, objects, vehicles…)."
+      : "Describe the picture you are looking for.",
+  );
 }
 
 el.textForm.addEventListener("submit", async (event) => {
@@ -458,6 +469,7 @@ async function start() {
     state.info = await getJSON(`${API}info`);
     el.info.textContent = `${state.info.count.toLocaleString()} banners · ${state.info.model}`;
     textSearch.enabled = Boolean(state.info.text_search);
+    textSearch.mode = state.info.text_mode;
     el.textLink.hidden = !textSearch.enabled;
   } catch (error) {
     setStatus(`The server is not answering: ${error.message}`, true);
