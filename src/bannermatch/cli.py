@@ -43,6 +43,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
         skip_flagged=args.skip_flagged,
+        address=args.address,
+        actors=args.actors,
         **_model_options(args),
     )
     if not args.json:
@@ -177,7 +179,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # parser ---------------------------------------------------------------------
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, *, ray: bool = False) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
@@ -188,11 +190,20 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "onnx", "torch"],
-        help="inference engine (auto: onnx on CPU, torch on GPU)",
+        choices=["auto", "onnx", "torch", *(["ray"] if ray else [])],
+        help="inference engine (auto: onnx on CPU, torch on GPU)"
+        + (
+            "; ray: run the embedding as a Ray Data job, each actor on the auto engine "
+            "(needs bannermatch[ray]; see docs/scaling.md)"
+            if ray
+            else ""
+        ),
     )
     g.add_argument(
-        "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N"
+        "--device",
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda or cuda:N"
+        + ("; with --engine ray, the actors' (auto: GPUs if the cluster has them)" if ray else ""),
     )
     g.add_argument(
         "--strategy",
@@ -239,9 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="folder of images, text file of paths, or webdataset .tar shards")
     p.add_argument("--out", required=True, help="collection folder to create or update")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--workers", type=positive_int, default=None, help="decoding threads")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="decoding threads (with --engine ray: decoding tasks in flight)",
+    )
     p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
-    _add_model_args(p)
+    g = p.add_argument_group("distributed (--engine ray)")
+    g.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to run on: HOST:PORT, ray://HOST:PORT, or local (a new one on "
+        "this machine) (default: $RAY_ADDRESS, else the cluster `ray start` runs here, "
+        "else a new local one)",
+    )
+    g.add_argument(
+        "--actors",
+        type=positive_int,
+        default=None,
+        help="embedding actors, one model each (default: one per GPU, else one per node)",
+    )
+    _add_model_args(p, ray=True)
     p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from .errors import ImageError
 from .images import load_image
@@ -46,10 +47,11 @@ class Batch:
     norms: np.ndarray  # float32 (len(ok),), the raw features' norms (see models.factory)
 
 
-def decode_item(item: InputItem, model: EmbeddingModel) -> Decoded:
+def decode_item(item: InputItem, preprocess: Callable[[Image.Image], np.ndarray]) -> Decoded:
+    """Read, decode and preprocess one input (a file, or a tar member at its offset)."""
     try:
         img = load_image(item.source, item.offset, item.size if item.offset >= 0 else -1)
-        pixels = model.preprocess(img.image)
+        pixels = preprocess(img.image)
     except ImageError as exc:
         return Decoded(item, error=str(exc))
     except Exception as exc:  # a decoder bug must not stop the run; report it precisely
@@ -80,7 +82,7 @@ def iter_batches(
                 nxt = next(it, None)
                 if nxt is None:
                     return
-                pending.append(pool.submit(decode_item, nxt, model))
+                pending.append(pool.submit(decode_item, nxt, model.preprocess))
 
         refill()
         while pending:
