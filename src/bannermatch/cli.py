@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .cli_output import emit, positive_int
+from .cli_output import byte_size, emit, positive_int
 from .errors import BannermatchError
 from .steam.cli import add_steam_commands
 
@@ -79,6 +79,9 @@ def cmd_match(args: argparse.Namespace) -> int:
         model=args.model,
         dup_threshold=args.dup_threshold,
         progress=not args.quiet,
+        index=args.index,
+        memory=args.memory,
+        target_recall=args.target_recall,
     )
     return emit(args, result)
 
@@ -322,6 +325,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="cosine similarity for near-duplicate groups (default: the model's)",
+    )
+    g = p.add_argument_group("approximate index (large collections; see docs/scaling.md)")
+    g.add_argument(
+        "--index",
+        default="exact",
+        choices=["exact", "ivf", "hnsw"],
+        help="exact (default): every pair scored; ivf: faiss inverted file (IVF-Flat, or "
+        "IVF-PQ when the rows do not fit --memory); hnsw: faiss HNSW graph. The index is "
+        "kept for serve, its recall against exact is measured on a sample",
+    )
+    g.add_argument(
+        "--memory",
+        type=byte_size,
+        default=None,
+        metavar="SIZE",
+        help="memory the approximate index may take, e.g. 8G (default: half of what is free)",
+    )
+    g.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.95,
+        help="recall@k the search breadth (nprobe, efSearch) is tuned to (default: 0.95)",
     )
     p.set_defaults(handler=cmd_match)
 
