@@ -203,3 +203,26 @@ def test_ray_options_need_the_ray_engine(cli, tmp_path: Path) -> None:
         assert "--address and --actors go with --engine ray" in proc.stderr
     proc = cli("eval", tmp_path / "imgs", "--groups", "x.tsv", "--engine", "ray", check=False)
     assert proc.returncode == 2 and "invalid choice: 'ray'" in proc.stderr
+
+
+def test_actor_plan_follows_the_cluster() -> None:
+    """One actor per GPU on a GPU cluster (PyTorch fp16), else one per node (ONNX Runtime);
+    a plan that cannot run is a one-line error before any work."""
+    from bannermatch.errors import BannermatchError
+    from bannermatch.ray_index import ActorPlan, RayCluster, plan_actors
+
+    gpu = RayCluster(None, False, cpus=64, gpus=8, nodes=2)
+    cpu = RayCluster(None, False, cpus=32, gpus=0, nodes=2)
+    assert plan_actors(gpu) == ActorPlan(8, "cuda", 1.0, 1.0)
+    assert plan_actors(gpu).engine == "torch-cuda"
+    assert plan_actors(gpu, "cuda:0", actors=2).actors == 2
+    assert plan_actors(gpu, "cpu") == ActorPlan(2, "cpu", 0.0, 1.0)
+    assert plan_actors(cpu) == ActorPlan(2, "cpu", 0.0, 1.0)
+    assert plan_actors(cpu).engine == "onnx-cpu"
+    assert plan_actors(cpu, actors=31).actors == 31
+    with pytest.raises(BannermatchError, match="do not fit a Ray cluster of 32 CPUs"):
+        plan_actors(cpu, actors=32)
+    with pytest.raises(BannermatchError, match="asks for GPUs, but the Ray cluster has none"):
+        plan_actors(cpu, "cuda")
+    with pytest.raises(BannermatchError, match="unknown device 'tpu'"):
+        plan_actors(cpu, "tpu")
