@@ -291,20 +291,17 @@ def tune(
     sample: int = RECALL_SAMPLE,
     seed: int = 0,
 ) -> Tuning:
-    """Raise ``nprobe`` (IVF) or ``efSearch`` (HNSW) by powers of two until the recall@k
-    on ``sample`` random rows reaches ``target`` (or the search is exhaustive)."""
+    """The smallest ``nprobe`` (IVF) or ``efSearch`` (HNSW), within an eighth, whose
+    recall@k on ``sample`` random rows reaches ``target``: doubled until it does (or the
+    search is exhaustive), then bisected between the last two."""
     n = len(emb)
     rng = np.random.default_rng(seed + 1)
     rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     queries = _float32(emb, rows)
     _, exact_scores = exact_topk(emb, queries, k, exclude=rows)
-    if params.kind == "hnsw":
-        steps = [16 << i for i in range(8)]  # 16 ... 2048
-        steps = [max(s, k + 1) for s in steps]
-    else:
-        steps = [1 << i for i in range(int(math.log2(params.nlist)) + 1)] + [params.nlist]
-    tried: list[tuple[int, float]] = []
-    for breadth in dict.fromkeys(steps):
+    tried: dict[int, float] = {}
+
+    def measure(breadth: int) -> float:
         if params.kind == "hnsw":
             params.ef_search = breadth
         else:
@@ -312,11 +309,28 @@ def tune(
         set_breadth(index, params)
         ids, _ = search(index, params, emb, queries, k + 1)
         found, _ = _drop(ids, np.zeros(ids.shape, np.float32), rows, k)
-        r = recall(emb, queries, found, exact_scores)
-        tried.append((breadth, r))
-        if r >= target:
-            break
-    return Tuning(params, tried[-1][1], len(rows), tried)
+        tried[breadth] = recall(emb, queries, found, exact_scores)
+        return tried[breadth]
+
+    if params.kind == "hnsw":  # a beam narrower than k is k (faiss widens it)
+        lo, hi, top = k, max(16, 2 * k), 1 << 16
+    else:
+        lo, hi, top = 0, 1, params.nlist
+    while measure(hi) < target and hi < top:
+        lo, hi = hi, min(2 * hi, top)
+    if tried[hi] >= target:  # every breadth tried below hi missed the target
+        while hi - lo > max(1, lo // 8):
+            mid = (lo + hi) // 2
+            if measure(mid) >= target:
+                hi = mid
+            else:
+                lo = mid
+    if params.kind == "hnsw":  # leave the index set to the breadth chosen
+        params.ef_search = hi
+    else:
+        params.nprobe = hi
+    set_breadth(index, params)
+    return Tuning(params, tried[hi], len(rows), sorted(tried.items()))
 
 
 def save(index: Any, path: Path) -> None:
@@ -372,16 +386,17 @@ def topk_all(
     *,
     block: int = 4096,
     on_rows: Callable[[int], None] | None = None,
+    limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate top-``k`` neighbours of every row among the others: (uint32 rows,
-    float32 scores), nearest first. A row for which the search found fewer than ``k``
-    (a sparse part of an IVF index) gets its exact neighbours instead."""
-    n = len(emb)
+    """Approximate top-``k`` neighbours of every row (the first ``limit`` rows) among the
+    others: (uint32 rows, float32 scores), nearest first. A row for which the search
+    found fewer than ``k`` (a sparse part of an IVF index) gets its exact ones instead."""
+    n = len(emb) if limit is None else min(limit, len(emb))
     nb = np.empty((n, k), np.uint32)
     sc = np.empty((n, k), np.float32)
     for start in range(0, n, block):
         rows = np.arange(start, min(n, start + block))
-        queries = _float32(emb, slice(start, start + block))
+        queries = _float32(emb, slice(start, start + len(rows)))
         ids, scores = search(index, params, emb, queries, k + 1)
         ids, scores = _drop(ids, scores, rows, k)
         short = (ids < 0).any(axis=1)

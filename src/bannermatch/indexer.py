@@ -196,8 +196,9 @@ def index(
     """Index the images of ``input_path`` into the collection ``out`` with ``model``.
 
     ``engine="ray"`` (among ``model_options``) runs the embedding stage as a Ray Data
-    job (:mod:`bannermatch.ray_index`) on the cluster at ``address`` (None: a local one,
-    or ``$RAY_ADDRESS``) with ``actors`` embedding actors; everything else is the same.
+    job (:mod:`bannermatch.ray_index`) on the cluster at ``address`` (see
+    :func:`bannermatch.ray_index.connect`) with ``actors`` embedding actors, ``workers``
+    decoding tasks in flight, and ``device`` for the actors; everything else is the same.
     """
     embed: Embedder = LocalEmbedder(batch_size, workers)
     if model_options.get("engine") == "ray":
@@ -205,8 +206,8 @@ def index(
 
         if isinstance(model, EmbeddingModel):
             raise BannermatchError("engine='ray' takes a model name: each actor loads its own")
-        embed = RayEmbedder(address, actors, model_options.get("device", "auto"), batch_size)
-        embed.decoders = workers
+        device = model_options.get("device", "auto")
+        embed = RayEmbedder(address, actors, device, batch_size, decoders=workers)
         # the driver's model gives the key, the manifest, the preprocessing and the
         # dimension: PyTorch on the CPU (the actors load their own engines)
         model_options = {**model_options, "engine": "torch", "device": "cpu"}

@@ -298,6 +298,7 @@ class RayEmbedder:
         device: str = "auto",
         batch_size: int = 64,
         *,
+        decoders: int | None = None,
         num_cpus: int | None = None,
     ):
         import_ray()  # before any work: a missing extra is a one-line error
@@ -306,7 +307,7 @@ class RayEmbedder:
         self.address, self.actors, self.device = address, actors, device
         self.batch_size, self.num_cpus = batch_size, num_cpus
         #: how many decoding tasks may run at once (None: as many as the CPUs allow)
-        self.decoders: int | None = None
+        self.decoders = decoders
         self.cluster: RayCluster | None = None
         self.plan: ActorPlan | None = None
         self.engines: set[str] = set()
