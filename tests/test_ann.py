@@ -17,6 +17,7 @@ from bannermatch import ann
 from bannermatch.collection import Collection, write_model_data
 from bannermatch.errors import BannermatchError
 from bannermatch.matching import match
+from bannermatch.query import nearest
 from bannermatch.server import ServedCollection, create_app
 
 KEY = "synthetic__rand__cls"
@@ -180,6 +181,25 @@ def test_serve_answers_from_the_index(tmp_path: Path, vectors: np.ndarray) -> No
     assert exact_served.ann is None
     rows, _, source = exact_served.similar(7, 30)
     assert source == "exact" and set(rows.tolist()) == set(want.tolist())
+
+
+def test_similar_answers_from_the_index(cli, tmp_path: Path) -> None:
+    """A deliberately narrow IVF search (uniform random rows, target recall 0.3): what
+    `bannermatch similar` and the server answer past the stored k is the index's answer,
+    not the exact one."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 32)).astype(np.float32)
+    write_collection(tmp_path / "c", x / np.linalg.norm(x, axis=1, keepdims=True))
+    info = match(tmp_path / "c", k=5, index="ivf", target_recall=0.3, progress=False).index
+    assert info["nprobe"] < info["nlist"] and info["recall"] < 0.9
+    served = ServedCollection.open(tmp_path / "c")
+    rows, _, source = served.similar(7, 30)
+    assert source == "ann"
+    data = Collection(tmp_path / "c").load()
+    exact_rows, _ = nearest(data, data.embeddings[7], 30, exclude=7)
+    assert set(rows.tolist()) != set(exact_rows.tolist())
+    out = json.loads(cli("similar", tmp_path / "c", "v7", "-k", "30", "--json").stdout)
+    assert [h["id"] for h in out["results"]] == [f"v{r}" for r in rows.tolist()]
 
 
 def test_bad_index_options(cli, tmp_path: Path, vectors: np.ndarray) -> None:
