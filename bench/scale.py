@@ -1,8 +1,8 @@
 """Past one machine: the Ray path against the single-machine path, and the approximate
 index against exact matching, each measured side by side in one run.
 
-    .venv/bin/python bench/scale.py                      # both parts (about an hour here)
-    .venv/bin/python bench/scale.py --part ray --images 300,1200
+    .venv/bin/python bench/scale.py                      # both parts (about two hours here)
+    .venv/bin/python bench/scale.py --part ray --images 300,1500
     .venv/bin/python bench/scale.py --part ann --sizes 100000,1000000 --dim 256
 
 ray: ``bannermatch index IMAGES --out A`` and ``bannermatch index IMAGES --out B --engine
@@ -237,7 +237,7 @@ def bench_ann(sizes: list[int], d: int, kinds: list[str], data: list[str], tmp: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["ray", "ann", "all"], default="all")
-    parser.add_argument("--images", default="300,1200", help="image counts (default 300,1200)")
+    parser.add_argument("--images", default="300,1500", help="image counts (default 300,1500)")
     parser.add_argument("--sizes", default="100000,1000000", help="vector counts")
     parser.add_argument("--dim", type=int, default=256, help="vector dimension (default 256)")
     parser.add_argument("--kinds", default="ivf,hnsw", help="approximate indexes (ivf,hnsw)")
