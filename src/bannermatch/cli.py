@@ -137,7 +137,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     if args.compare:
-        copies = {"alterations": args.alterations, "seed": args.seed, "keep_copies": args.keep}
+        copies = {
+            "alterations": args.alterations,
+            "seed": args.seed,
+            "keep_copies": args.keep,
+            "distractors": args.distractors,
+        }
         result = compare(
             args.images,
             runs,
@@ -162,6 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             alterations=args.alterations,
             seed=args.seed,
             keep_copies=args.keep,
+            distractors=args.distractors,
             **task,
             **options,
         )
@@ -420,10 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--alterations",
         default=None,
-        help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text (default: all)",
+        help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text,mix (default: all)",
     )
     p.add_argument("--seed", type=int, default=0, help="--copies: seed of the alterations")
     p.add_argument("--keep", default=None, metavar="DIR", help="--copies: keep the copies in DIR")
+    p.add_argument(
+        "--distractors",
+        default=None,
+        metavar="DIR",
+        help="--copies: other images added to the database (never an original)",
+    )
     p.add_argument(
         "--compare",
         action="store_true",
