@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from ..errors import BannermatchError, CollectionError, ImageError
-from ..images import decode_bytes, read_source
+from ..images import ReadError, decode_bytes, read_source
 from . import schemas
 from .data import ServedCollection
 from .views import hits, item, root_path, row_or_404
@@ -109,7 +109,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         if served.is_tar_member(source):
             try:
                 data = read_source(source)
-            except (OSError, KeyError) as exc:
+            except ReadError as exc:
                 raise HTTPException(404, f"the image of {item_id!r} is unreadable: {exc}") from None
             return Response(data, media_type=media_type(source, data[:16]), headers=headers)
         path = Path(source)
