@@ -225,12 +225,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def decode_bytes(data: bytes, *, draft_size: tuple[int, int] | None = None) -> DecodedImage:
+def decode_bytes(
+    data: bytes, *, draft_size: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS
+) -> DecodedImage:
     """Decode ``data`` to an RGB image; raise :class:`ImageError` with the reason.
 
     EXIF orientation is applied, the first frame of an animation is used,
     16-bit and float images are scaled to 8 bits, and transparency is laid on
     white. ``draft_size`` lets JPEG decode at a reduced scale no smaller than it.
+    An image of more than ``max_pixels`` (at most :data:`MAX_PIXELS`) is refused
+    before it is decoded.
     """
     sha = hashlib.sha256(data).hexdigest()
     try:
@@ -241,6 +245,11 @@ def decode_bytes(data: bytes, *, draft_size: tuple[int, int] | None = None) -> D
             if width * height > MAX_PIXELS:
                 raise ImageError(
                     f"decompression bomb: {width}x{height} is over {MAX_PIXELS:,} pixels"
+                )
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"too many pixels: {width}x{height} is over the limit of {max_pixels:,}; "
+                    "scale it down"
                 )
             fmt, mode = im.format or "?", im.mode
             if draft_size is not None and fmt == "JPEG":
