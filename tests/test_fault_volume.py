@@ -20,7 +20,7 @@ N = 2000
 SEED = 7
 RETRIES = 5
 CONCURRENCY = 16
-TIMEOUT = 0.5  # seconds without data; a whole answer may take 4x that
+TIMEOUT = 1.0  # seconds without data; a whole answer may take 4x that
 MAX_RETRY_AFTER = 0.2
 #: every 100th app fails the same way every time
 PERMANENT = ("404", "html", "500", "no2x")
@@ -39,7 +39,9 @@ def test_2000_banners_through_a_cdn_that_fails_10_percent_of_requests(cli, tmp_p
     permanent = {
         a: PERMANENT[(i // 100) % len(PERMANENT)] for i, a in enumerate(ids) if i % 100 == 7
     }
-    cdn = FlakyCdn(images, rate=0.10, seed=SEED, permanent=permanent)
+    cdn = FlakyCdn(
+        images, rate=0.10, seed=SEED, permanent=permanent, stall=2.5, drip_pause=0.125
+    )  # a stall outlasts TIMEOUT, a drip (40 pieces) 4 x TIMEOUT
     coll = tmp_path / "coll"
     with Catalog(coll / "catalog.sqlite") as cat:
         cat.upsert(Item(a, f"Game {a}") for a in ids)
