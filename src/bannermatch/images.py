@@ -318,10 +318,8 @@ def _read_file(path: str) -> bytes:
     return data
 
 
-def read_error_reason(exc: BaseException, source: str) -> str:
+def _read_reason(exc: BaseException, source: str) -> str:
     """The precise reason an item's source could not be read."""
-    if isinstance(exc, ImageError):
-        return str(exc)
     if isinstance(exc, FileNotFoundError):
         if os.path.islink(source):
             return f"missing: broken symlink (to {os.readlink(source)})"
@@ -360,7 +358,7 @@ def read_source(source: str, offset: int = -1, size: int = -1) -> bytes:
     except ReadError:
         raise
     except (OSError, KeyError, tarfile.TarError) as exc:
-        raise ReadError(read_error_reason(exc, source)) from None
+        raise ReadError(_read_reason(exc, source)) from None
 
 
 def load_image(

@@ -131,7 +131,7 @@ class Preprocess:
         left = round((nw - size) / 2.0)
         if nw * nh > 4 * self.resize_size**2:
             # a very long image (a 20000x1 strip would resize to 5,120,000x256): resize only
-            # the part the crop keeps, which gives the same pixels without the huge copy
+            # the part the crop keeps: the same pixels but for rounding, without the copy
             sx, sy = nw / w, nh / h
             box = (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
             return im.resize((size, size), resample, box=box)
