@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -493,6 +494,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except BannermatchError as exc:
         print(f"bannermatch: error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # damage found past the checks made on opening
+        print(
+            f"bannermatch: error: the collection's catalog.sqlite is damaged ({exc}): restore "
+            "it from a backup, or move it away and rebuild the collection",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("bannermatch: interrupted", file=sys.stderr)

@@ -47,6 +47,8 @@ class Batch:
 
 
 def decode_item(item: InputItem, model: EmbeddingModel) -> Decoded:
+    if item.error:
+        return Decoded(item, error=item.error)
     try:
         img = load_image(item.source, item.offset, item.size if item.offset >= 0 else -1)
         pixels = model.preprocess(img.image)

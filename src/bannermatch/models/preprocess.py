@@ -127,10 +127,16 @@ class Preprocess:
             nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
         else:  # Resize((s, s)) + CenterCrop
             nw = nh = self.resize_size
-        if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), resample)
         top = round((nh - size) / 2.0)
         left = round((nw - size) / 2.0)
+        if nw * nh > 4 * self.resize_size**2:
+            # a very long image (a 20000x1 strip would resize to 5,120,000x256): resize only
+            # the part the crop keeps: the same pixels but for rounding, without the copy
+            sx, sy = nw / w, nh / h
+            box = (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+            return im.resize((size, size), resample, box=box)
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), resample)
         return im.crop((left, top, left + size, top + size))
 
     def _fit_inside(self, im: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
