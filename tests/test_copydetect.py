@@ -156,7 +156,7 @@ def test_compare_on_groups_reports_a_failing_variant(
         "timm:nope_net",
         "-q",
     )
-    assert "effnet-lite0__crop256-224-bicubic__cls" in proc.stdout
+    assert "effnet-lite0__pad224-bicubic__cls" in proc.stdout
     assert "failed: timm:nope_net: timm has no model named 'nope_net'" in proc.stdout
     assert "best mAP: effnet-lite0" in proc.stdout
 

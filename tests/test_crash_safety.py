@@ -34,7 +34,7 @@ from steam_fakes import Cdn, FakeServer, make_jpeg
 SEED = 20240607
 #: kills at random points per command (issue 7 asks for 10 or more)
 KILLS = 12
-KEY = "effnet-lite0__crop256-224-bicubic__cls"
+KEY = "effnet-lite0__pad224-bicubic__cls"
 
 
 @dataclass

@@ -90,12 +90,18 @@ def test_real_checkpoint_into_another_architecture_fails_loudly() -> None:
         load_state_in_order(other, state, "effnet-lite0")
 
 
+@pytest.fixture(scope="module")
+def crop_model():  # type: ignore[no-untyped-def]
+    """The embedded model with timm's own eval transform (``--fit crop``)."""
+    return create_model("effnet-lite0", fit="crop", device="cpu")
+
+
 def test_crop_preprocess_equals_timm_eval_transform(
-    model, timm_transform, real_images: dict[str, Image.Image]
+    crop_model, timm_transform, real_images: dict[str, Image.Image]
 ) -> None:
-    assert model.preprocess.fit == "crop"
+    assert crop_model.preprocess.fit == "crop"
     for name, im in real_images.items():
-        ours = model.preprocess(im)
+        ours = crop_model.preprocess(im)
         theirs = timm_transform(im).numpy()
         assert ours.shape == theirs.shape == (3, 224, 224), name
         assert ours.dtype == np.float32
@@ -127,10 +133,12 @@ def test_squash_and_pad(model, real_images: dict[str, Image.Image]) -> None:
     assert (np.abs(photo[:, 112]).sum(axis=0) > 0).all()
 
 
-def test_very_long_images_skip_the_huge_resize(model, real_images: dict[str, Image.Image]) -> None:
+def test_very_long_images_skip_the_huge_resize(
+    crop_model, real_images: dict[str, Image.Image]
+) -> None:
     """A strip is cropped from a resize of only the part kept: the pixels of resizing it
     whole (torchvision's Resize + CenterCrop) but for rounding, without a gigabyte copy."""
-    pre = model.preprocess
+    pre = crop_model.preprocess
     cover = real_images["cover"]
     for size in [(1600, 200), (150, 1500), (2000, 120)]:
         im = cover.resize(size, Image.Resampling.BILINEAR)
@@ -166,7 +174,7 @@ def test_keep_ratio_off_squashes_before_the_crop(
 ) -> None:
     from torchvision import transforms
 
-    assert model.key == "effnet-lite0__crop256-224-bicubic__cls"  # the default is unchanged
+    assert model.key == "effnet-lite0__pad224-bicubic__cls"  # the chosen default
     assert model.preprocess.keep_ratio and model.manifest()["preprocess"]["keep_ratio"]
     square = create_model("effnet-lite0", engine="torch", keep_ratio=False)
     assert square.key == "effnet-lite0__crop256x256-224-bicubic__cls"

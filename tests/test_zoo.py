@@ -133,7 +133,7 @@ def test_missing_weights_on_the_command_line(cli, tmp_path: Path, skimage_dir: P
     proc = cli(
         "index", skimage_dir, "--out", tmp_path / "c", "--model", "dino-vitb8", check=False, env=env
     )
-    assert time.perf_counter() - t0 < 30
+    assert time.perf_counter() - t0 < 60  # start-up included, on a loaded 2-core machine
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"bannermatch: error: dino-vitb8: weights not cached at "

@@ -171,8 +171,9 @@ def create_model(
     engine = resolve_engine(engine, device)
     loader = loader_for(spec)
     weights = loader.weights(random_requested(pretrained))
+    config = loader.data_config()
     preprocess = Preprocess.from_timm_config(
-        loader.data_config(),
+        {**config, "fit": spec.fit} if spec.fit else config,
         fit=fit,
         resize_size=resize_size,
         crop_size=crop_size,

@@ -73,6 +73,8 @@ class Preprocess:
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         base = replace(base, fit=str(cfg.get("fit") or base.fit))
+        if "fit" not in overrides and {"keep_ratio", "resize_size"} & set(overrides):
+            overrides["fit"] = "crop"  # options of the crop: asking for them asks for it
         fit, keep = overrides.get("fit", base.fit), overrides.get("keep_ratio")
         if fit != "crop" and keep is not None and keep != (fit == "pad"):
             raise BannermatchError(
