@@ -71,12 +71,14 @@ def decode_item(item: InputItem, model: EmbeddingModel, out: np.ndarray | None =
     return Decoded(item, pixels, img.sha256, img.width, img.height, img.mode, img.format)
 
 
-def default_workers(model: EmbeddingModel) -> int:
-    """One thread per core, and one more per engine stream beyond the first (the threads
-    that wait for the engine while the others decode)."""
+def default_workers(model: EmbeddingModel | None = None) -> int:
+    """Threads for decoding: one per core (2 to 8); for embedding with ``model``, one more
+    per engine stream beyond the first (threads that wait for the engine or infer while
+    the others decode)."""
     from .models.engines import cpu_threads
 
-    return max(2, cpu_threads() + model.engine.streams - 1)
+    extra = model.engine.streams - 1 if model is not None else 0
+    return max(2, min(8, cpu_threads())) + extra
 
 
 def _empty(model: EmbeddingModel) -> tuple[np.ndarray, np.ndarray]:

@@ -118,6 +118,7 @@ class OnnxEngine:
     def __init__(self, path: Path, streams: int | None = None):
         import onnxruntime as ort
 
+        self.path = path
         self.streams = streams or cpu_threads()
         opts = ort.SessionOptions()
         # one session, called from ``streams`` threads at once: each call on its own core

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -26,10 +26,12 @@ from .engines import (
     resolve_engine,
 )
 from .loaders import Built, LabelHead, loader_for
-from .network import FeatureExtractor
 from .preprocess import Preprocess
 from .registry import AUGMENTS, DEFAULT_MODEL, ModelSpec, get_spec, safe_name
 from .weights import Weights, random_requested
+
+if TYPE_CHECKING:
+    from .network import FeatureExtractor
 
 #: guards the creation of a model's engine threads
 _POOL_LOCK = threading.Lock()
@@ -207,6 +209,8 @@ def create_model(
         return loader.build(weights, size)
 
     def extractor() -> FeatureExtractor:
+        from .network import FeatureExtractor
+
         built = network()
         return FeatureExtractor(
             built.image,
