@@ -262,9 +262,7 @@ def test_an_exported_model_loads_without_pytorch(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         for _ in range(2)
     ]
-    (first, labels, *imported), (second, labels2, *imported2) = (
-        json.loads(r.stdout) for r in runs
-    )
+    (first, labels, *imported), (second, labels2, *imported2) = (json.loads(r.stdout) for r in runs)
     assert imported == [True, True]  # exporting builds the network
     assert imported2 == [False, False]
     assert first == second and labels == labels2 == "imagenet-1k"
