@@ -72,13 +72,14 @@ def decode_item(item: InputItem, model: EmbeddingModel, out: np.ndarray | None =
 
 
 def default_workers(model: EmbeddingModel | None = None) -> int:
-    """Threads for decoding: one per core (2 to 8); for embedding with ``model``, one more
-    per engine stream beyond the first (threads that wait for the engine or infer while
-    the others decode)."""
+    """Threads for decoding: one per core (2 to 8). For embedding with ``model``: one per
+    core and one more, at most 32; each runs the engine when a stream is free (on the
+    CPU, one stream per core) and decodes the rest of the time."""
     from .models.engines import cpu_threads
 
-    extra = model.engine.streams - 1 if model is not None else 0
-    return max(2, min(8, cpu_threads())) + extra
+    if model is not None:
+        return min(32, cpu_threads() + 1)
+    return max(2, min(8, cpu_threads()))
 
 
 def _empty(model: EmbeddingModel) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +95,8 @@ class _Buffers(threading.local):
 def _job(items: Sequence[InputItem], model: EmbeddingModel, buffers: _Buffers) -> Batch:
     """Decode ``items`` into this thread's buffer, then embed the rows that decoded."""
     size = model.preprocess.crop_size
-    if buffers.array is None or len(buffers.array) < len(items):
-        buffers.array = model.engine.new_batch(max(len(items), model.engine.max_batch), size)
+    if buffers.array is None or len(buffers.array) < len(items):  # the first job is the largest
+        buffers.array = model.engine.new_batch(len(items), size)
     buf = buffers.array
     ok: list[Decoded] = []
     failed: list[Decoded] = []
