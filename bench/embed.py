@@ -151,21 +151,34 @@ class Ceiling:
         model = create_model("effnet-lite0", device="cpu")  # exports the ONNX model once
         engine = model.engine
         assert isinstance(engine, OnnxEngine)
-        self.configs = {
-            f"{engine.streams} single-threaded streams": (engine, engine.streams),
-            "one call at a time, threads on every core": (OnnxEngine(engine.path, streams=1), 1),
-        }
         size = model.preprocess.crop_size
         rng = np.random.default_rng(0)
-        self.batch = rng.standard_normal((engine.max_batch, 3, size, size)).astype(np.float32)
+
+        def batch(n: int) -> np.ndarray:
+            return rng.standard_normal((n, 3, size, size)).astype(np.float32)
+
+        # (engine, concurrent calls, batch): bannermatch's configuration, and the usual one
+        # at the batch bannermatch used with it before (16)
+        self.configs = {
+            f"{engine.streams} single-threaded streams, batch {engine.max_batch}": (
+                engine,
+                engine.streams,
+                batch(engine.max_batch),
+            ),
+            "one call at a time, threads on every core, batch 16": (
+                OnnxEngine(engine.path, streams=1),
+                1,
+                batch(16),
+            ),
+        }
         self.rates: dict[str, list[float]] = {name: [] for name in self.configs}
-        for eng, _ in self.configs.values():
-            eng(self.batch)  # warm-up
+        for eng, _, x in self.configs.values():
+            eng(x)  # warm-up
 
     def measure(self, seconds: float = 5.0, rounds: int = 2) -> None:
         for _ in range(rounds):
-            for name, (eng, streams) in self.configs.items():
-                self.rates[name].append(_rate(eng, streams, self.batch, seconds))
+            for name, (eng, streams, x) in self.configs.items():
+                self.rates[name].append(_rate(eng, streams, x, seconds))
 
     def best(self) -> tuple[str, float]:
         means = {name: float(np.mean(r)) for name, r in self.rates.items()}
