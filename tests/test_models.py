@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,27 @@ def test_squash_and_pad(model, real_images: dict[str, Image.Image]) -> None:
     photo = pad(real_images["coffee"])
     assert (photo[:, :37] == 0).all() and (photo[:, -37:] == 0).all()
     assert (np.abs(photo[:, 112]).sum(axis=0) > 0).all()
+
+
+def test_very_long_images_skip_the_huge_resize(model, real_images: dict[str, Image.Image]) -> None:
+    """A strip is cropped from a resize of only the part kept: the pixels of resizing it
+    whole (torchvision's Resize + CenterCrop) but for rounding, without a gigabyte copy."""
+    pre = model.preprocess
+    cover = real_images["cover"]
+    for size in [(1600, 200), (150, 1500), (2000, 120)]:
+        im = cover.resize(size, Image.Resampling.BILINEAR)
+        w, h = size
+        short, long = min(w, h), max(w, h)
+        new = (pre.resize_size, int(pre.resize_size * long / short))
+        nw, nh = new if w <= h else new[::-1]
+        full = im.resize((nw, nh), Image.Resampling.BICUBIC)
+        top, left = round((nh - pre.crop_size) / 2), round((nw - pre.crop_size) / 2)
+        want = full.crop((left, top, left + pre.crop_size, top + pre.crop_size))
+        diff = np.abs(np.asarray(pre.resize(im), np.int16) - np.asarray(want, np.int16))
+        assert diff.max() <= 2 and diff.mean() < 0.1, size  # filter weights' rounding
+    started = time.perf_counter()
+    strip = pre(cover.resize((64_000, 1)))  # would resize to 16,384,000 x 256 (12 GB)
+    assert strip.shape == (3, 224, 224) and time.perf_counter() - started < 2
 
 
 def test_preprocess_options_and_keys() -> None:

@@ -40,10 +40,10 @@ def shapes(covers_dir: Path, igdb_dir: Path, edge_cases_dir: Path) -> list[Image
         photo,  # 1440x960, landscape
         cover.crop((0, 0, 256, 400)),  # already at the resize size on its short side
         cover.resize((90, 127)),  # smaller than the crop: enlarged
-        cover.resize((2000, 300)),  # a wide strip
-        cover.resize((256, 2000)),  # a tall one
-        cover.resize((17, 1000)),  # a sliver
-    ]
+        cover.resize((1200, 300)),  # a wide strip, 4:1
+        cover.resize((256, 1000)),  # a tall one
+        cover.resize((60, 230)),  # a sliver, enlarged
+    ]  # (longer than 4:1, the crop is resized alone: see test_models)
 
 
 @pytest.mark.parametrize("interpolation", sorted(INTERPOLATIONS))

@@ -16,6 +16,8 @@ alteration number).
            "-75%", ...) in a random colour with an outline, 6-11% of the image
            height, at a random place; half the time on a ribbon (a filled strip
            across the image), as an edition's branding is
+``mix``    a re-upload with new branding: crop, jitter, text, resize and jpeg,
+           one after the other
 =========  ==================================================================
 """
 
@@ -113,6 +115,12 @@ def text(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     return im
 
 
+def mix(im: Image.Image, rng: np.random.Generator) -> Image.Image:
+    for step in (crop, jitter, text, resize, jpeg):
+        im = step(im, rng)
+    return im
+
+
 #: the alterations, in the order their numbers seed the generator
 ALTERATIONS: dict[str, Alteration] = {
     "crop": crop,
@@ -121,6 +129,7 @@ ALTERATIONS: dict[str, Alteration] = {
     "flip": flip,
     "jitter": jitter,
     "text": text,
+    "mix": mix,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -137,7 +138,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
     }
     if args.compare:
-        copies = {"alterations": args.alterations, "seed": args.seed, "keep_copies": args.keep}
+        copies = {
+            "alterations": args.alterations,
+            "seed": args.seed,
+            "keep_copies": args.keep,
+            "distractors": args.distractors,
+        }
         result = compare(
             args.images,
             runs,
@@ -162,6 +168,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             alterations=args.alterations,
             seed=args.seed,
             keep_copies=args.keep,
+            distractors=args.distractors,
             **task,
             **options,
         )
@@ -420,10 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--alterations",
         default=None,
-        help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text (default: all)",
+        help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text,mix (default: all)",
     )
     p.add_argument("--seed", type=int, default=0, help="--copies: seed of the alterations")
     p.add_argument("--keep", default=None, metavar="DIR", help="--copies: keep the copies in DIR")
+    p.add_argument(
+        "--distractors",
+        default=None,
+        metavar="DIR",
+        help="--copies: other images added to the database (never an original)",
+    )
     p.add_argument(
         "--compare",
         action="store_true",
@@ -481,6 +494,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except BannermatchError as exc:
         print(f"bannermatch: error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # damage found past the checks made on opening
+        print(
+            f"bannermatch: error: the collection's catalog.sqlite is damaged ({exc}): restore "
+            "it from a backup, or move it away and rebuild the collection",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("bannermatch: interrupted", file=sys.stderr)

@@ -103,6 +103,7 @@ def compare(
     alterations: str | Sequence[str] | None = None,
     seed: int = 0,
     keep_copies: str | os.PathLike[str] | None = None,
+    distractors: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
     progress: bool = True,
     **shared: Any,
@@ -145,7 +146,12 @@ def compare(
 
     with tempfile.TemporaryDirectory(prefix="bannermatch-copies-") as tmp:
         copy_set = make_copies(
-            images, keep_copies or tmp, alterations=alterations, seed=seed, progress=progress
+            images,
+            keep_copies or tmp,
+            alterations=alterations,
+            seed=seed,
+            distractors=distractors,
+            progress=progress,
         )
         for variant in runs:
             attempt(

@@ -57,6 +57,8 @@ class CopySet:
     alterations: list[str]
     seed: int
     bad: list[dict[str, str]] = field(default_factory=list)  # originals that did not decode
+    #: images added to the database that are no copy's original
+    distractors: list[InputItem] = field(default_factory=list)
 
 
 def make_copies(
@@ -65,10 +67,12 @@ def make_copies(
     *,
     alterations: str | Sequence[str] | None = None,
     seed: int = 0,
+    distractors: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> CopySet:
     """Write every alteration of every image of the folder ``images`` into ``out``
-    (``<number>-<alteration>.png``, lossless) and list them in ``out/copies.tsv``."""
+    (``<number>-<alteration>.png``, lossless) and list them in ``out/copies.tsv``.
+    ``distractors``: a folder of other images, added to the database."""
     names = parse_alterations(alterations)  # type: ignore[arg-type]
     folder = Path(images)
     if not folder.is_dir():
@@ -78,6 +82,11 @@ def make_copies(
     originals = scan_input(folder).items
     if not originals:
         raise BannermatchError(f"no images in {images}")
+    others = []
+    if distractors is not None:
+        if not Path(distractors).is_dir():
+            raise BannermatchError(f"distractors folder not found: {distractors}")
+        others = scan_input(distractors).items
 
     def work(number: int) -> tuple[list[Copy], str | None]:
         item = originals[number]
@@ -116,7 +125,7 @@ def make_copies(
         f"{c.item.relpath}\t{kept[c.original].relpath}\t{c.alteration}" for c in copies
     ]
     (out / COPIES_TSV).write_text("\n".join(rows) + "\n", "utf-8")
-    return CopySet(folder, kept, copies, names, seed, bad)
+    return CopySet(folder, kept, copies, names, seed, bad, others)
 
 
 def copy_ranks(
@@ -151,6 +160,7 @@ class CopyEvalResult:
     alterations: list[str]
     seed: int
     n_images: int  # originals in the database
+    n_distractors: int  # other images in the database
     metrics: Metrics  # over every copy
     by_alteration: dict[str, Metrics]
     bad: list[dict[str, str]] = field(default_factory=list)
@@ -173,6 +183,7 @@ class CopyEvalResult:
             "engine": self.engine,
             "seed": self.seed,
             "n_images": self.n_images,
+            "n_distractors": self.n_distractors,
             **self.metrics.to_dict(),
             "alterations": {name: m.to_dict() for name, m in self.by_alteration.items()},
             "n_bad": len(self.bad),
@@ -193,7 +204,8 @@ class CopyEvalResult:
         table = format_table(["alteration", "copies", *(f"recall@{k}" for k in ks), "mAP"], rows)
         lines = [
             f"{self.model_key} ({self.engine}): {self.metrics.n_queries} altered copies of "
-            f"{self.n_images} images must find their original (seed {self.seed})",
+            f"{self.n_images} images must find their original among "
+            f"{self.n_images + self.n_distractors} (seed {self.seed})",
             table,
             f"{self.seconds:.1f}s in all, embedding at {self.images_per_second:.1f} img/s; "
             f"{len(self.bad)} bad file(s) skipped",
@@ -219,6 +231,12 @@ def evaluate_copy_set(
         net = create_model(model, **{k: v for k, v in model_options.items() if v is not None})
     t_embed = time.perf_counter()
     db, ok, failed = embed_items(copy_set.originals, net, batch_size, progress, "originals")
+    n_originals = len(ok)
+    if copy_set.distractors:
+        more, _, failed_extra = embed_items(
+            copy_set.distractors, net, batch_size, progress, "distractors"
+        )
+        db, failed = np.concatenate([db, more]), failed + failed_extra
     row_of = {id(item): row for row, item in enumerate(ok)}
     number_row = {n: row_of.get(id(item)) for n, item in enumerate(copy_set.originals)}
     copies = [c for c in copy_set.copies if number_row[c.original] is not None]
@@ -242,7 +260,8 @@ def evaluate_copy_set(
         engine=net.engine.name,
         alterations=copy_set.alterations,
         seed=copy_set.seed,
-        n_images=len(ok),
+        n_images=n_originals,
+        n_distractors=len(db) - n_originals,
         metrics=metrics_from_ranks(ranks, 1.0 / ranks, ks),
         by_alteration={
             name: metrics_from_ranks(ranks[names == name], 1.0 / ranks[names == name], ks)
@@ -250,7 +269,7 @@ def evaluate_copy_set(
             if (names == name).any()
         },
         bad=bad,
-        n_read=len(copy_set.originals) + len(copies),
+        n_read=len(copy_set.originals) + len(copy_set.distractors) + len(copies),
         seconds=time.perf_counter() - t0,
         embed_seconds=embed_seconds,
     )
@@ -262,17 +281,24 @@ def evaluate_copies(
     alterations: str | Sequence[str] | None = None,
     seed: int = 0,
     keep_copies: str | os.PathLike[str] | None = None,
+    distractors: str | os.PathLike[str] | None = None,
     model: str | EmbeddingModel = DEFAULT_MODEL,
     batch_size: int = 64,
     progress: bool = True,
     **model_options: Any,
 ) -> CopyEvalResult:
     """Copy detection on the folder ``images``: alter every image (into ``keep_copies``,
-    or a temporary folder), then measure how often each copy retrieves its original."""
+    or a temporary folder), then measure how often each copy retrieves its original
+    among the originals and the images of the folder ``distractors``."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bannermatch-copies-") as tmp:
         copy_set = make_copies(
-            images, keep_copies or tmp, alterations=alterations, seed=seed, progress=progress
+            images,
+            keep_copies or tmp,
+            alterations=alterations,
+            seed=seed,
+            distractors=distractors,
+            progress=progress,
         )
         result = evaluate_copy_set(
             copy_set, model=model, batch_size=batch_size, progress=progress, **model_options

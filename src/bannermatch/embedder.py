@@ -57,6 +57,8 @@ class Batch:
 def decode_item(item: InputItem, model: EmbeddingModel, out: np.ndarray | None = None) -> Decoded:
     """Read, decode and preprocess one input; into ``out`` (a (3, S, S) float32 view) when
     given. Any failure, even a decoder's own bug, comes back as ``error``, never raised."""
+    if item.error:
+        return Decoded(item, error=item.error)
     try:
         img = load_image(item.source, item.offset, item.size if item.offset >= 0 else -1)
         if out is None:

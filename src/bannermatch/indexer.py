@@ -207,11 +207,19 @@ def index(
     folder = coll.model_dir(emb_model.key)
     result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
     (folder / CHUNKS).mkdir(parents=True, exist_ok=True)
-    atomic.recover(folder)
-    atomic.recover(folder / CHUNKS)
+    rebuild = False
+    try:
+        atomic.recover(folder)
+    except CollectionError:  # a damaged journal: the stored rows cannot be trusted
+        atomic.discard(folder)
+        rebuild = True
+    try:
+        atomic.recover(folder / CHUNKS)
+    except CollectionError:
+        atomic.discard(folder / CHUNKS)
 
     old: ModelData | None = None
-    if (folder / "manifest.json").exists():
+    if (folder / "manifest.json").exists() and not rebuild:
         try:
             old = ModelData.load(folder)
         except CollectionError:  # damaged or inconsistent: rebuilt from the images

@@ -25,7 +25,7 @@ from .collection import (
     Collection,
     ModelData,
 )
-from .errors import BannermatchError, ModelError
+from .errors import BannermatchError, CollectionError, ModelError
 from .models.registry import UNCALIBRATED_DUP_THRESHOLD, get_spec
 from .progress import progress_bar
 from .topk import BLOCK, topk_all_pairs
@@ -198,4 +198,13 @@ def _save(path: Path, array: np.ndarray) -> None:
 def load_duplicates(data: ModelData) -> list[list[str]]:
     if data.match_info is None:
         return []
-    return json.loads((data.folder / DUPLICATES).read_text("utf-8"))
+    try:
+        groups = json.loads((data.folder / DUPLICATES).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        groups = exc
+    if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+        raise CollectionError(
+            f"{data.folder}/{DUPLICATES} is missing or damaged; "
+            f"run `bannermatch match {data.folder.parent.parent}`"
+        )
+    return groups

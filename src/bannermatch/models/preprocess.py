@@ -140,6 +140,12 @@ class Preprocess:
             nw = nh = self.resize_size
         top = round((nh - size) / 2.0)
         left = round((nw - size) / 2.0)
+        if nw * nh > 4 * self.resize_size**2:
+            # a very long image (a 20000x1 strip would resize to 5,120,000x256): resize only
+            # the part the crop keeps: the same pixels but for rounding, without the copy
+            sx, sy = nw / w, nh / h
+            box = (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+            return im.resize((size, size), resample, box=box)
         if (nw, nh) == (w, h):
             return im.crop((left, top, left + size, top + size))
         if self.interpolation in SUPPORT and _horizontal_first(w, h, nw, nh):
