@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -266,12 +269,33 @@ def test_onnx_export_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     exported = list((tmp_path / "cache").rglob("*.onnx"))
     assert len(exported) == 1 and "tf_efficientnet_lite0" in exported[0].name
     stat = exported[0].stat()
+    cached = sorted((tmp_path / "cache").rglob("*"))
     second = create_model("effnet-lite0", engine="onnx")
-    assert list((tmp_path / "cache").rglob("*")) == [exported[0].parent, exported[0]]
+    assert sorted((tmp_path / "cache").rglob("*")) == cached  # nothing exported again
+    assert list(exported[0].parent.iterdir()) == [exported[0]]
     again = exported[0].stat()
     assert (again.st_mtime_ns, again.st_ino) == (stat.st_mtime_ns, stat.st_ino)
     pixels = np.zeros((1, 3, 224, 224), np.float32)
     np.testing.assert_array_equal(first.embed(pixels), second.embed(pixels))
+
+
+def test_an_exported_model_loads_without_pytorch(tmp_path: Path) -> None:
+    """Once exported, the default model runs on ONNX Runtime alone: no PyTorch, no timm
+    (half a gigabyte and seconds of start-up), and the same model as the first time."""
+    code = (
+        "import json, sys; from bannermatch.models import create_model; "
+        "m = create_model('effnet-lite0', device='cpu'); "
+        "print(json.dumps([m.manifest(), m.labels, 'torch' in sys.modules, 'timm' in sys.modules]))"
+    )
+    env = {**os.environ, "BANNERMATCH_CACHE": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    (first, labels, *imported), (second, labels2, *imported2) = (json.loads(r.stdout) for r in runs)
+    assert imported == [True, True]  # exporting builds the network
+    assert imported2 == [False, False]
+    assert first == second and labels == labels2 == "imagenet-1k"
 
 
 def test_manifest_describes_the_model(model) -> None:

@@ -256,10 +256,11 @@ def decode_bytes(
                 im.draft("RGB", draft_size)
             im.seek(0)
             im.load()
-            upright = ImageOps.exif_transpose(im)
-            if upright.size != im.size:  # rotated by its EXIF orientation: record it upright
+            loaded = im.size
+            ImageOps.exif_transpose(im, in_place=True)  # no copy of an upright image
+            if im.size != loaded:  # rotated by its EXIF orientation: record it upright
                 width, height = height, width
-            rgb = _to_rgb(upright)
+            rgb = _to_rgb(im)
     except ImageError:
         raise
     except UnidentifiedImageError:
