@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .cli_output import emit, positive_int
+from .cli_output import byte_size, emit, positive_int
 from .errors import BannermatchError
 from .steam.cli import add_steam_commands
 
@@ -44,6 +44,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
         skip_flagged=args.skip_flagged,
+        address=args.address,
+        actors=args.actors,
         **_model_options(args),
     )
     if not args.json:
@@ -78,6 +80,9 @@ def cmd_match(args: argparse.Namespace) -> int:
         model=args.model,
         dup_threshold=args.dup_threshold,
         progress=not args.quiet,
+        index=args.index,
+        memory=args.memory,
+        target_recall=args.target_recall,
     )
     return emit(args, result)
 
@@ -222,9 +227,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # parser ---------------------------------------------------------------------
 
 
-def _add_model_args(p: argparse.ArgumentParser, several: bool = False) -> None:
+def _add_model_args(
+    p: argparse.ArgumentParser, several: bool = False, *, ray: bool = False
+) -> None:
     """The model options; with ``several``, --model, --fit, --strategy and --augment
-    take one or more values (``eval --compare`` runs every combination)."""
+    take one or more values (``eval --compare`` runs every combination); with ``ray``,
+    ``--engine ray`` runs the embedding on a Ray cluster."""
     many: dict[str, Any] = {"nargs": "+"} if several else {}
     g = p.add_argument_group("model")
     g.add_argument(
@@ -237,11 +245,20 @@ def _add_model_args(p: argparse.ArgumentParser, several: bool = False) -> None:
     g.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "onnx", "torch"],
-        help="inference engine (auto: onnx on CPU, torch on GPU)",
+        choices=["auto", "onnx", "torch", *(["ray"] if ray else [])],
+        help="inference engine (auto: onnx on CPU, torch on GPU)"
+        + (
+            "; ray: run the embedding as a Ray Data job, each actor on the auto engine "
+            "(needs bannermatch[ray]; see docs/scaling.md)"
+            if ray
+            else ""
+        ),
     )
     g.add_argument(
-        "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N"
+        "--device",
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda or cuda:N"
+        + ("; with --engine ray, the actors' (auto: GPUs if the cluster has them)" if ray else ""),
     )
     g.add_argument(
         "--strategy",
@@ -291,9 +308,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="folder of images, text file of paths, or webdataset .tar shards")
     p.add_argument("--out", required=True, help="collection folder to create or update")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--workers", type=positive_int, default=None, help="decoding threads")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="decoding threads (with --engine ray: decoding tasks in flight)",
+    )
     p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
-    _add_model_args(p)
+    g = p.add_argument_group("distributed (--engine ray)")
+    g.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to run on: HOST:PORT, ray://HOST:PORT, or local (a new one on "
+        "this machine) (default: $RAY_ADDRESS, else the cluster `ray start` runs here, "
+        "else a new local one)",
+    )
+    g.add_argument(
+        "--actors",
+        type=positive_int,
+        default=None,
+        help="embedding actors, one model each (default: one per GPU, else one per node)",
+    )
+    _add_model_args(p, ray=True)
     p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser(
@@ -344,6 +380,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="cosine similarity for near-duplicate groups (default: the model's)",
+    )
+    g = p.add_argument_group("approximate index (large collections; see docs/scaling.md)")
+    g.add_argument(
+        "--index",
+        default="exact",
+        choices=["exact", "ivf", "hnsw"],
+        help="exact (default): every pair scored; ivf: faiss inverted file (IVF-Flat, or "
+        "IVF-PQ when the rows do not fit --memory); hnsw: faiss HNSW graph. The index is "
+        "kept for serve, its recall against exact is measured on a sample",
+    )
+    g.add_argument(
+        "--memory",
+        type=byte_size,
+        default=None,
+        metavar="SIZE",
+        help="memory the approximate index may take, e.g. 8G (default: half of what is free)",
+    )
+    g.add_argument(
+        "--target-recall",
+        type=float,
+        default=0.95,
+        help="recall@k the search breadth (nprobe, efSearch) is tuned to (default: 0.95)",
     )
     p.set_defaults(handler=cmd_match)
 

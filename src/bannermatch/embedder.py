@@ -27,7 +27,7 @@ import numpy as np
 from .errors import ImageError
 from .images import load_image
 from .inputs import InputItem
-from .models import EmbeddingModel
+from .models import EmbeddingModel, Preprocess
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Batch:
     norms: np.ndarray  # float32 (len(ok),), the raw features' norms (see models.factory)
 
 
-def decode_item(item: InputItem, model: EmbeddingModel, out: np.ndarray | None = None) -> Decoded:
+def decode_item(item: InputItem, preprocess: Preprocess, out: np.ndarray | None = None) -> Decoded:
     """Read, decode and preprocess one input; into ``out`` (a (3, S, S) float32 view) when
     given. Any failure, even a decoder's own bug, comes back as ``error``, never raised."""
     if item.error:
@@ -62,9 +62,9 @@ def decode_item(item: InputItem, model: EmbeddingModel, out: np.ndarray | None =
     try:
         img = load_image(item.source, item.offset, item.size if item.offset >= 0 else -1)
         if out is None:
-            pixels = model.preprocess(img.image)
+            pixels = preprocess(img.image)
         else:
-            model.preprocess.into(img.image, out)
+            preprocess.into(img.image, out)
             pixels = out
     except ImageError as exc:
         return Decoded(item, error=str(exc))
@@ -103,7 +103,7 @@ def _job(items: Sequence[InputItem], model: EmbeddingModel, buffers: _Buffers) -
     ok: list[Decoded] = []
     failed: list[Decoded] = []
     for item in items:
-        d = decode_item(item, model, buf[len(ok)])
+        d = decode_item(item, model.preprocess, buf[len(ok)])
         (ok if d.error is None else failed).append(d)
     embeddings, norms = model.embed_with_norms(buf[: len(ok)]) if ok else _empty(model)
     for d in ok:
@@ -173,7 +173,7 @@ def embed_simple(
     this thread. Returns the rows of the inputs that decoded, and every input's outcome."""
     rows, done = [], []
     for item in items:
-        d = decode_item(item, model)
+        d = decode_item(item, model.preprocess)
         done.append(d)
         if d.pixels is not None:
             rows.append(model.embed(d.pixels[None])[0])

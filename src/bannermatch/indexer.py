@@ -13,9 +13,10 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from . import atomic
 from .catalog import Catalog, Item
 from .collection import EMBEDDINGS, Collection, ModelData, write_model_data
 from .embedder import Batch, Decoded, iter_batches
-from .errors import CollectionError
+from .errors import BannermatchError, CollectionError
 from .inputs import InputItem, ScannedInput, scan_input
 from .models import EmbeddingModel, create_model
 from .progress import progress_bar
@@ -192,9 +193,78 @@ def index(
     workers: int | None = None,
     progress: bool = True,
     skip_flagged: bool = False,
+    address: str | None = None,
+    actors: int | None = None,
     **model_options: Any,
 ) -> IndexResult:
-    """Index the images of ``input_path`` into the collection ``out`` with ``model``."""
+    """Index the images of ``input_path`` into the collection ``out`` with ``model``.
+
+    ``engine="ray"`` (among ``model_options``) runs the embedding stage as a Ray Data
+    job (:mod:`bannermatch.ray_index`) on the cluster at ``address`` (see
+    :func:`bannermatch.ray_index.connect`) with ``actors`` embedding actors, ``workers``
+    decoding tasks in flight, and ``device`` for the actors; everything else is the same.
+    """
+    embed: Embedder = LocalEmbedder(batch_size, workers)
+    if model_options.get("engine") == "ray":
+        from .ray_index import RayEmbedder
+
+        if isinstance(model, EmbeddingModel):
+            raise BannermatchError("engine='ray' takes a model name: each actor loads its own")
+        device = model_options.get("device", "auto")
+        embed = RayEmbedder(address, actors, device, batch_size, decoders=workers)
+        # the driver's model gives the key, the manifest, the preprocessing and the
+        # dimension: PyTorch on the CPU (the actors load their own engines)
+        model_options = {**model_options, "engine": "torch", "device": "cpu"}
+    elif address is not None or actors is not None:
+        raise BannermatchError("--address and --actors go with --engine ray")
+    try:
+        return _index(
+            input_path, out, model, embed, progress=progress, skip_flagged=skip_flagged,
+            **model_options,
+        )  # fmt: skip
+    finally:
+        embed.close()
+
+
+class Embedder(Protocol):
+    """How the batches of an index run are computed: here in threads, or on a cluster."""
+
+    def batches(self, items: list[InputItem], model: EmbeddingModel) -> Iterator[Batch]: ...
+
+    def engine_name(self, model: EmbeddingModel) -> str:
+        """The manifest's ``engine`` for the rows embedded."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LocalEmbedder:
+    """Decoding threads and the model's own engine: :func:`bannermatch.embedder.iter_batches`."""
+
+    batch_size: int = 64
+    workers: int | None = None
+
+    def batches(self, items: list[InputItem], model: EmbeddingModel) -> Iterator[Batch]:
+        return iter_batches(items, model, batch_size=self.batch_size, workers=self.workers)
+
+    def engine_name(self, model: EmbeddingModel) -> str:
+        return model.engine.name
+
+    def close(self) -> None:
+        pass
+
+
+def _index(
+    input_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    model: str | EmbeddingModel,
+    embed: Embedder,
+    *,
+    progress: bool,
+    skip_flagged: bool,
+    **model_options: Any,
+) -> IndexResult:
     started = time.perf_counter()
     coll = Collection(out)
     source_coll: Collection | None = None
@@ -266,9 +336,7 @@ def index(
         number = max((int(p.stem) for p, *_ in chunks), default=0)
         bar = progress_bar(len(todo), "embedding", enabled=progress)
         t0 = time.perf_counter()
-        for batch in iter_batches(
-            [it for it, _ in todo], emb_model, batch_size=batch_size, workers=workers
-        ):
+        for batch in embed.batches([it for it, _ in todo], emb_model):
             batch_ids = [id_of[id(d.item)] for d in batch.ok]
             cat.upsert(
                 _catalog_row(d, i, coll.source_key(d.item.source), known.get(i))
@@ -327,7 +395,7 @@ def index(
         # an emptied collection is written too, so that no removed row outlives its item
         write_model_data(
             folder,
-            emb_model.manifest(),
+            {**emb_model.manifest(), "engine": embed.engine_name(emb_model)},
             rows.ids,
             rows.fps,
             lambda p: _write_embeddings(p, rows, emb_model.dim),

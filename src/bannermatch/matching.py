@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import atomic
+from . import ann, atomic
+from .ann import AnnParams
 from .collection import (
     DUPLICATES,
     MATCH,
@@ -134,12 +136,22 @@ class MatchResult:
     dup_threshold: float
     duplicate_groups: int
     seconds: float
+    #: "exact", or the approximate index's parameters, recall and timings (match.json's)
+    index: dict[str, Any] = field(default_factory=lambda: {"kind": "exact"})
 
     def summary(self) -> str:
-        return (
+        text = (
             f"matched {self.count} items (top {self.k}) in {self.seconds:.2f}s; "
             f"{self.duplicate_groups} near-duplicate group(s) at >= {self.dup_threshold}"
         )
+        if self.index["kind"] != "exact":
+            ix = self.index
+            text += (
+                f"\napproximate index: {AnnParams.from_dict(ix).describe()}; "
+                f"recall@{ix['recall_k']} {ix['recall']:.3f} against exact on "
+                f"{ix['recall_sample']:,} sampled items (target {ix['target_recall']})"
+            )
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__ | {"seconds": round(self.seconds, 3)}
@@ -152,8 +164,21 @@ def match(
     model: str | None = None,
     dup_threshold: float | None = None,
     progress: bool = True,
+    index: str = "exact",
+    memory: int | None = None,
+    target_recall: float = ann.DEFAULT_TARGET_RECALL,
 ) -> MatchResult:
-    """Compute and store every item's neighbours, and the near-duplicate groups."""
+    """Compute and store every item's neighbours, and the near-duplicate groups.
+
+    ``index``: ``exact`` (faiss flat, blocked), or an approximate ``ivf`` / ``hnsw``
+    index (:mod:`bannermatch.ann`) sized for ``memory`` bytes (default: half of what is
+    available) and tuned to ``target_recall``; it is stored beside the neighbours for
+    ``serve``, and its measured recall goes into match.json.
+    """
+    if index not in ann.KINDS:
+        raise BannermatchError(f"unknown index {index!r}; choose one of {', '.join(ann.KINDS)}")
+    if not 0 < target_recall <= 1:
+        raise BannermatchError("the target recall must be in (0, 1]")
     data = Collection(collection).load(model)
     if k < 1:
         raise BannermatchError("k must be at least 1")
@@ -162,10 +187,16 @@ def match(
     n = len(data.ids)
     k = max(0, min(k, n - 1))
     folder = data.folder
+    built: Any = None
+    index_info: dict[str, Any] = {"kind": "exact"}
     if k < 1:
         nb, sc = np.zeros((n, 0), np.uint32), np.zeros((n, 0), np.float32)
-    else:
+    elif index == "exact":
         nb, sc = topk_all(data.embeddings, k, progress=progress)
+    else:
+        built, index_info, nb, sc = _approximate(
+            data.embeddings, index, k, memory, target_recall, progress
+        )
     groups = duplicate_groups(nb, sc, threshold) if k else []
     seconds = time.perf_counter() - t0
     info = {
@@ -175,19 +206,59 @@ def match(
         "dup_threshold": threshold,
         "duplicate_groups": len(groups),
         "seconds": round(seconds, 3),
+        "index": index_info,
     }
-    atomic.commit_files(
-        folder,
-        {
-            NEIGHBORS: lambda p: _save(p, nb.astype(np.uint32)),
-            SCORES: lambda p: _save(p, sc.astype(np.float16)),
-            DUPLICATES: lambda p: p.write_text(
-                json.dumps([[data.ids[r] for r in g] for g in groups], ensure_ascii=False), "utf-8"
-            ),
-            MATCH: lambda p: p.write_text(json.dumps(info, indent=1), "utf-8"),
-        },
-    )
-    return MatchResult(str(collection), data.key, n, k, threshold, len(groups), seconds)
+    writers: dict[str, Callable[[Path], None]] = {
+        NEIGHBORS: lambda p: _save(p, nb.astype(np.uint32)),
+        SCORES: lambda p: _save(p, sc.astype(np.float16)),
+        DUPLICATES: lambda p: p.write_text(
+            json.dumps([[data.ids[r] for r in g] for g in groups], ensure_ascii=False), "utf-8"
+        ),
+    }
+    if built is not None:
+        writers[ann.ANN_FILE] = lambda p: ann.save(built, p)
+    writers[MATCH] = lambda p: p.write_text(json.dumps(info, indent=1), "utf-8")
+    atomic.commit_files(folder, writers)
+    if built is None:  # an index of an earlier match is of no use now
+        (folder / ann.ANN_FILE).unlink(missing_ok=True)
+    return MatchResult(str(collection), data.key, n, k, threshold, len(groups), seconds, index_info)
+
+
+def _approximate(
+    emb: np.ndarray,
+    kind: str,
+    k: int,
+    memory: int | None,
+    target_recall: float,
+    progress: bool,
+) -> tuple[Any, dict[str, Any], np.ndarray, np.ndarray]:
+    """Build, tune and search an approximate index; its description for match.json."""
+    n, d = emb.shape
+    params = ann.choose_params(kind, n, d, memory)
+    t0 = time.perf_counter()
+    bar = progress_bar(n, f"building {params.kind}", enabled=progress, unit="item")
+    built = ann.build(emb, params, on_rows=bar.update)
+    bar.close()
+    t1 = time.perf_counter()
+    tuning = ann.tune(built, params, emb, k, target_recall)
+    t2 = time.perf_counter()
+    bar = progress_bar(n, "matching", enabled=progress, unit="item")
+    nb, sc = ann.topk_all(built, params, emb, k, on_rows=bar.update)
+    bar.close()
+    t3 = time.perf_counter()
+    info = {
+        **params.to_dict(),
+        "recall": round(tuning.recall, 4),
+        "recall_k": k,
+        "recall_sample": tuning.sample,
+        "target_recall": target_recall,
+        "tried": [[b, round(r, 4)] for b, r in tuning.tried],
+        "memory_bytes": ann.index_bytes(params, n, d),
+        "build_seconds": round(t1 - t0, 3),
+        "tune_seconds": round(t2 - t1, 3),
+        "search_seconds": round(t3 - t2, 3),
+    }
+    return built, info, nb, sc
 
 
 def _save(path: Path, array: np.ndarray) -> None:

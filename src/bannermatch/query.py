@@ -132,6 +132,18 @@ def nearest(
     return best_rows[order], best_scores[order]
 
 
+def _nearest(
+    data: ModelData, vector: np.ndarray, k: int, exclude: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """From the approximate index `match --index` stored, if any, else exact."""
+    from .ann import AnnIndex
+
+    index = AnnIndex.load(data)
+    if index is not None:
+        return index.nearest(vector, k, exclude)
+    return nearest(data, vector, k, exclude)
+
+
 @dataclass
 class SimilarResult:
     query: Query
@@ -172,7 +184,7 @@ def similar(
         if q.kind in {"image", "steam-app"}:
             img = load_image(query) if q.kind == "image" else _steam_banner(query, cdn_url)
             model = create_model_for(data.manifest, engine=engine, device=device)
-            rows, scores = nearest(data, model.embed_images([img.image])[0], k)
+            rows, scores = _nearest(data, model.embed_images([img.image])[0], k)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
             info = data.match_info
@@ -180,7 +192,7 @@ def similar(
                 nb, sc = data.neighbors()
                 rows, scores = np.asarray(nb[row, :k]), np.asarray(sc[row, :k], np.float32)
             else:
-                rows, scores = nearest(data, data.embeddings[row], k, exclude=row)
+                rows, scores = _nearest(data, data.embeddings[row], k, exclude=row)
         return SimilarResult(q, data.key, _hits(cat, data, rows, scores))
 
 

@@ -73,6 +73,8 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "featured_from": served.featured_from,
             "text_search": served.text.mode is not None,
             "text_mode": served.text.mode,
+            "index": served.ann.params.kind if served.ann else "exact",
+            "index_recall": served.ann_recall,
             "load_seconds": round(served.load_seconds, 3),
         }
 
@@ -82,7 +84,8 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
     async def similar(item_id: str, request: Request, n: N = DEFAULT_N) -> dict[str, Any]:
         """The ``n`` items whose images look most like this item's, most similar first.
 
-        From the stored neighbours when ``n`` is at most the stored k, else an exact scan.
+        From the stored neighbours when ``n`` is at most the stored k, else the approximate
+        index `match --index` stored, else an exact scan.
         """
         row = row_or_404(served, item_id)
         if n <= served.stored_k:

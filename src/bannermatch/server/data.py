@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..ann import AnnIndex
 from ..collection import Collection, ModelData
 from ..errors import BannermatchError, CollectionError
 from ..images import TAR_SEPARATOR, DecodedImage
@@ -49,6 +50,8 @@ class ServedCollection:
     name_index: NameIndex
     neighbors: np.ndarray | None  # uint32 (N, k), memory-mapped; None before `match`
     scores: np.ndarray | None
+    #: the approximate index of `match --index ivf|hnsw`, for queries past the stored k
+    ann: AnnIndex | None = None
     load_seconds: float = 0.0
     _unique: np.ndarray | None = field(default=None, repr=False)
     _model: Any = field(default=None, repr=False)
@@ -95,6 +98,7 @@ class ServedCollection:
             name_index=NameIndex(data.ids, names),
             neighbors=neighbors,
             scores=scores,
+            ann=AnnIndex.load(data) if neighbors is not None else None,
         )
         served.load_seconds = time.perf_counter() - t0
         return served
@@ -128,16 +132,29 @@ class ServedCollection:
 
     # neighbours -----------------------------------------------------------------
 
+    @property
+    def ann_recall(self) -> float | None:
+        info = self.data.match_info or {}
+        return info.get("index", {}).get("recall") if self.ann is not None else None
+
     def similar(self, row: int, n: int) -> tuple[np.ndarray, np.ndarray, str]:
-        """The ``n`` rows nearest ``row``: from neighbors.npy when it holds them, else exact."""
+        """The ``n`` rows nearest ``row``: from neighbors.npy when it holds them, else from
+        the approximate index when there is one, else exact."""
         if self.neighbors is not None and self.scores is not None and n <= self.stored_k:
             rows = np.asarray(self.neighbors[row, :n], np.int64)
             return rows, np.asarray(self.scores[row, :n], np.float32), "neighbors"
+        vector = np.asarray(self.data.embeddings[row], np.float32)
+        if self.ann is not None:
+            rows, scores = self.ann.nearest(vector, n, exclude=row)
+            return rows, scores, "ann"
         with self._exact_lock:  # one full scan at a time: each converts blocks to float32
-            rows, scores = nearest(self.data, self.data.embeddings[row], n, exclude=row)
+            rows, scores = nearest(self.data, vector, n, exclude=row)
         return rows, scores, "exact"
 
     def nearest_to(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` rows nearest a query vector: the approximate index, else an exact scan."""
+        if self.ann is not None:
+            return self.ann.nearest(vector, n)
         with self._exact_lock:
             return nearest(self.data, vector, n)
 

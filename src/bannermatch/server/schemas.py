@@ -32,13 +32,24 @@ class Info(BaseModel):
     text_mode: str | None = Field(
         None, description="'clip' (CLIP text tower) or 'labels' (ImageNet label search)"
     )
+    index: str = Field(
+        "exact",
+        description="what answers past the stored neighbours and by image: 'exact' (a full "
+        "scan) or the approximate index `match --index` stored (ivf-flat, ivf-pq, hnsw)",
+    )
+    index_recall: float | None = Field(
+        None, description="that index's recall@k against exact, measured by `match`"
+    )
     load_seconds: float
 
 
 class Similar(BaseModel):
     query: Item
     model_key: str
-    source: str = Field(description="'neighbors' (stored top-k) or 'exact' (a full scan)")
+    source: str = Field(
+        description="'neighbors' (stored top-k), 'exact' (a full scan) or 'ann' (the "
+        "approximate index)"
+    )
     results: list[Hit]
 
 

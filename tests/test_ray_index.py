@@ -1,0 +1,228 @@
+"""``bannermatch index --engine ray``: the Ray Data path against the single-machine one.
+
+The Ray tests share one local cluster (``ray.init(num_cpus=2)``, started once: it costs
+seconds) and run on real covers; they skip with the reason when Ray is not installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bannermatch.indexer import index
+
+KEY = "effnet-lite0__crop256-224-bicubic__cls"
+CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"
+#: what may differ between the manifests of the two paths: the engine, and when
+VOLATILE = {"engine", "generation", "updated"}
+
+
+def needs_ray() -> Any:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install bannermatch[ray])")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed")
+    return ray
+
+
+@pytest.fixture
+def ray_cluster():
+    """A local cluster of this machine's 2 cores, in this process, for one test."""
+    ray = needs_ray()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def covers(covers_dir: Path, n: int, start: int = 0) -> list[Path]:
+    return sorted((covers_dir / "images").glob("*.jpg"))[start : start + n]
+
+
+def stored(collection: Path) -> dict[str, Any]:
+    folder = collection / "models" / KEY
+    return {
+        "ids": json.loads((folder / "items.json").read_text("utf-8")),
+        "fingerprints": json.loads((folder / "fingerprints.json").read_text("utf-8")),
+        "embeddings": np.load(folder / "embeddings.npy").astype(np.float32),
+        "norms": np.load(folder / "norms.npy"),
+        "manifest": json.loads((folder / "manifest.json").read_text("utf-8")),
+    }
+
+
+def catalog_rows(collection: Path) -> dict[str, tuple]:
+    db = sqlite3.connect(collection / "catalog.sqlite")
+    try:
+        return {
+            r[0]: r[1:]
+            for r in db.execute(
+                "SELECT id, name, sha256, width, height, mode, format, status, reason FROM items"
+            )
+        }
+    finally:
+        db.close()
+
+
+def assert_same_collection(ray_out: Path, local_out: Path) -> None:
+    """Same rows in the same order, same vectors, same catalogue; manifests equal but for
+    the engine, which names Ray."""
+    got, want = stored(ray_out), stored(local_out)
+    assert got["ids"] == want["ids"]
+    assert got["fingerprints"] == want["fingerprints"]
+    a, b = got["embeddings"], want["embeddings"]  # float16 rows: normalise before comparing
+    cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.9999, cosine.min()
+    np.testing.assert_allclose(got["embeddings"], want["embeddings"], atol=2e-3)
+    np.testing.assert_allclose(got["norms"], want["norms"], rtol=1e-3)
+    strip = lambda m: {k: v for k, v in m.items() if k not in VOLATILE}  # noqa: E731
+    assert strip(got["manifest"]) == strip(want["manifest"])
+    assert got["manifest"]["engine"] == f"ray/{want['manifest']['engine']}" == "ray/onnx-cpu"
+    assert catalog_rows(ray_out) == catalog_rows(local_out)
+
+
+def test_ray_path_equals_the_single_machine_path(
+    ray_cluster, tmp_path: Path, covers_dir: Path, edge_cases_dir: Path, model
+) -> None:
+    imgs = tmp_path / "imgs"
+    (imgs / "nested").mkdir(parents=True)
+    for p in covers(covers_dir, 18):
+        shutil.copy2(p, imgs / p.name)
+    for p in covers(covers_dir, 6, start=18):
+        shutil.copy2(p, imgs / "nested" / p.name)
+    shutil.copy2(edge_cases_dir / CORRUPT, imgs / "broken.jpg")
+
+    local = index(imgs, tmp_path / "local", model, batch_size=8, progress=False)
+    # batches of 5: blocks end in other places than the local run's, rows do not move
+    ray = index(imgs, tmp_path / "ray", "effnet-lite0", engine="ray", batch_size=5, progress=False)
+    assert (ray.scanned, ray.embedded, ray.count) == (local.scanned, local.embedded, 24)
+    assert (ray.scanned, ray.embedded) == (25, 24)
+    assert [b["id"] for b in ray.bad] == [b["id"] for b in local.bad] == ["broken"]
+    assert ray.bad[0]["reason"] == local.bad[0]["reason"]
+    assert_same_collection(tmp_path / "ray", tmp_path / "local")
+
+    # incremental: a new image is embedded on the cluster, the others are up to date
+    extra = covers(covers_dir, 1, start=30)[0]
+    shutil.copy2(extra, imgs / extra.name)
+    again = index(imgs, tmp_path / "ray", "effnet-lite0", engine="ray", progress=False)
+    assert (again.up_to_date, again.embedded, again.count) == (25, 1, 25)
+    index(imgs, tmp_path / "local", model, progress=False)
+    assert_same_collection(tmp_path / "ray", tmp_path / "local")
+
+
+def _shard(path: Path, files: list[Path]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for f in files:
+            tar.add(f, arcname=f.name)
+            info = tarfile.TarInfo(f.stem + ".txt")
+            caption = f"cover {f.stem}".encode()
+            info.size = len(caption)
+            tar.addfile(info, io.BytesIO(caption))
+
+
+@pytest.mark.slow
+def test_ray_cli_on_shards_resumes_after_ctrl_c(tmp_path: Path, covers_dir: Path, model) -> None:
+    """The CLI starts its own local cluster, reads webdataset shards, is interrupted once
+    chunks are on disk, and a second run embeds only what was left."""
+    needs_ray()
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    files = covers(covers_dir, 60, start=40)
+    for n in range(3):
+        _shard(shards / f"{n:05d}.tar", files[n * 20 : (n + 1) * 20])
+    out = tmp_path / "ray"
+    chunks = out / "models" / KEY / "chunks"
+    args = ["index", shards, "--out", out, "--engine", "ray", "--address", "local"]
+    args += ["--batch-size", "4", "-q"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bannermatch.cli", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(chunks.glob("*.npz"))) < 2:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no chunk written in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the CLI leaves its cluster and exits
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be interrupted")
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    n_chunked = sum(len(np.load(p)["embeddings"]) for p in chunks.glob("*.npz"))
+    assert 8 <= n_chunked < 60
+
+    from conftest import run_cli
+
+    resumed = json.loads(run_cli(*args[:-1], "--json", "-q").stdout)
+    assert resumed["up_to_date"] >= n_chunked and resumed["count"] == 60
+    assert resumed["embedded"] == 60 - resumed["up_to_date"]
+    index(shards, tmp_path / "local", model, progress=False)
+    assert_same_collection(out, tmp_path / "local")
+    assert catalog_rows(out)[files[0].stem][0] == f"cover {files[0].stem}"  # the caption
+    assert not list(chunks.glob("*.npz"))
+
+
+def test_without_ray_a_one_line_error(cli, tmp_path: Path) -> None:
+    """Ray hidden from the import system, as on an installation without the extra."""
+    (tmp_path / "imgs").mkdir()
+    code = (
+        "import sys; sys.modules['ray'] = None; from bannermatch.cli import main; "
+        f"sys.exit(main(['index', {str(tmp_path / 'imgs')!r}, '--out', "
+        f"{str(tmp_path / 'c')!r}, '--engine', 'ray']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "bannermatch: error: --engine ray needs Ray, which is not installed: "
+        "pip install 'bannermatch[ray]'"
+    ]
+    assert not (tmp_path / "c").exists()
+
+
+def test_ray_options_need_the_ray_engine(cli, tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    for extra in (["--address", "auto"], ["--actors", "2"]):
+        proc = cli("index", tmp_path / "imgs", "--out", tmp_path / "c", *extra, check=False)
+        assert proc.returncode == 1
+        assert "--address and --actors go with --engine ray" in proc.stderr
+    proc = cli("eval", tmp_path / "imgs", "--groups", "x.tsv", "--engine", "ray", check=False)
+    assert proc.returncode == 2 and "invalid choice: 'ray'" in proc.stderr
+
+
+def test_actor_plan_follows_the_cluster() -> None:
+    """One actor per GPU on a GPU cluster (PyTorch fp16), else one per node (ONNX Runtime);
+    a plan that cannot run is a one-line error before any work."""
+    from bannermatch.errors import BannermatchError
+    from bannermatch.ray_index import ActorPlan, RayCluster, plan_actors
+
+    gpu = RayCluster(None, False, cpus=64, gpus=8, nodes=2)
+    cpu = RayCluster(None, False, cpus=32, gpus=0, nodes=2)
+    assert plan_actors(gpu) == ActorPlan(8, "cuda", 1.0, 1.0)
+    assert plan_actors(gpu).engine == "torch-cuda"
+    assert plan_actors(gpu, "cuda:0", actors=2).actors == 2
+    assert plan_actors(gpu, "cpu") == ActorPlan(2, "cpu", 0.0, 1.0)
+    assert plan_actors(cpu) == ActorPlan(2, "cpu", 0.0, 1.0)
+    assert plan_actors(cpu).engine == "onnx-cpu"
+    assert plan_actors(cpu, actors=31).actors == 31
+    with pytest.raises(BannermatchError, match="do not fit a Ray cluster of 32 CPUs"):
+        plan_actors(cpu, actors=32)
+    with pytest.raises(BannermatchError, match="asks for GPUs, but the Ray cluster has none"):
+        plan_actors(cpu, "cuda")
+    with pytest.raises(BannermatchError, match="unknown device 'tpu'"):
+        plan_actors(cpu, "tpu")
