@@ -22,9 +22,9 @@ With ``--gpu`` and a CUDA GPU, it also measures ``bannermatch index --device cud
 (PyTorch, half precision, page-locked batches) against the same engine on ready
 tensors; without a GPU it says so and skips them.
 
-Peak RSS is each command's own ``ru_maxrss`` (the reference's DataLoader workers are
-separate processes and are not added to it). The ONNX model is exported (once, into
-the user's cache) before anything is timed.
+Peak RSS is each command's own memory high-water mark (VmHWM; the reference's
+DataLoader workers are separate processes and are not added to it). The ONNX model
+is exported (once, into the user's cache) before anything is timed.
 """
 
 from __future__ import annotations
@@ -70,16 +70,30 @@ REFERENCE = textwrap.dedent(
             feats.append(net(x))
     seconds = time.perf_counter() - start
     print(sum(len(f) for f in feats), seconds)
-    import resource
-    print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
     """
 )
-#: runs a module as ``python -m`` would and reports the process's peak RSS on stderr
-MEASURED = (
-    "import atexit, resource, runpy, sys; "
-    "atexit.register(lambda: print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-    " file=sys.stderr)); "
-    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+#: makes a process report its own peak RSS (kB) on stderr as it exits: its memory's
+#: high-water mark, VmHWM (``ru_maxrss`` of a forked child also counts its parent's)
+PEAK = textwrap.dedent(
+    """
+    import atexit, sys
+
+    def _peak():
+        try:
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+        except (OSError, StopIteration):
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    atexit.register(lambda: print("MAXRSS", _peak(), file=sys.stderr))
+    """
+)
+#: runs a module as ``python -m`` would, reporting its peak RSS
+MEASURED = PEAK + (
+    "import runpy\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
 )
 
 
@@ -187,7 +201,7 @@ class Ceiling:
 
 
 def bench_reference(images: Path) -> dict[str, float]:
-    stdout, wall, rss = _run(REFERENCE, str(images))
+    stdout, wall, rss = _run(PEAK + REFERENCE, str(images))
     count, loop = stdout.split()
     return {
         "images": int(count),

@@ -14,8 +14,8 @@ as ``index`` stores them) and measures, each in its own process:
 (3) the floor: 2 * N * N * d flops at the float32 matrix-multiply rate measured here
     (NumPy's BLAS on 4,096-row blocks), the cost of computing every similarity once.
 
-Peak RSS is each process's ``ru_maxrss``; the float32 copy of the vectors (N * d * 4
-bytes) is printed beside it: the rest is what matching itself holds.
+Peak RSS is each process's own memory high-water mark (VmHWM); the float32 copy of
+the vectors (N * d * 4 bytes) is printed beside it: the rest is what matching holds.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -35,25 +36,42 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 K = 10
-#: runs a module as ``python -m`` would and reports the process's peak RSS on stderr
-MEASURED = (
-    "import atexit, resource, runpy, sys; "
-    "atexit.register(lambda: print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-    " file=sys.stderr)); "
-    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+#: makes a process report its own peak RSS (kB) on stderr as it exits: its memory's
+#: high-water mark, VmHWM (``ru_maxrss`` of a forked child also counts its parent's)
+PEAK = textwrap.dedent(
+    """
+    import atexit, sys
+
+    def _peak():
+        try:
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+        except (OSError, StopIteration):
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    atexit.register(lambda: print("MAXRSS", _peak(), file=sys.stderr))
+    """
 )
-PLAIN_FAISS = """
-import resource, sys, time
-import faiss, numpy as np
-emb = np.load(sys.argv[1]).astype(np.float32)
-k = int(sys.argv[2])
-index = faiss.IndexFlatIP(emb.shape[1])
-index.add(emb)
-start = time.perf_counter()
-scores, ids = index.search(emb, k + 1)
-print(time.perf_counter() - start)
-print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
-"""
+#: runs a module as ``python -m`` would, reporting its peak RSS
+MEASURED = PEAK + (
+    "import runpy\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+PLAIN_FAISS = PEAK + textwrap.dedent(
+    """
+    import time
+    import faiss, numpy as np
+    emb = np.load(sys.argv[1]).astype(np.float32)
+    k = int(sys.argv[2])
+    index = faiss.IndexFlatIP(emb.shape[1])
+    index.add(emb)
+    start = time.perf_counter()
+    scores, ids = index.search(emb, k + 1)
+    print(time.perf_counter() - start)
+    """
+)
 
 
 def _run(*args: str) -> tuple[str, float]:

@@ -156,3 +156,14 @@ def test_a_stopped_pipeline_leaves_no_work_running(tmp_path: Path, covers_dir: P
     assert len(first.ok) == 4
     batches.close()
     assert threading.active_count() == before
+
+
+def test_pipeline_with_the_pytorch_engine(mixed_inputs: list[InputItem]) -> None:
+    """The PyTorch engine (one stream, its own threads) through the same pipeline: its
+    batches come from the engine's own buffers (page-locked on a GPU)."""
+    m = create_model("effnet-lite0", engine="torch", device="cpu")
+    assert m.engine.streams == 1
+    items = mixed_inputs[:12]
+    want, _ = embed_simple(items, m)
+    batches = list(iter_batches(items, m, batch_size=5, workers=3))
+    np.testing.assert_allclose(np.concatenate([b.embeddings for b in batches]), want, atol=1e-5)
