@@ -3,17 +3,28 @@ pipeline people use today, on the same images, model and weights, in one run.
 
     .venv/bin/python bench/embed.py                  # 5,000 images (covers + igdb covers, repeated)
     .venv/bin/python bench/embed.py -n 1000 --skip-reference
+    .venv/bin/python bench/embed.py --gpu            # the GPU figures, where there is a GPU
 
 (a) ``bannermatch index`` as a user runs it: images/s of the embedding phase and of
-    the whole command (model load included), and the process's peak RSS;
-(b) the engine alone on ready float32 tensors (ONNX Runtime, the CPU default): the ceiling;
+    the whole command (model load included), and the process's peak RSS, at ``n``
+    images and at a fifth of them (memory must not grow with the count);
+(b) the engine alone on ready float32 tensors (ONNX Runtime, the CPU default): the
+    ceiling. Measured in two configurations, before and after (a) (the machine may be
+    shared: its load changes), and the faster one counts: ``bannermatch``'s (one
+    single-threaded stream per core, side by side) and ONNX Runtime's usual one (one
+    call at a time, its own threads on every core);
 (c) the original feature-extractor's pipeline, written here as it was: torchvision
     ``ImageFolder`` + ``DataLoader(num_workers=2, batch_size=256)`` + Resize/CenterCrop/
     ToTensor/Normalize + a PyTorch forward, all features held in memory; same model and
     weights (EfficientNet-Lite0 through bannermatch's loader), same preprocessing config.
 
-Peak RSS is each command's own ``ru_maxrss`` (the reference's DataLoader workers are
-separate processes and are not added to it).
+With ``--gpu`` and a CUDA GPU, it also measures ``bannermatch index --device cuda``
+(PyTorch, half precision, page-locked batches) against the same engine on ready
+tensors; without a GPU it says so and skips them.
+
+Peak RSS is each command's own memory high-water mark (VmHWM; the reference's
+DataLoader workers are separate processes and are not added to it). The ONNX model
+is exported (once, into the user's cache) before anything is timed.
 """
 
 from __future__ import annotations
@@ -25,8 +36,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,16 +70,30 @@ REFERENCE = textwrap.dedent(
             feats.append(net(x))
     seconds = time.perf_counter() - start
     print(sum(len(f) for f in feats), seconds)
-    import resource
-    print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
     """
 )
-#: runs a module as ``python -m`` would and reports the process's peak RSS on stderr
-MEASURED = (
-    "import atexit, resource, runpy, sys; "
-    "atexit.register(lambda: print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-    " file=sys.stderr)); "
-    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+#: makes a process report its own peak RSS (kB) on stderr as it exits: its memory's
+#: high-water mark, VmHWM (``ru_maxrss`` of a forked child also counts its parent's)
+PEAK = textwrap.dedent(
+    """
+    import atexit, sys
+
+    def _peak():
+        try:
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+        except (OSError, StopIteration):
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    atexit.register(lambda: print("MAXRSS", _peak(), file=sys.stderr))
+    """
+)
+#: runs a module as ``python -m`` would, reporting its peak RSS
+MEASURED = PEAK + (
+    "import runpy\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
 )
 
 
@@ -96,9 +123,9 @@ def _run(code: str, *args: str) -> tuple[str, float, float]:
     return proc.stdout, wall, int(peak[-1]) / 1024
 
 
-def bench_index(images: Path, out: Path) -> dict[str, float]:
+def bench_index(images: Path, out: Path, *extra: str) -> dict[str, float]:
     stdout, wall, rss = _run(
-        MEASURED, "bannermatch.cli", "index", str(images), "--out", str(out), "-q", "--json"
+        MEASURED, "bannermatch.cli", "index", str(images), "--out", str(out), "-q", "--json", *extra
     )
     result = json.loads(stdout)
     return {
@@ -109,25 +136,72 @@ def bench_index(images: Path, out: Path) -> dict[str, float]:
     }
 
 
-def bench_engine(seconds: float = 20.0) -> dict[str, float]:
-    from bannermatch.models import create_model
+def _rate(engine: Any, streams: int, batch: np.ndarray, seconds: float) -> float:
+    """Images/s of ``streams`` threads each calling ``engine(batch)`` for ``seconds``."""
+    done = [0] * streams
 
-    model = create_model("effnet-lite0")
-    batch = (
-        np.random.default_rng(0)
-        .standard_normal((model.engine.max_batch, 3, 224, 224))
-        .astype(np.float32)
-    )
-    model.embed(batch)  # warm-up
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        model.embed(batch)
-        done += len(batch)
-    return {"rate": done / (time.perf_counter() - start), "batch": len(batch)}
+    def loop(i: int) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            engine(batch)
+            done[i] += len(batch)
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(streams)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - start)
+
+
+class Ceiling:
+    """The engine alone on ready tensors, in each configuration, measured in rounds."""
+
+    def __init__(self) -> None:
+        from bannermatch.models import create_model
+        from bannermatch.models.engines import OnnxEngine
+
+        model = create_model("effnet-lite0", device="cpu")  # exports the ONNX model once
+        engine = model.engine
+        assert isinstance(engine, OnnxEngine)
+        size = model.preprocess.crop_size
+        rng = np.random.default_rng(0)
+
+        def batch(n: int) -> np.ndarray:
+            return rng.standard_normal((n, 3, size, size)).astype(np.float32)
+
+        # (engine, concurrent calls, batch): bannermatch's configuration, and the usual one
+        # at the batch bannermatch used with it before (16)
+        self.configs = {
+            f"{engine.streams} single-threaded streams, batch {engine.max_batch}": (
+                engine,
+                engine.streams,
+                batch(engine.max_batch),
+            ),
+            "one call at a time, threads on every core, batch 16": (
+                OnnxEngine(engine.path, streams=1),
+                1,
+                batch(16),
+            ),
+        }
+        self.rates: dict[str, list[float]] = {name: [] for name in self.configs}
+        for eng, _, x in self.configs.values():
+            eng(x)  # warm-up
+
+    def measure(self, seconds: float = 5.0, rounds: int = 2) -> None:
+        for _ in range(rounds):
+            for name, (eng, streams, x) in self.configs.items():
+                self.rates[name].append(_rate(eng, streams, x, seconds))
+
+    def best(self) -> tuple[str, float]:
+        means = {name: float(np.mean(r)) for name, r in self.rates.items()}
+        name = max(means, key=means.__getitem__)
+        return name, means[name]
 
 
 def bench_reference(images: Path) -> dict[str, float]:
-    stdout, wall, rss = _run(REFERENCE, str(images))
+    stdout, wall, rss = _run(PEAK + REFERENCE, str(images))
     count, loop = stdout.split()
     return {
         "images": int(count),
@@ -137,23 +211,62 @@ def bench_reference(images: Path) -> dict[str, float]:
     }
 
 
+def bench_gpu(images: Path, out: Path) -> None:
+    from bannermatch.models.engines import cuda_available
+
+    if not cuda_available():
+        print("GPU: no CUDA GPU here: the GPU figures are skipped")
+        return
+    import torch
+
+    from bannermatch.models import create_model
+
+    model = create_model("effnet-lite0", device="cuda")
+    batch = model.engine.new_batch(model.engine.max_batch, model.preprocess.crop_size)
+    batch[:] = np.random.default_rng(0).standard_normal(batch.shape).astype(np.float32)
+    model.embed(batch)  # warm-up
+    torch.cuda.synchronize()
+    ceiling = _rate(model.engine, 1, batch, 10.0)
+    a = bench_index(images, out, "--device", "cuda")
+    name = torch.cuda.get_device_name()
+    print(f"GPU ({name}, PyTorch half precision, batch {len(batch)}):")
+    print(
+        f"(a) bannermatch index --device cuda: {a['embed_rate']:.1f} img/s embedding, "
+        f"{a['command_rate']:.1f} img/s whole command, peak RSS {a['rss_mb']:.0f} MB"
+    )
+    print(f"(b) engine ceiling on ready tensors: {ceiling:.1f} img/s")
+    print(f"    (a)/(b) = {a['embed_rate'] / ceiling:.0%} (decoding on {os.cpu_count()} cores)")
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=5000, help="images (default: 5000)")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--gpu", action="store_true", help="also the GPU figures, if a GPU")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
     with tempfile.TemporaryDirectory(prefix="bm-bench-embed-") as tmp:
         images = _images(args.n, Path(tmp) / "images")
-        print(f"{args.n} images; {os.cpu_count()} CPU cores")
+        small = _images(max(1, args.n // 5), Path(tmp) / "small")
+        print(f"{args.n} images; {os.cpu_count()} CPU cores; load average {_load()}")
+        ceiling = Ceiling()
+        ceiling.measure()
         a = bench_index(images, Path(tmp) / "coll")
+        a_small = bench_index(small, Path(tmp) / "coll-small")
+        ceiling.measure()
         print(
             f"(a) bannermatch index: {a['embed_rate']:.1f} img/s embedding, "
-            f"{a['command_rate']:.1f} img/s whole command, peak RSS {a['rss_mb']:.0f} MB"
+            f"{a['command_rate']:.1f} img/s whole command, peak RSS {a['rss_mb']:.0f} MB "
+            f"({a_small['rss_mb']:.0f} MB at {a_small['images']} images)"
         )
-        b = bench_engine()
-        print(f"(b) engine ceiling (ONNX Runtime, batch {b['batch']}): {b['rate']:.1f} img/s")
-        print(f"    (a)/(b) = {a['embed_rate'] / b['rate']:.0%}")
+        for config, rates in ceiling.rates.items():
+            print(f"(b) engine on ready tensors, {config}: {np.mean(rates):.1f} img/s")
+        config, best = ceiling.best()
+        print(f"    ceiling: {best:.1f} img/s ({config}); (a)/(b) = {a['embed_rate'] / best:.0%}")
         if not args.skip_reference:
             c = bench_reference(images)
             print(
@@ -162,8 +275,12 @@ def main() -> None:
             )
             print(
                 f"    (a)/(c) = {a['embed_rate'] / c['loop_rate']:.2f}x (loops), "
-                f"{a['command_rate'] / c['command_rate']:.2f}x (whole commands)"
+                f"{a['command_rate'] / c['command_rate']:.2f}x (whole commands); "
+                f"peak RSS {a['rss_mb'] / c['rss_mb']:.2f}x"
             )
+        if args.gpu:
+            bench_gpu(images, Path(tmp) / "coll-gpu")
+        print(f"load average at the end {_load()}")
 
 
 if __name__ == "__main__":

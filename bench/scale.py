@@ -42,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
-KEY = "effnet-lite0__crop256-224-bicubic__cls"
+KEY = "effnet-lite0__pad224-bicubic__cls"
 EXACT_SAMPLE = 5000
 SEARCH_SAMPLE = 50_000
 FULL_EXACT_MAX = 200_000

@@ -286,3 +286,131 @@ class Cdn:
 
     def requests_for(self, server: FakeServer, appid: str) -> list[Seen]:
         return [s for s in server.seen if s.path.split("/")[3:4] == [appid]]
+
+
+# a CDN that fails a share of all requests, in every way a CDN fails ----------------------
+
+#: the faults a :class:`FlakyCdn` injects at random, and what each does
+FLAKY_FAULTS = {
+    "500": "HTTP 500 with an HTML error page",
+    "502": "HTTP 502 with an HTML error page",
+    "503": "HTTP 503 with Retry-After: 1",
+    "429": "HTTP 429 with Retry-After: 2 (seconds)",
+    "429date": "HTTP 429 with Retry-After as an HTTP date 3 s ahead",
+    "reset": "half the body, then a TCP reset",
+    "short": "half the body, then the connection closed (Content-Length promised more)",
+    "truncated": "HTTP 200 with the first two thirds of the JPEG (an honest Content-Length)",
+    "html": "HTTP 200 with an HTML page instead of the image",
+    "stall": "no answer at all until past the client's timeout",
+    "stall-body": "headers and part of the body, then silence past the timeout",
+    "slow": "the whole body in 8 pieces with pauses (slow but within every limit)",
+    "drip": "the body in 40 pieces with pauses: past the client's cap on a whole answer",
+}
+
+
+@dataclass
+class Hit:
+    """One request a :class:`FlakyCdn` answered."""
+
+    time: float
+    appid: str
+    file: str
+    fault: str  # "" when served normally
+
+
+@dataclass
+class FlakyCdn:
+    """``/steam/apps/<appid>/<file>`` where each request fails with probability ``rate``
+    in one of :data:`FLAKY_FAULTS` (drawn from a seeded generator), and some apps fail
+    every time: ``permanent[appid]`` is ``"404"``, ``"html"``, ``"500"`` or ``"no2x"``."""
+
+    images: dict[str, bytes]
+    rate: float = 0.10
+    seed: int = 0
+    permanent: dict[str, str] = field(default_factory=dict)
+    stall: float = 1.2  # seconds: past the client's timeout
+    piece_pause: float = 0.02  # seconds between pieces of a slow body
+    drip_pause: float = 0.1  # seconds between pieces of a dripping body
+    hits: list[Hit] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+        self._kinds = list(FLAKY_FAULTS)
+
+    def _draw(self) -> str:
+        with self.lock:
+            if self._rng.random() >= self.rate:
+                return ""
+            return self._kinds[int(self._rng.integers(len(self._kinds)))]
+
+    def __call__(self, h: _Handler, seen: Seen) -> None:
+        parts = seen.path.strip("/").split("/")
+        if len(parts) != 4 or parts[:2] != ["steam", "apps"] or parts[2] not in self.images:
+            h.send(404, b"<html>Not Found</html>", "text/html")
+            return
+        appid, name = parts[2], parts[3]
+        permanent = self.permanent.get(appid, "")
+        fault = "" if permanent else self._draw()
+        with self.lock:
+            self.hits.append(Hit(seen.time, appid, name, permanent or fault))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer(h, appid, name, permanent or fault)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _answer(self, h: _Handler, appid: str, name: str, fault: str) -> None:
+        body = self.images[appid]
+        if fault == "404" or (fault == "no2x" and name.endswith("_2x.jpg")):
+            h.send(404, b"<html><body>404 Not Found</body></html>", "text/html")
+        elif fault in ("500", "502"):
+            h.send(int(fault), b"<html><body>Server Error</body></html>", "text/html")
+        elif fault == "503":
+            h.send(503, b"<html>busy</html>", "text/html", {"Retry-After": "1"})
+        elif fault == "429":
+            h.send(429, b"slow down", "text/plain", {"Retry-After": "2"})
+        elif fault == "429date":
+            later = formatdate(time.time() + 3, usegmt=True)
+            h.send(429, b"slow down", "text/plain", {"Retry-After": later})
+        elif fault == "reset":
+            h.reset_mid_body(body)
+        elif fault == "short":
+            self._pieces(h, body, 1, 0.0, stop=len(body) // 2)
+            h.close_connection = True
+        elif fault == "truncated":
+            h.send(200, body[: len(body) * 2 // 3], "image/jpeg")
+        elif fault == "html":
+            h.send(200, b"<!DOCTYPE html><html><body>Please wait</body></html>", "text/html")
+        elif fault == "stall":
+            time.sleep(self.stall)
+            h.send(200, body, "image/jpeg")
+        elif fault == "stall-body":
+            self._pieces(h, body, 1, 0.0, stop=len(body) // 3)
+            time.sleep(self.stall)
+            h.wfile.write(body[len(body) // 3 :])
+        elif fault == "slow":
+            self._pieces(h, body, 8, self.piece_pause)
+        elif fault == "drip":
+            self._pieces(h, body, 40, self.drip_pause)
+        else:
+            h.send(200, body, "image/jpeg")
+
+    @staticmethod
+    def _pieces(h: _Handler, body: bytes, n: int, pause: float, stop: int | None = None) -> None:
+        """A 200 whose body goes out in ``n`` pieces ``pause`` seconds apart (up to ``stop``)."""
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        end = len(body) if stop is None else stop
+        step = max(1, -(-end // n))
+        for start in range(0, end, step):
+            h.wfile.write(body[start : start + step])
+            h.wfile.flush()
+            if pause:
+                time.sleep(pause)

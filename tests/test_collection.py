@@ -92,8 +92,8 @@ def test_recover_drops_an_unjournaled_commit(tmp_path: Path) -> None:
 
 
 def test_model_data_load_finishes_an_interrupted_commit(tmp_path: Path) -> None:
-    folder = tmp_path / "coll" / "models" / "k"
-    manifest = {"key": "k", "dim": 4, "model": "effnet-lite0"}
+    folder = tmp_path / "coll" / "models" / "effnet-lite0__k"
+    manifest = {"key": "effnet-lite0__k", "dim": 4, "model": "effnet-lite0"}
     emb = np.eye(4, dtype=np.float16)[:3]
     write_model_data(folder, manifest, ["a", "b", "c"], ["", "", ""], lambda p: _npy(p, emb))
     # a second commit staged and journaled, then the process died before its renames

@@ -22,7 +22,7 @@ from bannermatch.collection import Collection
 from bannermatch.errors import CollectionError
 from bannermatch.indexer import index
 
-KEY = "effnet-lite0__crop256-224-bicubic__cls"
+KEY = "effnet-lite0__pad224-bicubic__cls"
 CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"
 
 
@@ -114,7 +114,7 @@ def test_index_folder_through_cli(
     np.testing.assert_allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1.0, atol=2e-3)
     assert manifest["count"] == 8 and manifest["dim"] == 1280
     assert manifest["model"] == "effnet-lite0" and manifest["key"] == KEY
-    assert manifest["preprocess"]["fit"] == "crop"
+    assert manifest["preprocess"]["fit"] == "pad"
     want = embed_files(model, files)
     assert ((emb.astype(np.float32) * want).sum(axis=1) > 0.9999).all()  # row i is ids[i]
     assert leftovers(out) == []

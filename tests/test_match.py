@@ -19,7 +19,7 @@ from bannermatch.matching import match, topk_all
 from bannermatch.models import get_spec
 from bannermatch.query import nearest, similar, unique
 
-KEY = "effnet-lite0__crop256-224-bicubic__cls"
+KEY = "effnet-lite0__pad224-bicubic__cls"
 N_COVERS = 40
 #: exact copies added to the covers: one pair and one triple
 COPIES = {"copy-of-0": 0, "copy-of-5a": 5, "copy-of-5b": 5}

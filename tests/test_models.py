@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +93,18 @@ def test_real_checkpoint_into_another_architecture_fails_loudly() -> None:
         load_state_in_order(other, state, "effnet-lite0")
 
 
+@pytest.fixture(scope="module")
+def crop_model():  # type: ignore[no-untyped-def]
+    """The embedded model with timm's own eval transform (``--fit crop``)."""
+    return create_model("effnet-lite0", fit="crop", device="cpu")
+
+
 def test_crop_preprocess_equals_timm_eval_transform(
-    model, timm_transform, real_images: dict[str, Image.Image]
+    crop_model, timm_transform, real_images: dict[str, Image.Image]
 ) -> None:
-    assert model.preprocess.fit == "crop"
+    assert crop_model.preprocess.fit == "crop"
     for name, im in real_images.items():
-        ours = model.preprocess(im)
+        ours = crop_model.preprocess(im)
         theirs = timm_transform(im).numpy()
         assert ours.shape == theirs.shape == (3, 224, 224), name
         assert ours.dtype == np.float32
@@ -126,6 +136,29 @@ def test_squash_and_pad(model, real_images: dict[str, Image.Image]) -> None:
     assert (np.abs(photo[:, 112]).sum(axis=0) > 0).all()
 
 
+def test_very_long_images_skip_the_huge_resize(
+    crop_model, real_images: dict[str, Image.Image]
+) -> None:
+    """A strip is cropped from a resize of only the part kept: the pixels of resizing it
+    whole (torchvision's Resize + CenterCrop) but for rounding, without a gigabyte copy."""
+    pre = crop_model.preprocess
+    cover = real_images["cover"]
+    for size in [(1600, 200), (150, 1500), (2000, 120)]:
+        im = cover.resize(size, Image.Resampling.BILINEAR)
+        w, h = size
+        short, long = min(w, h), max(w, h)
+        new = (pre.resize_size, int(pre.resize_size * long / short))
+        nw, nh = new if w <= h else new[::-1]
+        full = im.resize((nw, nh), Image.Resampling.BICUBIC)
+        top, left = round((nh - pre.crop_size) / 2), round((nw - pre.crop_size) / 2)
+        want = full.crop((left, top, left + pre.crop_size, top + pre.crop_size))
+        diff = np.abs(np.asarray(pre.resize(im), np.int16) - np.asarray(want, np.int16))
+        assert diff.max() <= 2 and diff.mean() < 0.1, size  # filter weights' rounding
+    started = time.perf_counter()
+    strip = pre(cover.resize((64_000, 1)))  # would resize to 16,384,000 x 256 (12 GB)
+    assert strip.shape == (3, 224, 224) and time.perf_counter() - started < 2
+
+
 def test_preprocess_options_and_keys() -> None:
     pre = create_model("effnet-lite0", engine="torch", fit="pad", crop_size=160).preprocess
     assert (pre.crop_size, pre.fit, pre.key) == (160, "pad", "pad160-bicubic")
@@ -144,7 +177,7 @@ def test_keep_ratio_off_squashes_before_the_crop(
 ) -> None:
     from torchvision import transforms
 
-    assert model.key == "effnet-lite0__crop256-224-bicubic__cls"  # the default is unchanged
+    assert model.key == "effnet-lite0__pad224-bicubic__cls"  # the chosen default
     assert model.preprocess.keep_ratio and model.manifest()["preprocess"]["keep_ratio"]
     square = create_model("effnet-lite0", engine="torch", keep_ratio=False)
     assert square.key == "effnet-lite0__crop256x256-224-bicubic__cls"
@@ -236,12 +269,33 @@ def test_onnx_export_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     exported = list((tmp_path / "cache").rglob("*.onnx"))
     assert len(exported) == 1 and "tf_efficientnet_lite0" in exported[0].name
     stat = exported[0].stat()
+    cached = sorted((tmp_path / "cache").rglob("*"))
     second = create_model("effnet-lite0", engine="onnx")
-    assert list((tmp_path / "cache").rglob("*")) == [exported[0].parent, exported[0]]
+    assert sorted((tmp_path / "cache").rglob("*")) == cached  # nothing exported again
+    assert list(exported[0].parent.iterdir()) == [exported[0]]
     again = exported[0].stat()
     assert (again.st_mtime_ns, again.st_ino) == (stat.st_mtime_ns, stat.st_ino)
     pixels = np.zeros((1, 3, 224, 224), np.float32)
     np.testing.assert_array_equal(first.embed(pixels), second.embed(pixels))
+
+
+def test_an_exported_model_loads_without_pytorch(tmp_path: Path) -> None:
+    """Once exported, the default model runs on ONNX Runtime alone: no PyTorch, no timm
+    (half a gigabyte and seconds of start-up), and the same model as the first time."""
+    code = (
+        "import json, sys; from bannermatch.models import create_model; "
+        "m = create_model('effnet-lite0', device='cpu'); "
+        "print(json.dumps([m.manifest(), m.labels, 'torch' in sys.modules, 'timm' in sys.modules]))"
+    )
+    env = {**os.environ, "BANNERMATCH_CACHE": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    (first, labels, *imported), (second, labels2, *imported2) = (json.loads(r.stdout) for r in runs)
+    assert imported == [True, True]  # exporting builds the network
+    assert imported2 == [False, False]
+    assert first == second and labels == labels2 == "imagenet-1k"
 
 
 def test_manifest_describes_the_model(model) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from bannermatch.indexer import index
 
-KEY = "effnet-lite0__crop256-224-bicubic__cls"
+KEY = "effnet-lite0__pad224-bicubic__cls"
 CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"
 #: what may differ between the manifests of the two paths: the engine, and when
 VOLATILE = {"engine", "generation", "updated"}

@@ -62,7 +62,7 @@ def test_info(client: TestClient, served: ServedCollection) -> None:
     assert info["dim"] == 1280 and info["model"] == "effnet-lite0"
     assert info["model_key"].startswith("effnet-lite0__")
     assert info["max_n"] == MAX_N
-    assert info["text_search"] is False
+    assert info["text_search"] is True and info["text_mode"] == "labels"  # effnet: labels
     assert info["featured_from"] == "queries"
 
 

@@ -114,7 +114,7 @@ def test_damaged_norms_are_refused(photos: Path, tmp_path: Path) -> None:
     shutil.copytree(photos, bad)
     folder = Collection(bad).load().folder
     np.save(folder / "norms.npy", np.ones(3, np.float32))
-    with pytest.raises(CollectionError, match="norms.npy has shape"):
+    with pytest.raises(CollectionError, match=r"norms\.npy has shape"):
         Collection(bad).load()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def test_missing_weights_on_the_command_line(cli, tmp_path: Path, skimage_dir: P
     proc = cli(
         "index", skimage_dir, "--out", tmp_path / "c", "--model", "dino-vitb8", check=False, env=env
     )
-    assert time.perf_counter() - t0 < 30
+    assert time.perf_counter() - t0 < 60  # start-up included, on a loaded 2-core machine
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"bannermatch: error: dino-vitb8: weights not cached at "
@@ -359,11 +360,17 @@ def test_an_export_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_device_and_engine_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bannermatch.models import engines
     from bannermatch.models.engines import resolve_device, resolve_engine
 
     assert resolve_engine("auto", "cpu") == "onnx" and resolve_engine("auto", "cuda") == "torch"
     with pytest.raises(ModelError, match="the onnx engine runs on the CPU only"):
         resolve_engine("onnx", "cuda")
+    if sys.platform.startswith("linux"):  # no GPU driver: no GPU, whatever PyTorch would say
+        monkeypatch.setattr(engines, "GPU_DRIVER_FILES", ("/nonexistent/gpu-driver",))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert resolve_device("auto") == "cpu"
+    monkeypatch.setattr(engines, "GPU_DRIVER_FILES", (__file__,))  # a driver: PyTorch decides
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
     with pytest.raises(ModelError, match="CUDA is not available"):

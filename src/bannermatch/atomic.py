@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from .errors import CollectionError
+
 JOURNAL = "commit.journal"
 TMP_SUFFIX = ".tmp"
 #: read once at import (setting it is the only way to read it): new files get 0o666 & ~umask
@@ -109,6 +111,16 @@ def recover(folder: Path, *, drop_unfinished: bool = True) -> None:
         names = json.loads(journal.read_text("utf-8"))
     except FileNotFoundError:
         names = None
+    except (OSError, ValueError) as exc:  # written atomically: only a damaged disk does this
+        names = exc
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) and "/" not in n for n in names)
+    ):
+        raise CollectionError(
+            f"{journal} is damaged: an interrupted commit cannot be finished, so the files "
+            f"of {folder} may not belong together; rebuild them with "
+            f"`bannermatch index INPUT --out {folder.parent.parent}`"
+        )
     if names is not None:
         for name in names:
             # another process may be replaying the same journal: a rename done is done
@@ -122,3 +134,10 @@ def recover(folder: Path, *, drop_unfinished: bool = True) -> None:
     # rename phase: the old files are still the truth.
     for leftover in [*folder.glob("*.staged"), *folder.glob(f".*{TMP_SUFFIX}")]:
         leftover.unlink(missing_ok=True)
+
+
+def discard(folder: Path) -> None:
+    """Drop a commit journal and every staged or temporary file of ``folder`` (a writer
+    that will rewrite all of the folder's files does this to a damaged journal)."""
+    (folder / JOURNAL).unlink(missing_ok=True)
+    recover(folder)

@@ -38,7 +38,8 @@ from . import atomic
 from .catalog import Catalog
 from .collection import Collection
 from .errors import BannermatchError, CollectionError, ImageError
-from .images import TAR_SEPARATOR, DecodedImage, decode_bytes, read_source
+from .images import TAR_SEPARATOR, DecodedImage, ReadError, decode_bytes, read_source
+from .inputs import UNDECODABLE_NAME
 from .matching import load_duplicates
 from .progress import progress_bar
 
@@ -183,18 +184,6 @@ class Probe:
         return f"{self.width}x{self.height}"
 
 
-def _read_reason(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "missing: no such file (or a broken symlink)"
-    if isinstance(exc, IsADirectoryError):
-        return "not a file: it is a directory"
-    if isinstance(exc, PermissionError):
-        return "unreadable: permission denied"
-    if isinstance(exc, KeyError):
-        return f"missing: no member {exc} in the tar shard"
-    return f"unreadable: {getattr(exc, 'strerror', None) or exc}"
-
-
 def pixel_stats(rgb: np.ndarray) -> tuple[int, float, tuple[int, int, int]]:
     """(largest channel spread, largest channel standard deviation, mean colour) of an
     (H, W, 3) uint8 array, exactly, from per-channel histograms built block by block
@@ -237,8 +226,8 @@ def probe(job: Job) -> Probe:
     """Read, decode and measure one item; never raises (a bad item is a finding)."""
     try:
         data = read_source(job.source, job.offset, job.size)
-    except (OSError, KeyError, tarfile.TarError) as exc:
-        return Probe(job.id, "unreadable", _read_reason(exc))
+    except ReadError as exc:
+        return Probe(job.id, "unreadable", str(exc))
     try:
         return measure(job.id, decode_bytes(data))
     except ImageError as exc:
@@ -491,7 +480,9 @@ def _jobs(coll: Collection, rows: list[_CatalogRow], findings: Findings) -> list
     tars = _TarOffsets()
     jobs = []
     for row in rows:
-        if row.source:
+        if row.reason and row.reason.startswith(UNDECODABLE_NAME):  # its path is not stored
+            findings.add(row.id, "unreadable", row.reason)
+        elif row.source:
             jobs.append(tars.job(row.id, coll.resolve_source(row.source)))
         elif row.status == "pending":
             findings.not_downloaded += 1

@@ -43,6 +43,14 @@ CREATE INDEX IF NOT EXISTS items_status ON items (status);
 """
 
 
+def damaged(path: Path, exc: BaseException) -> CollectionError:
+    """The error for a catalogue SQLite cannot read."""
+    return CollectionError(
+        f"{path} is damaged ({exc}): restore it from a backup, or move it away and rebuild "
+        "the collection (`bannermatch index` or `bannermatch steam catalog`)"
+    )
+
+
 @dataclass
 class Item:
     id: str
@@ -75,9 +83,15 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise damaged(self.path, exc) from None
 
     def _migrate(self) -> None:
         try:  # an up-to-date catalogue is opened without taking the write lock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -131,6 +132,52 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .comparison import VARIANT_OPTIONS, compare, variants
+
+    values = {k: v if isinstance(v, list) else [v] for k, v in _model_options(args).items()}
+    values["model"] = args.model if isinstance(args.model, list) else [args.model]
+    runs = variants(values["model"], values["fit"], values["strategy"], values["augment"])
+    shared = {k: v[0] for k, v in values.items() if k not in VARIANT_OPTIONS}
+    task = {
+        "batch_size": args.batch_size,
+        "progress": not args.quiet,
+    }
+    if args.compare:
+        copies = {
+            "alterations": args.alterations,
+            "seed": args.seed,
+            "keep_copies": args.keep,
+            "distractors": args.distractors,
+        }
+        result = compare(
+            args.images,
+            runs,
+            groups=args.groups,
+            file_column=args.file_column,
+            group_column=args.group_column,
+            **(copies if args.copies else {}),
+            **task,
+            **shared,
+        )
+        return emit(args, result)
+    if len(runs) > 1:
+        raise BannermatchError(
+            "several values of --model, --fit, --strategy or --augment need --compare"
+        )
+    options = {**shared, **runs[0]}
+    if args.copies:
+        from .copydetect import evaluate_copies
+
+        result = evaluate_copies(
+            args.images,
+            alterations=args.alterations,
+            seed=args.seed,
+            keep_copies=args.keep,
+            distractors=args.distractors,
+            **task,
+            **options,
+        )
+        return emit(args, result)
     from .evaluation import evaluate
 
     result = evaluate(
@@ -138,10 +185,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.groups,
         file_column=args.file_column,
         group_column=args.group_column,
-        model=args.model,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        **_model_options(args),
+        **task,
+        **options,
     )
     return emit(args, result)
 
@@ -182,10 +227,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # parser ---------------------------------------------------------------------
 
 
-def _add_model_args(p: argparse.ArgumentParser, *, ray: bool = False) -> None:
+def _add_model_args(
+    p: argparse.ArgumentParser, several: bool = False, *, ray: bool = False
+) -> None:
+    """The model options; with ``several``, --model, --fit, --strategy and --augment
+    take one or more values (``eval --compare`` runs every combination); with ``ray``,
+    ``--engine ray`` runs the embedding on a Ray cluster."""
+    many: dict[str, Any] = {"nargs": "+"} if several else {}
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
+        **many,
         default="effnet-lite0",
         help="preset (see `bannermatch models`), timm:NAME, open_clip:ARCH/TAG or "
         "hub:OWNER/REPO:ENTRYPOINT (default: %(default)s)",
@@ -210,18 +262,21 @@ def _add_model_args(p: argparse.ArgumentParser, *, ray: bool = False) -> None:
     )
     g.add_argument(
         "--strategy",
+        **many,
         default="cls",
         choices=["cls", "cls+avg", "gem", "multiscale"],
         help="feature strategy (default: cls; see docs/models.md)",
     )
     g.add_argument(
         "--fit",
+        **many,
         choices=["crop", "squash", "pad"],
         default=None,
         help="how an image is fitted to the model's square input (default: crop)",
     )
     g.add_argument(
         "--augment",
+        **many,
         default="none",
         choices=["none", "flip"],
         help="flip: average the embeddings of each image and its mirror image",
@@ -414,13 +469,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.set_defaults(handler=cmd_report)
 
-    p = sub.add_parser("eval", parents=[common], help="retrieval quality on grouped images")
+    p = sub.add_parser(
+        "eval", parents=[common], help="retrieval quality: same-group images, or copy detection"
+    )
     p.add_argument("images", help="folder of images")
-    p.add_argument("--groups", required=True, help="TSV file mapping files to groups")
+    task = p.add_mutually_exclusive_group(required=True)
+    task.add_argument("--groups", help="TSV file mapping files to groups: same-group retrieval")
+    task.add_argument(
+        "--copies",
+        action="store_true",
+        help="copy detection: alter every image; each copy must retrieve its original",
+    )
     p.add_argument("--file-column", default="file")
     p.add_argument("--group-column", default="group")
+    p.add_argument(
+        "--alterations",
+        default=None,
+        help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text,mix (default: all)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="--copies: seed of the alterations")
+    p.add_argument("--keep", default=None, metavar="DIR", help="--copies: keep the copies in DIR")
+    p.add_argument(
+        "--distractors",
+        default=None,
+        metavar="DIR",
+        help="--copies: other images added to the database (never an original)",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="run every combination of the --model, --fit, --strategy and --augment values "
+        "given and print one table",
+    )
     p.add_argument("--batch-size", type=positive_int, default=64)
-    _add_model_args(p)
+    _add_model_args(p, several=True)
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser(
@@ -470,6 +552,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except BannermatchError as exc:
         print(f"bannermatch: error: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # damage found past the checks made on opening
+        print(
+            f"bannermatch: error: the collection's catalog.sqlite is damaged ({exc}): restore "
+            "it from a backup, or move it away and rebuild the collection",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("bannermatch: interrupted", file=sys.stderr)

@@ -161,6 +161,10 @@ class ModelData:
                 f"not {folder.name!r}; {hint}"
             )
         problems = []
+        if not folder.name.startswith(safe_name(str(manifest.get("model"))) + "__"):
+            problems.append(f"{MANIFEST} names the model {manifest.get('model')!r}")
+        if not all(isinstance(i, str) for i in ids):
+            problems.append(f"{ITEMS} lists ids that are not text")
         if emb.dtype != np.float16 or emb.ndim != 2:
             problems.append(f"{EMBEDDINGS} is {emb.dtype} {emb.ndim}-d, expected float16 2-d")
         elif emb.shape[1] != manifest.get("dim"):
@@ -206,10 +210,12 @@ class ModelData:
     def match_info(self) -> dict[str, Any] | None:
         """``match.json`` when it belongs to the current embeddings, else None."""
         if self._match is None:
-            path = self.folder / MATCH
-            if not path.exists():
+            try:
+                info = json.loads((self.folder / MATCH).read_text("utf-8"))
+            except (OSError, ValueError):  # absent, or damaged: the neighbours are not usable
                 return None
-            info = json.loads(path.read_text("utf-8"))
+            if not isinstance(info, dict) or not isinstance(info.get("k"), int):
+                return None
             if info.get("generation") != self.manifest.get("generation"):
                 return None
             self._match = info
@@ -223,10 +229,21 @@ class ModelData:
             raise CollectionError(
                 f"no up-to-date neighbours for {self.key}: run `bannermatch match {root}`"
             )
-        nb = np.load(self.folder / NEIGHBORS, mmap_mode="r")
-        sc = np.load(self.folder / SCORES, mmap_mode="r")
+        try:
+            nb = np.load(self.folder / NEIGHBORS, mmap_mode="r", allow_pickle=False)
+            sc = np.load(self.folder / SCORES, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CollectionError(
+                f"{self.folder}: {NEIGHBORS} or {SCORES} is missing or damaged ({exc}); "
+                f"run `bannermatch match {root}`"
+            ) from None
         k = info["k"]
-        if nb.shape != (len(self.ids), k) or sc.shape != nb.shape:
+        if (
+            nb.shape != (len(self.ids), k)
+            or sc.shape != nb.shape
+            or nb.dtype != np.uint32
+            or (k and len(self.ids) and int(nb.max()) >= len(self.ids))
+        ):
             raise CollectionError(
                 f"{self.folder}: neighbours do not match the embeddings; "
                 f"run `bannermatch match {root}`"

@@ -54,6 +54,15 @@ class Metrics:
     mean_first_rank: float
     median_first_rank: float
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_queries": self.n_queries,
+            **{f"recall@{k}": round(v, 6) for k, v in sorted(self.recall.items())},
+            "mAP": round(self.map, 6),
+            "mean_first_rank": round(self.mean_first_rank, 3),
+            "median_first_rank": self.median_first_rank,
+        }
+
 
 @dataclass
 class EvalResult:
@@ -74,14 +83,15 @@ class EvalResult:
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
+    task = "groups"
+
     @property
     def images_per_second(self) -> float:
         return self.n_read / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        m = self.metrics
-        recalls = {f"recall@{k}": round(v, 6) for k, v in sorted(m.recall.items())}
         return {
+            "task": self.task,
             "images": self.images,
             "groups": self.groups,
             "model": self.model,
@@ -91,11 +101,7 @@ class EvalResult:
             "n_listed": self.n_listed,
             "n_distractors": self.n_distractors,
             "n_groups": self.n_groups,
-            "n_queries": m.n_queries,
-            **recalls,
-            "mAP": round(m.map, 6),
-            "mean_first_rank": round(m.mean_first_rank, 3),
-            "median_first_rank": m.median_first_rank,
+            **self.metrics.to_dict(),
             "n_bad": len(self.bad),
             "bad": self.bad,
             "seconds": round(self.seconds, 3),
@@ -213,8 +219,13 @@ def retrieval_metrics(
     if len(queries) == 0:
         raise BannermatchError("nothing to evaluate: no group has two usable images")
     first, ap = first_hits_and_ap(emb, labels, queries, block=block)
+    return metrics_from_ranks(first, ap, ks)
+
+
+def metrics_from_ranks(first: np.ndarray, ap: np.ndarray, ks: Sequence[int]) -> Metrics:
+    """Metrics from each query's first-hit rank (1-based) and AP."""
     return Metrics(
-        n_queries=len(queries),
+        n_queries=len(first),
         recall={k: float(np.mean(first <= k)) for k in ks},
         map=float(ap.mean()),
         mean_first_rank=float(first.mean()),
@@ -248,11 +259,16 @@ def _database(folder: Path, listed: dict[str, str]) -> tuple[list[InputItem], li
     return items, missing
 
 
-def _embed(
-    items: list[InputItem], model: EmbeddingModel, batch_size: int, progress: bool
+def embed_items(
+    items: list[InputItem],
+    model: EmbeddingModel,
+    batch_size: int,
+    progress: bool,
+    desc: str = "embedding",
 ) -> tuple[np.ndarray, list[InputItem], list[tuple[InputItem, str]]]:
+    """Rows of the items that decoded, those items, and the others with their reasons."""
     rows, ok, failed = [], [], []
-    bar = progress_bar(len(items), "embedding", enabled=progress)
+    bar = progress_bar(len(items), desc, enabled=progress)
     for batch in iter_batches(items, model, batch_size=batch_size):
         rows.append(batch.embeddings)
         ok.extend(d.item for d in batch.ok)
@@ -313,7 +329,7 @@ def evaluate(
         options = {k: v for k, v in model_options.items() if v is not None}
         net = create_model(model, **options)
     t_embed = time.perf_counter()
-    emb, ok, failed = _embed(items, net, batch_size, progress)
+    emb, ok, failed = embed_items(items, net, batch_size, progress)
     embed_seconds = time.perf_counter() - t_embed
     bad += [{"file": _relpath(it, folder), "reason": reason} for it, reason in failed]
     labels, n_groups = _labels(ok, folder, listed)

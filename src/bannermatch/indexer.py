@@ -22,7 +22,7 @@ import numpy as np
 
 from . import atomic
 from .catalog import Catalog, Item
-from .collection import Collection, ModelData, write_model_data
+from .collection import EMBEDDINGS, Collection, ModelData, write_model_data
 from .embedder import Batch, Decoded, iter_batches
 from .errors import BannermatchError, CollectionError
 from .inputs import InputItem, ScannedInput, scan_input
@@ -73,17 +73,18 @@ class IndexResult:
 
 @dataclass
 class _Rows:
-    """Rows of one model: ids, fingerprints, and where their vectors and norms are."""
+    """Rows of one model: ids, fingerprints, norms, and the file and row each vector is in
+    (the committed ``embeddings.npy`` or a chunk): vectors stay on disk until the merge."""
 
     ids: list[str] = field(default_factory=list)
     fps: list[str] = field(default_factory=list)
-    arrays: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (array, row)
+    where: list[tuple[Path, int]] = field(default_factory=list)  # (.npy or chunk .npz, row)
     norms: list[float] = field(default_factory=list)
 
-    def add(self, item_id: str, fp: str, array: np.ndarray, row: int, norm: float) -> None:
+    def add(self, item_id: str, fp: str, path: Path, row: int, norm: float) -> None:
         self.ids.append(item_id)
         self.fps.append(fp)
-        self.arrays.append((array, row))
+        self.where.append((path, row))
         self.norms.append(norm)
 
 
@@ -130,31 +131,34 @@ def _import_rows(
         cat.set_queries(queries, f"from {source.root}")
 
 
-def _load_chunks(
-    folder: Path,
-) -> list[tuple[Path, np.ndarray, np.ndarray, list[str], list[str]]]:
+def _load_chunks(folder: Path, dim: int) -> list[tuple[Path, np.ndarray, list[str], list[str]]]:
+    """The chunks a run left: (path, norms, ids, fingerprints); their vectors stay on disk."""
     chunks = []
     for path in sorted((folder / CHUNKS).glob("*.npz")):
         try:
             with np.load(path, allow_pickle=False) as z:
-                emb, norms = z["embeddings"], z["norms"]
+                shape, norms = z["embeddings"].shape, z["norms"]
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+            if shape != (len(meta["ids"]), dim) or norms.shape != (shape[0],):
+                raise ValueError(f"{path.name}: shape {shape}")
         except Exception:  # a chunk is written atomically; a bad (or old) one is simply redone
             path.unlink(missing_ok=True)
             continue
-        chunks.append((path, emb, norms, meta["ids"], meta["fingerprints"]))
+        chunks.append((path, norms, meta["ids"], meta["fingerprints"]))
     return chunks
 
 
-def _write_chunk(folder: Path, number: int, batch: Batch, ids: list[str]) -> None:
+def _write_chunk(folder: Path, number: int, batch: Batch, ids: list[str]) -> Path:
     meta = {"ids": ids, "fingerprints": [d.sha256 for d in batch.ok]}
-    with atomic.atomic_open(folder / CHUNKS / f"{number:08d}.npz", "wb") as fh:
+    path = folder / CHUNKS / f"{number:08d}.npz"
+    with atomic.atomic_open(path, "wb") as fh:
         np.savez(
             fh,
             embeddings=batch.embeddings.astype(np.float16),
             norms=batch.norms.astype(np.float32),
             meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
         )
+    return path
 
 
 def _catalog_row(d: Decoded, item_id: str, source: str, known: Item | None) -> Item:
@@ -273,11 +277,19 @@ def _index(
     folder = coll.model_dir(emb_model.key)
     result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
     (folder / CHUNKS).mkdir(parents=True, exist_ok=True)
-    atomic.recover(folder)
-    atomic.recover(folder / CHUNKS)
+    rebuild = False
+    try:
+        atomic.recover(folder)
+    except CollectionError:  # a damaged journal: the stored rows cannot be trusted
+        atomic.discard(folder)
+        rebuild = True
+    try:
+        atomic.recover(folder / CHUNKS)
+    except CollectionError:
+        atomic.discard(folder / CHUNKS)
 
     old: ModelData | None = None
-    if (folder / "manifest.json").exists():
+    if (folder / "manifest.json").exists() and not rebuild:
         try:
             old = ModelData.load(folder)
         except CollectionError:  # damaged or inconsistent: rebuilt from the images
@@ -289,11 +301,12 @@ def _index(
     if old is not None and old.norms is None:  # written before norms.npy: embed again
         old = None
     old_rows = {i: (old.fingerprints[r], r) for i, r in old.row_of.items()} if old else {}
-    chunks = _load_chunks(folder)
-    chunk_rows: dict[str, tuple[str, np.ndarray, np.ndarray, int]] = {}
-    for _, emb, norms, ids, fps in chunks:
+    chunks = _load_chunks(folder, emb_model.dim)
+    # item id -> (fingerprint, chunk file, row, norm) of the rows embedded since the last merge
+    chunk_rows: dict[str, tuple[str, Path, int, float]] = {}
+    for path, norms, ids, fps in chunks:
         for r, (item_id, fp) in enumerate(zip(ids, fps, strict=True)):
-            chunk_rows[item_id] = (fp, emb, norms, r)
+            chunk_rows[item_id] = (fp, path, r, float(norms[r]))
 
     with coll.catalog(create=True) as cat:
         if source_coll is not None and source_coll.root.resolve() != coll.root.resolve():
@@ -331,9 +344,9 @@ def _index(
             )
             if batch.ok:
                 number += 1
-                _write_chunk(folder, number, batch, batch_ids)
+                path = _write_chunk(folder, number, batch, batch_ids)
                 for r, (item_id, d) in enumerate(zip(batch_ids, batch.ok, strict=True)):
-                    chunk_rows[item_id] = (d.sha256 or "", batch.embeddings, batch.norms, r)
+                    chunk_rows[item_id] = (d.sha256 or "", path, r, float(batch.norms[r]))
             for d in batch.failed:
                 result.bad.append(
                     {"id": id_of[id(d.item)], "source": d.item.source, "reason": d.error or ""}
@@ -368,13 +381,13 @@ def _index(
             if item_id in replaced or item_id in drop:
                 continue
             assert old.norms is not None
-            rows.add(item_id, old.fingerprints[r], old.embeddings, r, float(old.norms[r]))
+            rows.add(item_id, old.fingerprints[r], old.folder / EMBEDDINGS, r, float(old.norms[r]))
     order = {i: n for n, i in enumerate(ids)}
     for item_id in sorted(chunk_rows, key=lambda i: (order.get(i, len(order)), i)):
         if item_id in drop:
             continue
-        fp, emb, norms, r = chunk_rows[item_id]
-        rows.add(item_id, fp, emb, r, float(norms[r]))
+        fp, path, r, norm = chunk_rows[item_id]
+        rows.add(item_id, fp, path, r, norm)
     result.removed = len(set(old_rows) - set(rows.ids))
 
     changed = chunks or result.embedded or old is None or len(rows.ids) != len(old.ids)
@@ -406,10 +419,44 @@ def _outside(scanned: ScannedInput, root: Path, input_path: str | os.PathLike[st
 
 
 def _write_embeddings(path: Path, rows: _Rows, dim: int) -> None:
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(len(rows.ids), dim))
-    block = 8192
-    for start in range(0, len(rows.ids), block):
-        part = rows.arrays[start : start + block]
-        out[start : start + len(part)] = np.stack([arr[r] for arr, r in part])
-    out.flush()
-    del out
+    """Write the rows' vectors to ``path`` as a float16 ``.npy``, in order, a run of
+    consecutive rows of one file at a time: memory holds one chunk, not the collection
+    (plain reads and writes, whose pages do not stay in the process as a memory map's do)."""
+    header = {"descr": "<f2", "fortran_order": False, "shape": (len(rows.ids), dim)}
+    chunk: tuple[Path | None, np.ndarray | None] = (None, None)
+    with open(path, "wb") as out:
+        np.lib.format.write_array_header_1_0(out, header)
+        start = 0
+        while start < len(rows.where):
+            src, first = rows.where[start]
+            stop = start + 1
+            while (
+                stop < len(rows.where)
+                and stop - start < 8192
+                and rows.where[stop] == (src, first + stop - start)
+            ):
+                stop += 1
+            if src.suffix == ".npz":
+                if chunk[0] != src:
+                    with np.load(src, allow_pickle=False) as z:
+                        chunk = (src, z["embeddings"])
+                assert chunk[1] is not None
+                part = chunk[1][first : first + stop - start]
+            else:
+                part = _read_npy_rows(src, first, stop - start)
+            out.write(np.ascontiguousarray(part, "<f2").tobytes())
+            start = stop
+
+
+def _read_npy_rows(path: Path, first: int, count: int) -> np.ndarray:
+    """Rows ``first .. first + count`` of a 2-d ``.npy`` file, read without mapping it."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(fh)
+        fh.seek(first * shape[1] * dtype.itemsize, os.SEEK_CUR)
+        return np.fromfile(fh, dtype, count * shape[1]).reshape(count, shape[1])

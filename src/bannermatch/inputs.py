@@ -27,6 +27,34 @@ class InputItem:
     mtime: float
     name: str | None = None  # caption or title carried by the input, if any
     offset: int = -1  # byte offset of a tar member's data
+    error: str | None = None  # why the item cannot be indexed, known before reading it
+
+
+#: the reason given to a file whose name cannot be stored (the catalogue keeps text)
+UNDECODABLE_NAME = "unreadable: the file name is not valid UTF-8"
+
+
+def _escaped(text: str) -> str:
+    """``text`` with the bytes that are not UTF-8 written as ``\\xNN``."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _storable(item: InputItem) -> InputItem:
+    """``item``, or for a path that is not valid UTF-8 (a name written under another
+    encoding) a stand-in with a readable, escaped path that is reported as bad."""
+    try:
+        item.source.encode("utf-8")
+        return item
+    except UnicodeEncodeError:
+        pass
+    return InputItem(
+        _escaped(item.source),
+        _escaped(item.stem),
+        _escaped(item.relpath),
+        item.size,
+        item.mtime,
+        error=f"{UNDECODABLE_NAME} ({_escaped(item.relpath)}): rename the file",
+    )
 
 
 @dataclass(frozen=True)
@@ -120,7 +148,11 @@ def scan_input(path: str | os.PathLike[str]) -> ScannedInput:
     p = Path(path).expanduser()
     if not p.exists():
         raise BannermatchError(f"input not found: {path}")
-    p = Path(os.path.abspath(p))
+    scanned = _scan(Path(os.path.abspath(p)), path)
+    return ScannedInput([_storable(it) for it in scanned.items], scanned.root)
+
+
+def _scan(p: Path, path: str | os.PathLike[str]) -> ScannedInput:
     if p.is_dir():
         shards = sorted(p.glob("*.tar"))
         if shards and not any(_scan_folder(p)):

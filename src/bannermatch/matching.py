@@ -1,8 +1,8 @@
 """Exact top-k cosine neighbours of every item, the unique ranking, near-duplicate groups.
 
-Rows are L2-normalised, so cosine = inner product. faiss ``IndexFlatIP`` holds
-the float32 rows and is queried block by block: memory is the index plus
-``block x N`` scores inside faiss plus O(N * k) output, never an N x N matrix.
+Rows are L2-normalised, so cosine = inner product. The float32 rows are multiplied
+block by block, each pair of blocks once (:mod:`bannermatch.topk`): memory is the
+rows, a few ``block x block`` score blocks and O(N * k) output, never an N x N matrix.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from .collection import (
     Collection,
     ModelData,
 )
-from .errors import BannermatchError, ModelError
+from .errors import BannermatchError, CollectionError, ModelError
 from .models.registry import UNCALIBRATED_DUP_THRESHOLD, get_spec
 from .progress import progress_bar
+from .topk import BLOCK, topk_all_pairs
 
 DEFAULT_K = 10
-BLOCK = 4096
 
 
 def _float32_rows(emb: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -73,25 +73,21 @@ def topk_all(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` neighbours of every row of ``emb`` among the others.
 
-    Returns (uint32 row ids, float32 scores), nearest first.
+    Returns (uint32 row ids, float32 scores), nearest first. Each pair of row blocks is
+    multiplied once (:mod:`bannermatch.topk`): half the work of a faiss search of
+    every row.
     """
     n = len(emb)
     k = min(k, n - 1)
     if k < 1:
         raise BannermatchError("matching needs at least two items")
-    index = build_index(emb)
+    bar = progress_bar(n, "matching", enabled=progress, unit="item")
+    ids, scores = topk_all_pairs(_float32_rows(emb), k, block=block, progress=bar.update)
+    bar.close()
     nb = out_ids if out_ids is not None else np.empty((n, k), np.uint32)
     sc = out_scores if out_scores is not None else np.empty((n, k), np.float32)
-    bar = progress_bar(n, "matching", enabled=progress, unit="item")
-    for start in range(0, n, block):
-        stop = min(n, start + block)
-        q = np.asarray(emb[start:stop], np.float32)
-        s, i = index.search(q, k + 1)
-        ids, scores = drop_self(i, s, np.arange(start, stop), k)
-        nb[start:stop] = ids
-        sc[start:stop] = scores
-        bar.update(stop - start)
-    bar.close()
+    nb[:] = ids
+    sc[:] = scores
     return nb, sc
 
 
@@ -273,4 +269,13 @@ def _save(path: Path, array: np.ndarray) -> None:
 def load_duplicates(data: ModelData) -> list[list[str]]:
     if data.match_info is None:
         return []
-    return json.loads((data.folder / DUPLICATES).read_text("utf-8"))
+    try:
+        groups = json.loads((data.folder / DUPLICATES).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        groups = exc
+    if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+        raise CollectionError(
+            f"{data.folder}/{DUPLICATES} is missing or damaged; "
+            f"run `bannermatch match {data.folder.parent.parent}`"
+        )
+    return groups

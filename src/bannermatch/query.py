@@ -65,7 +65,7 @@ def resolve_query(cat: Catalog, data: ModelData, text: str) -> Query:
     for item_id, name in zip(ids, names, strict=True):
         if name.casefold() == lowered:
             return Query("name", text, item_id, name)
-    if os.path.isfile(text):
+    if os.path.lexists(text):  # a file, or what stands where one is named (a broken link...)
         return Query("image", text)
     item = cat.get(text)
     if item is not None:

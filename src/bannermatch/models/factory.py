@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -24,10 +26,15 @@ from .engines import (
     resolve_engine,
 )
 from .loaders import Built, LabelHead, loader_for
-from .network import FeatureExtractor
 from .preprocess import Preprocess
 from .registry import AUGMENTS, DEFAULT_MODEL, ModelSpec, get_spec, safe_name
 from .weights import Weights, random_requested
+
+if TYPE_CHECKING:
+    from .network import FeatureExtractor
+
+#: guards the creation of a model's engine threads
+_POOL_LOCK = threading.Lock()
 
 
 @dataclass
@@ -45,6 +52,11 @@ class EmbeddingModel:
     labels: str | None = None
     #: builds (once) the PyTorch network, for the text tower and the classifier head
     network: Callable[[], Built] = field(default=lambda: None, repr=False)  # type: ignore[assignment,return-value]
+    _executor: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _slots: threading.BoundedSemaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.engine.streams)
 
     @property
     def key(self) -> str:
@@ -59,19 +71,30 @@ class EmbeddingModel:
         return self.engine.dim
 
     def embed_with_norms(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """L2-normalised features of a float32 NCHW batch, and the raw features' norms,
-        run in engine-sized slices."""
+        """L2-normalised features of a float32 NCHW batch, and the raw features' norms.
+
+        The batch runs in engine-sized slices, side by side on the engine's streams; any
+        thread may call this, and at most ``engine.streams`` calls run the engine at once.
+        """
         step = self.engine.max_batch
-        feats = np.concatenate(
-            [
-                np.asarray(
-                    self.engine(np.ascontiguousarray(pixels[i : i + step], np.float32)), np.float32
-                )
-                for i in range(0, max(len(pixels), 1), step)
-            ]
-        )
-        norms = np.linalg.norm(feats, axis=1)
-        return feats / np.maximum(norms, 1e-12)[:, None], norms.astype(np.float32)
+        slices = [pixels[i : i + step] for i in range(0, max(len(pixels), 1), step)]
+        if len(slices) == 1 or self.engine.streams == 1:
+            feats = [self._run(x) for x in slices]
+        else:
+            feats = list(self._pool().map(self._run, slices))
+        out = np.concatenate(feats) if len(feats) > 1 else feats[0]
+        norms = np.linalg.norm(out, axis=1)
+        return out / np.maximum(norms, 1e-12)[:, None], norms.astype(np.float32)
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        with self._slots:
+            return np.asarray(self.engine(np.ascontiguousarray(pixels, np.float32)), np.float32)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with _POOL_LOCK:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.engine.streams, "engine")
+            return self._executor
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """L2-normalised features of a float32 NCHW batch."""
@@ -171,8 +194,9 @@ def create_model(
     engine = resolve_engine(engine, device)
     loader = loader_for(spec)
     weights = loader.weights(random_requested(pretrained))
+    config = loader.data_config()
     preprocess = Preprocess.from_timm_config(
-        loader.data_config(),
+        {**config, "fit": spec.fit} if spec.fit else config,
         fit=fit,
         resize_size=resize_size,
         crop_size=crop_size,
@@ -186,6 +210,8 @@ def create_model(
         return loader.build(weights, size)
 
     def extractor() -> FeatureExtractor:
+        from .network import FeatureExtractor
+
         built = network()
         return FeatureExtractor(
             built.image,

@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
+from .. import atomic
 from ..errors import ModelError
-from .network import load_state_in_order
-from .registry import ModelSpec
+from .engines import cache_dir
+from .registry import ModelSpec, safe_name
 from .weights import RANDOM, HubFile, UrlFile, Weights, from_file, not_cached, unreachable
+
+if TYPE_CHECKING:  # PyTorch is imported when a network is built, not to read a config
+    from torch import nn
 
 #: what a torch.hub model without a data config gets: the torchvision ImageNet eval transform
 IMAGENET_CONFIG: dict[str, Any] = {
@@ -55,11 +59,13 @@ class TextTower:
         self.model = model.eval()
         self.tokenizer = tokenizer
 
-    @torch.inference_mode()
     def __call__(self, texts: list[str]) -> np.ndarray:
+        import torch
+
         device = next(self.model.parameters()).device
         tokens = self.tokenizer(texts).to(device)
-        feats = self.model.encode_text(tokens).float().cpu().numpy()
+        with torch.inference_mode():
+            feats = self.model.encode_text(tokens).float().cpu().numpy()
         return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
 
 
@@ -115,6 +121,8 @@ def quiet() -> Iterator[None]:
 @contextlib.contextmanager
 def seeded() -> Iterator[None]:
     """Random weights that are the same in every process (tests index, then query)."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         yield
@@ -123,6 +131,7 @@ def seeded() -> Iterator[None]:
 def _label_head(model: nn.Module, cfg: dict[str, Any]) -> LabelHead | None:
     """The classifier of a timm model trained on ImageNet classes, as arrays."""
     from timm.data import infer_imagenet_subset
+    from torch import nn
 
     subset = infer_imagenet_subset(cfg) if cfg.get("num_classes") else None
     get = getattr(model, "get_classifier", None)
@@ -155,15 +164,31 @@ class EmbeddedLoader:
 
         return timm.get_pretrained_cfg(self.spec.arch).to_dict()
 
-    def data_config(self) -> dict[str, Any]:
-        from timm.data import resolve_data_config
+    def _resolved(self) -> dict[str, Any]:
+        """What timm says of the architecture (data config, ImageNet subset), kept in the
+        cache folder per timm version: a run whose model is exported already then needs
+        neither timm nor PyTorch (half a gigabyte and seconds of start-up)."""
+        path = cache_dir() / "configs" / f"{safe_name(self.spec.arch)}-timm{version('timm')}.json"
+        try:
+            return dict(json.loads(path.read_text("utf-8")))
+        except (OSError, ValueError):
+            pass
+        from timm.data import infer_imagenet_subset, resolve_data_config
 
-        return resolve_data_config({}, pretrained_cfg=self._cfg())
+        cfg = self._cfg()
+        info = {
+            "data_config": resolve_data_config({}, pretrained_cfg=cfg),
+            "labels": infer_imagenet_subset(cfg),
+        }
+        atomic.write_json(path, info)
+        return info
+
+    def data_config(self) -> dict[str, Any]:
+        return dict(self._resolved()["data_config"])
 
     def labels(self) -> str | None:
-        from timm.data import infer_imagenet_subset
-
-        return infer_imagenet_subset(self._cfg())
+        labels = self._resolved()["labels"]
+        return str(labels) if labels else None
 
     def cached(self) -> bool:
         try:
@@ -183,6 +208,10 @@ class EmbeddedLoader:
         with seeded():
             model = timm.create_model(self.spec.arch, pretrained=False)
         if weights.path is not None:
+            import torch
+
+            from .network import load_state_in_order
+
             try:
                 state = torch.load(weights.path, map_location="cpu", weights_only=True)
             except Exception as exc:  # a damaged file must name itself
@@ -324,6 +353,7 @@ class OpenClipLoader:
 
     def build(self, weights: Weights, input_size: int) -> Built:
         import open_clip
+        import torch
 
         size = self.data_config()["input_size"][-1]
         try:
@@ -416,6 +446,8 @@ class HubLoader:
             raise ModelError(f"{self.spec.name}: {type(exc).__name__}: {exc}") from None
         finally:
             socket.setdefaulttimeout(previous)
+        from torch import nn
+
         if not isinstance(module, nn.Module):
             raise ModelError(f"{self.spec.name}: the entrypoint returned no torch module")
         return module.eval()

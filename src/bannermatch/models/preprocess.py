@@ -12,6 +12,7 @@ matters to ``crop``: ``squash`` never keeps the ratio and ``pad`` always does.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -30,6 +31,16 @@ INTERPOLATIONS = {
     "hamming": Image.Resampling.HAMMING,
 }
 FITS = ("crop", "squash", "pad")
+#: how many source pixels each resampling filter reaches on either side of an output
+#: pixel's centre, at scale 1 (Pillow's Resample.c); wider when shrinking
+SUPPORT = {"box": 0.5, "bilinear": 1.0, "hamming": 1.0, "bicubic": 2.0, "lanczos": 3.0}
+
+
+def _horizontal_first(w: int, h: int, nw: int, nh: int) -> bool:
+    """Whether Pillow resizes ``w x h`` to ``nw x nh`` with its horizontal pass first:
+    always before Pillow 13, which goes vertical first when the height shrinks more
+    than twice as much as the width."""
+    return not (h - nh > 0 and h - nh > 2 * (w - nw))
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,8 @@ class Preprocess:
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         base = replace(base, fit=str(cfg.get("fit") or base.fit))
+        if "fit" not in overrides and {"keep_ratio", "resize_size"} & set(overrides):
+            overrides["fit"] = "crop"  # options of the crop: asking for them asks for it
         fit, keep = overrides.get("fit", base.fit), overrides.get("keep_ratio")
         if fit != "crop" and keep is not None and keep != (fit == "pad"):
             raise BannermatchError(
@@ -127,11 +140,46 @@ class Preprocess:
             nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
         else:  # Resize((s, s)) + CenterCrop
             nw = nh = self.resize_size
-        if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), resample)
         top = round((nh - size) / 2.0)
         left = round((nw - size) / 2.0)
-        return im.crop((left, top, left + size, top + size))
+        if nw * nh > 4 * self.resize_size**2:
+            # a very long image (a 20000x1 strip would resize to 5,120,000x256): resize only
+            # the part the crop keeps: the same pixels but for rounding, without the copy
+            sx, sy = nw / w, nh / h
+            box = (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+            return im.resize((size, size), resample, box=box)
+        if (nw, nh) == (w, h):
+            return im.crop((left, top, left + size, top + size))
+        if self.interpolation in SUPPORT and _horizontal_first(w, h, nw, nh):
+            return self._resize_crop(im, (nw, nh), (left, top))
+        return im.resize((nw, nh), resample).crop((left, top, left + size, top + size))
+
+    def _resize_crop(
+        self, im: Image.Image, new: tuple[int, int], corner: tuple[int, int]
+    ) -> Image.Image:
+        """``im.resize(new).crop(square at corner)``, the same pixels for less work.
+
+        Pillow resamples in two passes, here horizontal then vertical, each output line
+        from its own input line. The horizontal pass runs only on the rows that the crop's
+        rows read (a centre crop of a 2:3 banner needs two thirds of them), and the
+        vertical pass only on the crop's columns, laid at their own height on a canvas
+        of the image's height so that the vertical weights are exactly Pillow's.
+        """
+        resample = INTERPOLATIONS[self.interpolation]
+        size, (w, h), (nw, nh), (left, top) = self.crop_size, im.size, new, corner
+        scale = h / nh
+        reach = SUPPORT[self.interpolation] * max(scale, 1.0)  # rows each side of a centre
+        r0 = max(0, int(top * scale - reach) - 1)
+        r1 = min(h, int((top + size) * scale + reach) + 2)
+        rows = im.crop((0, r0, w, r1))
+        if nw != w:
+            rows = rows.resize((nw, r1 - r0), resample)  # the horizontal pass alone
+        rows = rows.crop((left, 0, left + size, r1 - r0))
+        if nh == h:
+            return rows.crop((0, top - r0, size, top - r0 + size))
+        canvas = Image.new(im.mode, (size, h))
+        canvas.paste(rows, (0, r0))
+        return canvas.resize((size, nh), resample).crop((0, top, size, top + size))
 
     def _fit_inside(self, im: Image.Image) -> tuple[Image.Image, tuple[int, int]]:
         """``pad``: the image resized to fit inside the square, and its top-left corner there."""
@@ -143,17 +191,39 @@ class Preprocess:
             (size - nh) // 2,
         )
 
+    @functools.cached_property
+    def _lut(self) -> np.ndarray:
+        """float32 (3, 256): each channel's normalised value of every 8-bit level, computed
+        as ``(v - mean * 255) / (std * 255)`` in float32, so a lookup equals the arithmetic."""
+        levels = np.arange(256, dtype=np.float32)[None, :]
+        mean = np.asarray(self.mean, np.float32)[:, None] * np.float32(255.0)
+        std = np.asarray(self.std, np.float32)[:, None] * np.float32(255.0)
+        return np.ascontiguousarray((levels - mean) / std, np.float32)
+
+    def normalize_into(self, im: Image.Image, out: np.ndarray) -> None:
+        """Write an RGB image, normalised, into ``out``: a float32 (3, H, W) array (or view)
+        of the image's size. One table lookup per value, no temporary float image."""
+        pixels = np.asarray(im)  # uint8 (H, W, 3), a view of PIL's buffer
+        for c in range(3):
+            np.take(self._lut[c], pixels[:, :, c], out=out[c], mode="clip")
+
     def to_array(self, im: Image.Image) -> np.ndarray:
         """Normalise an RGB image into a float32 (3, H, W) array."""
-        arr = np.asarray(im, dtype=np.float32)
-        scale = np.asarray(self.std, np.float32) * 255.0
-        arr = (arr - np.asarray(self.mean, np.float32) * 255.0) / scale
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        out = np.empty((3, im.height, im.width), np.float32)
+        self.normalize_into(im, out)
+        return out
 
-    def __call__(self, im: Image.Image) -> np.ndarray:
+    def into(self, im: Image.Image, out: np.ndarray) -> None:
+        """Preprocess an RGB image into ``out``, a float32 (3, crop, crop) array or view
+        (a row of a batch buffer): what :meth:`__call__` returns, without allocating."""
         if self.fit == "pad":  # padded after normalising, so the padding is exactly 0, the mean
             inner, (left, top) = self._fit_inside(im)
-            out = np.zeros((3, self.crop_size, self.crop_size), np.float32)
-            out[:, top : top + inner.height, left : left + inner.width] = self.to_array(inner)
-            return out
-        return self.to_array(self.resize(im))
+            out.fill(0.0)
+            self.normalize_into(inner, out[:, top : top + inner.height, left : left + inner.width])
+            return
+        self.normalize_into(self.resize(im), out)
+
+    def __call__(self, im: Image.Image) -> np.ndarray:
+        out = np.empty((3, self.crop_size, self.crop_size), np.float32)
+        self.into(im, out)
+        return out

@@ -60,6 +60,8 @@ class ModelSpec:
     dup_threshold: float = UNCALIBRATED_DUP_THRESHOLD
     #: whether the model has a text tower (CLIP): text search
     text: bool = False
+    #: the preset's default ``--fit`` when it differs from its config's (chosen by evaluation)
+    fit: str | None = None
     #: the embedded preset: returns its weights file, raising ModelError when unavailable
     weights_file: Callable[[], Path] | None = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -133,6 +135,9 @@ PRESETS: dict[str, ModelSpec] = {
             # calibrated in docs/evaluation.md: resized/recompressed copies score
             # above it, different art of the same game below it
             dup_threshold=0.80,
+            # chosen in docs/evaluation.md: the whole 2:3 banner, padded, finds more
+            # same-game art than the centre crop and as many copies
+            fit="pad",
         ),
         ModelSpec(
             name="clip-vit-b32",

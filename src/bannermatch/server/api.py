@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from ..errors import BannermatchError, CollectionError, ImageError
-from ..images import decode_bytes, read_source
+from ..images import ReadError, decode_bytes, read_source
 from . import schemas
 from .data import ServedCollection
 from .views import hits, item, root_path, row_or_404
@@ -23,6 +24,11 @@ MAX_N = 100
 MAX_SUGGESTIONS = 50
 MAX_PAGE = 200
 MAX_UPLOAD = 10 * 1024 * 1024
+#: an uploaded image may have at most this many pixels (6000 x 4000, a 24-megapixel photo):
+#: decoding takes several bytes a pixel, and a small PNG can declare 64 megapixels
+MAX_UPLOAD_PIXELS = 24_000_000
+#: uploads decoded at once; the others wait their turn, so memory stays bounded
+UPLOAD_SLOTS = 2
 IMAGE_PATH = "/api/search/image"
 CACHE_CONTROL = "public, max-age=86400"
 _MAGIC = (
@@ -50,6 +56,7 @@ def media_type(name: str, head: bytes) -> str:
 
 def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["api"])
+    upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
 
     @router.get("/info", response_model=schemas.Info)
     async def info() -> dict[str, Any]:
@@ -112,7 +119,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         if served.is_tar_member(source):
             try:
                 data = read_source(source)
-            except (OSError, KeyError) as exc:
+            except ReadError as exc:
                 raise HTTPException(404, f"the image of {item_id!r} is unreadable: {exc}") from None
             return Response(data, media_type=media_type(source, data[:16]), headers=headers)
         path = Path(source)
@@ -154,6 +161,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         "/search/image",
         response_model=schemas.ImageSearch,
         responses={
+            400: {"model": schemas.Message, "description": "a malformed multipart body"},
             413: {"model": schemas.Message, "description": "upload over the size cap"},
             415: {"model": schemas.Message, "description": "not an image type"},
             422: {"description": "not a decodable image (the reason), or bad parameters"},
@@ -171,20 +179,23 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         data = file.file.read(max_upload + 1)
         if len(data) > max_upload:
             raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
-        try:
-            decoded = decode_bytes(data)
-        except ImageError as exc:
-            raise HTTPException(422, f"cannot use this image: {exc}") from None
-        vector = served.embed(decoded)
-        rows, scores = served.nearest_to(vector, n)
-        return {
-            "query": {
+        with upload_slots:
+            try:
+                decoded = decode_bytes(data, max_pixels=MAX_UPLOAD_PIXELS)
+            except ImageError as exc:
+                raise HTTPException(422, f"cannot use this image: {exc}") from None
+            vector = served.embed(decoded)
+            query = {
                 "filename": os.path.basename(file.filename or "") or None,
                 "sha256": decoded.sha256,
                 "width": decoded.width,
                 "height": decoded.height,
                 "format": decoded.format,
-            },
+            }
+            del decoded, data  # the pixels and bytes go before the slot does
+        rows, scores = served.nearest_to(vector, n)
+        return {
+            "query": query,
             "model_key": served.data.key,
             "results": hits(served, rows.tolist(), scores, root_path(request)),
         }

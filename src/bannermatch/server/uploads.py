@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 from .ratelimit import ASGIApp, Message, Receive, Scope, Send
+
+#: a refused body of at most this size is read (and dropped) before the 413, for at most
+#: this long: a client still sending then reads the answer instead of a reset connection
+#: (the server can no longer read once it has answered)
+DRAIN_BYTES = 32 << 20
+DRAIN_SECONDS = 5.0
 
 
 class _TooLarge(Exception):
@@ -40,6 +48,17 @@ class BodyLimitMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    async def _drain(receive: Receive) -> None:
+        drained = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while drained <= DRAIN_BYTES:
+                    message = await receive()
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        return
+                    drained += len(message.get("body", b""))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
@@ -47,16 +66,20 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            if int(declared) <= DRAIN_BYTES:
+                await self._drain(receive)
             await self._reply(send)
             return
         received = 0
         overflow = False
         started = False
+        more = True
 
         async def counting_receive() -> Message:
-            nonlocal received, overflow
+            nonlocal received, overflow, more
             message = await receive()
             if message["type"] == "http.request":
+                more = bool(message.get("more_body"))
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     overflow = True
@@ -76,4 +99,6 @@ class BodyLimitMiddleware:
             if not overflow:
                 raise
         if overflow and not started:
+            if more:
+                await self._drain(receive)
             await self._reply(send)

@@ -1,0 +1,186 @@
+"""All-items top-10 matching: `bannermatch match` against a plain faiss search and the
+matrix-multiply floor, on the same random unit vectors, in one run.
+
+    .venv/bin/python bench/match.py                      # N = 30,000 and 100,000; d = 512, 1,280
+    .venv/bin/python bench/match.py -n 30000 -d 512      # one size
+
+For each N and d it writes a synthetic collection of N random unit vectors (float16,
+as ``index`` stores them) and measures, each in its own process:
+
+(1) ``bannermatch match COLLECTION -k 10`` as a user runs it: the matching time it
+    reports (loading excluded) and the process's peak RSS;
+(2) plain faiss: ``IndexFlatIP`` holding all N rows (float32), ``search`` of all N
+    rows for their k + 1 nearest (each row finds itself), timed around the search;
+(3) the floor: 2 * N * N * d flops at the float32 matrix-multiply rate measured here
+    (NumPy's BLAS on 4,096-row blocks), the cost of computing every similarity once.
+
+Peak RSS is each process's own memory high-water mark (VmHWM); the float32 copy of
+the vectors (N * d * 4 bytes) is printed beside it: the rest is what matching holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+K = 10
+#: makes a process report its own peak RSS (kB) on stderr as it exits: its memory's
+#: high-water mark, VmHWM (``ru_maxrss`` of a forked child also counts its parent's)
+PEAK = textwrap.dedent(
+    """
+    import atexit, sys
+
+    def _peak():
+        try:
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+        except (OSError, StopIteration):
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    atexit.register(lambda: print("MAXRSS", _peak(), file=sys.stderr))
+    """
+)
+#: runs a module as ``python -m`` would, reporting its peak RSS
+MEASURED = PEAK + (
+    "import runpy\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+PLAIN_FAISS = PEAK + textwrap.dedent(
+    """
+    import time
+    import faiss, numpy as np
+    emb = np.load(sys.argv[1]).astype(np.float32)
+    k = int(sys.argv[2])
+    index = faiss.IndexFlatIP(emb.shape[1])
+    index.add(emb)
+    start = time.perf_counter()
+    scores, ids = index.search(emb, k + 1)
+    print(time.perf_counter() - start)
+    """
+)
+
+
+def _run(*args: str) -> tuple[str, float]:
+    """stdout and peak RSS (MB) of ``python ARGS``."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
+    if proc.returncode:
+        sys.exit(f"{' '.join(args[:4])} failed:\n{proc.stderr[-2000:]}")
+    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS")]
+    return proc.stdout, int(peak[-1]) / 1024
+
+
+def build(root: Path, n: int, dim: int, seed: int = 0) -> Path:
+    """A collection of ``n`` random unit vectors; returns its embeddings.npy."""
+    from bannermatch.catalog import Item
+    from bannermatch.collection import EMBEDDINGS, Collection, write_model_data
+
+    ids = [str(i) for i in range(n)]
+    coll = Collection(root)
+    with coll.catalog(create=True) as cat:
+        cat.upsert(Item(id=i, name=f"item {i}", status="ok") for i in ids)
+    key = "synthetic__random-unit__cls"
+    manifest = {
+        "model": "synthetic",
+        "weights": {"source": "none", "sha256": ""},
+        "preprocess": {},
+        "strategy": "cls",
+        "dim": dim,
+        "key": key,
+        "engine": "none",
+    }
+    gen = np.random.default_rng(seed)
+
+    def write_embeddings(path: Path) -> None:
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
+        for start in range(0, n, 8192):
+            block = gen.standard_normal((min(8192, n - start), dim), dtype=np.float32)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            out[start : start + len(block)] = block
+        out.flush()
+
+    write_model_data(coll.model_dir(key), manifest, ids, [""] * n, write_embeddings)
+    return coll.model_dir(key) / EMBEDDINGS
+
+
+def gemm_rate(dim: int, seconds: float = 5.0, rows: int = 4096) -> float:
+    """float32 matrix-multiply flops/s of NumPy's BLAS: (rows x d) @ (d x rows) blocks."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, dim), dtype=np.float32)
+    b = rng.standard_normal((rows, dim), dtype=np.float32)
+    out = np.empty((rows, rows), np.float32)
+    np.matmul(a, b.T, out=out)  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        np.matmul(a, b.T, out=out)
+        done += 1
+    return done * 2.0 * rows * rows * dim / (time.perf_counter() - start)
+
+
+def bench(root: Path, n: int, dim: int) -> dict[str, float]:
+    emb = build(root, n, dim)
+    stdout, bm_rss = _run(
+        "-c", MEASURED, "bannermatch.cli", "match", str(root), "-k", str(K), "-q", "--json"
+    )
+    bm = json.loads(stdout)["seconds"]
+    stdout, faiss_rss = _run("-c", PLAIN_FAISS, str(emb), str(K))
+    plain = float(stdout.split()[0])
+    rate = gemm_rate(dim)
+    return {
+        "bm": bm,
+        "bm_rss": bm_rss,
+        "faiss": plain,
+        "faiss_rss": faiss_rss,
+        "gemm_rate": rate,
+        "floor": 2.0 * n * n * dim / rate,
+        "float32_mb": n * dim * 4 / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, action="append", help="items (default: 30000, 100000)")
+    parser.add_argument("-d", type=int, action="append", help="dimension (default: 512, 1280)")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONPATH", str(ROOT / "src"))
+    import faiss
+
+    print(
+        f"{os.cpu_count()} CPU cores, faiss {faiss.__version__} ({faiss.omp_get_max_threads()} "
+        f"threads), top-{K}; load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    for n in args.n or [30_000, 100_000]:
+        for dim in args.d or [512, 1280]:
+            with tempfile.TemporaryDirectory(prefix="bm-bench-match-") as tmp:
+                r = bench(Path(tmp), n, dim)
+            print(
+                f"N={n:,} d={dim}: bannermatch match {r['bm']:.2f} s, peak RSS "
+                f"{r['bm_rss']:.0f} MB | plain faiss {r['faiss']:.2f} s, peak RSS "
+                f"{r['faiss_rss']:.0f} MB | floor {r['floor']:.2f} s "
+                f"(GEMM {r['gemm_rate'] / 1e9:.0f} GFLOP/s) | float32 vectors "
+                f"{r['float32_mb']:.0f} MB",
+                flush=True,
+            )
+            print(
+                f"    match / plain faiss = {r['bm'] / r['faiss']:.2f}x, "
+                f"match / floor = {r['bm'] / r['floor']:.2f}x, "
+                f"faiss / floor = {r['faiss'] / r['floor']:.2f}x",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
