@@ -10,7 +10,7 @@ pipeline people use today, on the same images, model and weights, in one run.
     images and at a fifth of them (memory must not grow with the count);
 (b) the engine alone on ready float32 tensors (ONNX Runtime, the CPU default): the
     ceiling. Measured in two configurations, before and after (a) (the machine may be
-    shared: its load changes), and the faster one counts: ``bannermatch``'s (one
+    shared: its load changes), and the better one counts: ``bannermatch``'s (one
     single-threaded stream per core, side by side) and ONNX Runtime's usual one (one
     call at a time, its own threads on every core);
 (c) the original feature-extractor's pipeline, written here as it was: torchvision
@@ -22,9 +22,13 @@ With ``--gpu`` and a CUDA GPU, it also measures ``bannermatch index --device cud
 (PyTorch, half precision, page-locked batches) against the same engine on ready
 tensors; without a GPU it says so and skips them.
 
-Peak RSS is each command's own memory high-water mark (VmHWM; the reference's
-DataLoader workers are separate processes and are not added to it). The ONNX model
-is exported (once, into the user's cache) before anything is timed.
+On a shared machine the CPU a process gets changes from minute to minute, and with
+it every images/s figure; so each figure is also given per CPU-second the process
+used (threads and child processes included), which the machine's other jobs change
+much less, and the ratios are printed both ways. Peak RSS is each command's own
+memory high-water mark (VmHWM; the reference's DataLoader workers are separate
+processes and are not added to it). The ONNX model is exported (once, into the
+user's cache) before anything is timed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -110,21 +115,25 @@ def _images(n: int, folder: Path) -> Path:
     return folder
 
 
-def _run(code: str, *args: str) -> tuple[str, float, float]:
-    """stdout, wall seconds and peak RSS (MB) of ``python -c code args``."""
+def _run(code: str, *args: str) -> tuple[str, float, float, float]:
+    """stdout, wall seconds, CPU seconds (its children's included) and peak RSS (MB) of
+    ``python -c code args``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
     )
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode:
         sys.exit(f"{' '.join(args[:3])} failed:\n{proc.stderr[-2000:]}")
     peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS")]
-    return proc.stdout, wall, int(peak[-1]) / 1024
+    return proc.stdout, wall, cpu, int(peak[-1]) / 1024
 
 
 def bench_index(images: Path, out: Path, *extra: str) -> dict[str, float]:
-    stdout, wall, rss = _run(
+    stdout, wall, cpu, rss = _run(
         MEASURED, "bannermatch.cli", "index", str(images), "--out", str(out), "-q", "--json", *extra
     )
     result = json.loads(stdout)
@@ -132,12 +141,14 @@ def bench_index(images: Path, out: Path, *extra: str) -> dict[str, float]:
         "images": result["embedded"],
         "embed_rate": result["images_per_second"],
         "command_rate": result["embedded"] / wall,
+        "cpu_rate": result["embedded"] / cpu,
         "rss_mb": rss,
     }
 
 
-def _rate(engine: Any, streams: int, batch: np.ndarray, seconds: float) -> float:
-    """Images/s of ``streams`` threads each calling ``engine(batch)`` for ``seconds``."""
+def _rate(engine: Any, streams: int, batch: np.ndarray, seconds: float) -> tuple[float, float]:
+    """Images per second, and per CPU-second of this process, of ``streams`` threads each
+    calling ``engine(batch)`` for ``seconds``."""
     done = [0] * streams
 
     def loop(i: int) -> None:
@@ -147,12 +158,12 @@ def _rate(engine: Any, streams: int, batch: np.ndarray, seconds: float) -> float
             done[i] += len(batch)
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(streams)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.perf_counter() - start)
+    return sum(done) / (time.perf_counter() - start), sum(done) / (time.process_time() - cpu)
 
 
 class Ceiling:
@@ -185,7 +196,7 @@ class Ceiling:
                 batch(16),
             ),
         }
-        self.rates: dict[str, list[float]] = {name: [] for name in self.configs}
+        self.rates: dict[str, list[tuple[float, float]]] = {name: [] for name in self.configs}
         for eng, _, x in self.configs.values():
             eng(x)  # warm-up
 
@@ -194,19 +205,25 @@ class Ceiling:
             for name, (eng, streams, x) in self.configs.items():
                 self.rates[name].append(_rate(eng, streams, x, seconds))
 
-    def best(self) -> tuple[str, float]:
-        means = {name: float(np.mean(r)) for name, r in self.rates.items()}
-        name = max(means, key=means.__getitem__)
-        return name, means[name]
+    def mean(self, name: str) -> tuple[float, float]:
+        """Mean images/s and images per CPU-second of a configuration."""
+        rates = np.asarray(self.rates[name])
+        return float(rates[:, 0].mean()), float(rates[:, 1].mean())
+
+    def best(self) -> tuple[float, float]:
+        """The best images/s and the best images per CPU-second, over the configurations."""
+        means = [self.mean(name) for name in self.rates]
+        return max(m[0] for m in means), max(m[1] for m in means)
 
 
 def bench_reference(images: Path) -> dict[str, float]:
-    stdout, wall, rss = _run(PEAK + REFERENCE, str(images))
+    stdout, wall, cpu, rss = _run(PEAK + REFERENCE, str(images))
     count, loop = stdout.split()
     return {
         "images": int(count),
         "loop_rate": int(count) / float(loop),
         "command_rate": int(count) / wall,
+        "cpu_rate": int(count) / cpu,
         "rss_mb": rss,
     }
 
@@ -226,7 +243,7 @@ def bench_gpu(images: Path, out: Path) -> None:
     batch[:] = np.random.default_rng(0).standard_normal(batch.shape).astype(np.float32)
     model.embed(batch)  # warm-up
     torch.cuda.synchronize()
-    ceiling = _rate(model.engine, 1, batch, 10.0)
+    ceiling, _ = _rate(model.engine, 1, batch, 10.0)
     a = bench_index(images, out, "--device", "cuda")
     name = torch.cuda.get_device_name()
     print(f"GPU ({name}, PyTorch half precision, batch {len(batch)}):")
@@ -260,22 +277,32 @@ def main() -> None:
         ceiling.measure()
         print(
             f"(a) bannermatch index: {a['embed_rate']:.1f} img/s embedding, "
-            f"{a['command_rate']:.1f} img/s whole command, peak RSS {a['rss_mb']:.0f} MB "
+            f"{a['command_rate']:.1f} img/s whole command, {a['cpu_rate']:.1f} img per "
+            f"CPU-second; peak RSS {a['rss_mb']:.0f} MB "
             f"({a_small['rss_mb']:.0f} MB at {a_small['images']} images)"
         )
-        for config, rates in ceiling.rates.items():
-            print(f"(b) engine on ready tensors, {config}: {np.mean(rates):.1f} img/s")
-        config, best = ceiling.best()
-        print(f"    ceiling: {best:.1f} img/s ({config}); (a)/(b) = {a['embed_rate'] / best:.0%}")
+        for config in ceiling.rates:
+            rate, cpu_rate = ceiling.mean(config)
+            print(
+                f"(b) engine on ready tensors, {config}: {rate:.1f} img/s, "
+                f"{cpu_rate:.1f} img per CPU-second"
+            )
+        rate, cpu_rate = ceiling.best()
+        print(
+            f"    (a)/(b) = {a['embed_rate'] / rate:.0%} of the best images/s, "
+            f"{a['cpu_rate'] / cpu_rate:.0%} of the best images per CPU-second"
+        )
         if not args.skip_reference:
             c = bench_reference(images)
             print(
                 f"(c) reference pipeline: {c['loop_rate']:.1f} img/s loop, "
-                f"{c['command_rate']:.1f} img/s whole command, peak RSS {c['rss_mb']:.0f} MB"
+                f"{c['command_rate']:.1f} img/s whole command, {c['cpu_rate']:.1f} img per "
+                f"CPU-second (its DataLoader workers' included); peak RSS {c['rss_mb']:.0f} MB"
             )
             print(
                 f"    (a)/(c) = {a['embed_rate'] / c['loop_rate']:.2f}x (loops), "
-                f"{a['command_rate'] / c['command_rate']:.2f}x (whole commands); "
+                f"{a['command_rate'] / c['command_rate']:.2f}x (whole commands), "
+                f"{a['cpu_rate'] / c['cpu_rate']:.2f}x (per CPU-second); "
                 f"peak RSS {a['rss_mb'] / c['rss_mb']:.2f}x"
             )
         if args.gpu:
