@@ -60,7 +60,12 @@ def decode_item(item: InputItem, preprocess: Preprocess, out: np.ndarray | None 
     if item.error:
         return Decoded(item, error=item.error)
     try:
-        img = load_image(item.source, item.offset, item.size if item.offset >= 0 else -1)
+        img = load_image(
+            item.source,
+            item.offset,
+            item.size if item.offset >= 0 else -1,
+            draft_size=preprocess.draft_size,
+        )
         if out is None:
             pixels = preprocess(img.image)
         else:

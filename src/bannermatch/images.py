@@ -11,6 +11,7 @@ import struct
 import tarfile
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,14 +226,19 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+#: a JPEG's reduced decoding size, or how to choose it from the image's stored size
+Draft = tuple[int, int] | Callable[[int, int], tuple[int, int] | None] | None
+
+
 def decode_bytes(
-    data: bytes, *, draft_size: tuple[int, int] | None = None, max_pixels: int = MAX_PIXELS
+    data: bytes, *, draft_size: Draft = None, max_pixels: int = MAX_PIXELS
 ) -> DecodedImage:
     """Decode ``data`` to an RGB image; raise :class:`ImageError` with the reason.
 
     EXIF orientation is applied, the first frame of an animation is used,
     16-bit and float images are scaled to 8 bits, and transparency is laid on
-    white. ``draft_size`` lets JPEG decode at a reduced scale no smaller than it.
+    white. ``draft_size`` lets JPEG decode at a reduced scale no smaller than it
+    (or than what it returns for the stored width and height; ``None``: all pixels).
     An image of more than ``max_pixels`` (at most :data:`MAX_PIXELS`) is refused
     before it is decoded.
     """
@@ -252,6 +258,8 @@ def decode_bytes(
                     "scale it down"
                 )
             fmt, mode = im.format or "?", im.mode
+            if callable(draft_size):
+                draft_size = draft_size(width, height)
             if draft_size is not None and fmt == "JPEG":
                 im.draft("RGB", draft_size)
             im.seek(0)
@@ -363,7 +371,7 @@ def read_source(source: str, offset: int = -1, size: int = -1) -> bytes:
 
 
 def load_image(
-    source: str, offset: int = -1, size: int = -1, *, draft_size: tuple[int, int] | None = None
+    source: str, offset: int = -1, size: int = -1, *, draft_size: Draft = None
 ) -> DecodedImage:
     """Read and decode an item's source; unreadable or bad files raise :class:`ImageError`."""
     return decode_bytes(read_source(source, offset, size), draft_size=draft_size)

@@ -300,6 +300,10 @@ def _index(
             )
     if old is not None and old.norms is None:  # written before norms.npy: embed again
         old = None
+    if old is not None and old.manifest.get("preprocess") != json.loads(
+        json.dumps(emb_model.preprocess.to_dict())
+    ):  # the same key from an earlier version that preprocessed otherwise: embed again
+        old = None
     old_rows = {i: (old.fingerprints[r], r) for i, r in old.row_of.items()} if old else {}
     chunks = _load_chunks(folder, emb_model.dim)
     # item id -> (fingerprint, chunk file, row, norm) of the rows embedded since the last merge

@@ -12,7 +12,7 @@ from .catalog import Catalog
 from .cli_output import format_table
 from .collection import Collection, ModelData
 from .errors import BannermatchError
-from .images import DecodedImage, decode_bytes, load_image
+from .images import DecodedImage, Draft, decode_bytes, load_image
 from .matching import DEFAULT_K, unique_order
 
 #: the lowest rapidfuzz WRatio accepted for a fuzzy name match
@@ -182,8 +182,12 @@ def similar(
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
         if q.kind in {"image", "steam-app"}:
-            img = load_image(query) if q.kind == "image" else _steam_banner(query, cdn_url)
             model = create_model_for(data.manifest, engine=engine, device=device)
+            draft = model.preprocess.draft_size  # decoded as the collection's images were
+            if q.kind == "image":
+                img = load_image(query, draft_size=draft)
+            else:
+                img = _steam_banner(query, cdn_url, draft)
             rows, scores = _nearest(data, model.embed_images([img.image])[0], k)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
@@ -196,12 +200,12 @@ def similar(
         return SimilarResult(q, data.key, _hits(cat, data, rows, scores))
 
 
-def _steam_banner(appid: str, cdn_url: str | None) -> DecodedImage:
+def _steam_banner(appid: str, cdn_url: str | None, draft: Draft = None) -> DecodedImage:
     """The banner of a Steam game that is not in the collection, from the CDN."""
     from .steam.download import fetch_banner
 
     try:
-        return decode_bytes(fetch_banner(appid, cdn_url, timeout=10.0))
+        return decode_bytes(fetch_banner(appid, cdn_url, timeout=10.0), draft_size=draft)
     except BannermatchError as exc:
         raise BannermatchError(f"app {appid} is not in the collection, and {exc}") from None
 
@@ -215,6 +219,7 @@ def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: 
     options = {k: pre[k] for k in ("fit", "resize_size", "crop_size", "interpolation") if k in pre}
     if "keep_ratio" in pre:
         options["keep_ratio"] = pre["keep_ratio"]
+    options["draft"] = pre.get("draft", False)  # written before drafts: every pixel decoded
     model = create_model(
         manifest["model"],
         engine=engine,
@@ -226,7 +231,8 @@ def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: 
     )
     if model.key != manifest["key"]:
         raise BannermatchError(
-            f"cannot rebuild model {manifest['key']}: this bannermatch gives {model.key}"
+            f"cannot rebuild model {manifest['key']}: this bannermatch gives {model.key} "
+            "(written by another version); run `bannermatch index` again to re-embed it"
         )
     return model
 

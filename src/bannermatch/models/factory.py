@@ -169,6 +169,7 @@ def create_model(
     crop_size: int | None = None,
     keep_ratio: bool | None = None,
     interpolation: str | None = None,
+    draft: bool | None = None,
     pretrained: bool | None = None,
 ) -> EmbeddingModel:
     """Load a model with its weights, its preprocessing and an inference engine.
@@ -202,6 +203,7 @@ def create_model(
         crop_size=crop_size,
         keep_ratio=keep_ratio,
         interpolation=interpolation,
+        draft=draft,
     )
     size = preprocess.crop_size
 

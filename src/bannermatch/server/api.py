@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from ..errors import BannermatchError, CollectionError, ImageError
-from ..images import ReadError, decode_bytes, read_source
+from ..images import ReadError, read_source
 from . import schemas
 from .data import ServedCollection
 from .views import hits, item, root_path, row_or_404
@@ -181,7 +181,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
         with upload_slots:
             try:
-                decoded = decode_bytes(data, max_pixels=MAX_UPLOAD_PIXELS)
+                decoded = served.decode(data, MAX_UPLOAD_PIXELS)
             except ImageError as exc:
                 raise HTTPException(422, f"cannot use this image: {exc}") from None
             vector = served.embed(decoded)

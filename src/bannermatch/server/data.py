@@ -14,18 +14,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..ann import AnnIndex
 from ..collection import Collection, ModelData
 from ..errors import BannermatchError, CollectionError
-from ..images import TAR_SEPARATOR, DecodedImage
+from ..images import TAR_SEPARATOR, DecodedImage, decode_bytes
 from ..matching import unique_order
 from ..query import create_model_for, nearest
 from ..textsearch import LabelClass, TextSearcher
 from .names import NameIndex
+
+if TYPE_CHECKING:
+    from ..models import EmbeddingModel
 
 #: how many items the featured list shows when the catalogue has no query set
 FEATURED_SAMPLE = 24
@@ -172,12 +175,24 @@ class ServedCollection:
 
     # images ---------------------------------------------------------------------
 
-    def embed(self, image: DecodedImage) -> np.ndarray:
-        """Embed an uploaded image with the collection's own model (loaded on first use)."""
+    def model(self) -> EmbeddingModel:
+        """The collection's own model, loaded on first use."""
         with self._model_lock:
             if self._model is None:
                 self._model = create_model_for(self.data.manifest)
-            vector = self._model.embed_images([image.image])[0]
+            return self._model
+
+    def decode(self, data: bytes, max_pixels: int) -> DecodedImage:
+        """Decode an uploaded image as the collection's model reads its images."""
+        return decode_bytes(
+            data, max_pixels=max_pixels, draft_size=self.model().preprocess.draft_size
+        )
+
+    def embed(self, image: DecodedImage) -> np.ndarray:
+        """Embed an uploaded image (from :meth:`decode`) with the collection's own model."""
+        model = self.model()
+        with self._model_lock:
+            vector = model.embed_images([image.image])[0]
         return np.asarray(vector, np.float32)
 
     @property
