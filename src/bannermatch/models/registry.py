@@ -134,7 +134,7 @@ PRESETS: dict[str, ModelSpec] = {
             weights_file=_effnet_lite0_weights,
             # calibrated in docs/evaluation.md: resized/recompressed copies score
             # above it, different art of the same game below it
-            dup_threshold=0.80,
+            dup_threshold=0.84,
             # chosen in docs/evaluation.md: the whole 2:3 banner, padded, finds more
             # same-game art than the centre crop and as many copies
             fit="pad",
