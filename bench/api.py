@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
+
+from support import write_random_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "bannermatch-bench-api"
@@ -68,7 +69,7 @@ def synthetic_names(n: int, rng: random.Random) -> list[str]:
 def build(root: Path, n: int, dim: int, k: int, seed: int) -> dict[str, float]:
     """Write a synthetic collection at ``root``; returns the seconds each step took."""
     from bannermatch.catalog import Item
-    from bannermatch.collection import Collection, write_model_data
+    from bannermatch.collection import Collection
     from bannermatch.matching import match
 
     rng = random.Random(seed)
@@ -80,28 +81,7 @@ def build(root: Path, n: int, dim: int, k: int, seed: int) -> dict[str, float]:
     with coll.catalog(create=True) as cat:
         cat.upsert(Item(id=i, name=name, status="ok") for i, name in zip(ids, names, strict=True))
         cat.set_queries(ids[:24], "bench", replace=True)
-    key = "synthetic__random-unit__cls"
-    manifest = {
-        "model": "synthetic",
-        "arch": "random unit vectors",
-        "weights": {"source": "none", "sha256": ""},
-        "preprocess": {},
-        "strategy": "cls",
-        "dim": dim,
-        "key": key,
-        "engine": "none",
-    }
-    gen = np.random.default_rng(seed)
-
-    def write_embeddings(path: Path) -> None:
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
-        for start in range(0, n, 8192):
-            block = gen.standard_normal((min(8192, n - start), dim), dtype=np.float32)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-            out[start : start + len(block)] = block
-        out.flush()
-
-    write_model_data(coll.model_dir(key), manifest, ids, [""] * n, write_embeddings)
+    write_random_unit(coll, ids, dim, seed)
     times["write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     match(root, k=k, progress=True)

@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from support import MEASURED, PEAK, peak_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
@@ -79,29 +81,6 @@ REFERENCE = textwrap.dedent(
     seconds = time.perf_counter() - start
     print(sum(len(f) for f in feats), seconds)
     """
-)
-#: makes a process report its own peak RSS (kB) on stderr as it exits: its memory's
-#: high-water mark, VmHWM (``ru_maxrss`` of a forked child also counts its parent's)
-PEAK = textwrap.dedent(
-    """
-    import atexit, sys
-
-    def _peak():
-        try:
-            with open("/proc/self/status") as fh:
-                return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
-        except (OSError, StopIteration):
-            import resource
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    atexit.register(lambda: print("MAXRSS", _peak(), file=sys.stderr))
-    """
-)
-#: runs a module as ``python -m`` would, reporting its peak RSS
-MEASURED = PEAK + (
-    "import runpy\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
 )
 
 
@@ -150,8 +129,7 @@ def _run(code: str, *args: str) -> tuple[str, float, float, float]:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode:
         sys.exit(f"{' '.join(args[:3])} failed:\n{proc.stderr[-2000:]}")
-    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS")]
-    return proc.stdout, wall, cpu, int(peak[-1]) / 1024
+    return proc.stdout, wall, cpu, peak_mb(proc.stderr)
 
 
 def bench_index(images: Path, out: Path, *extra: str) -> dict[str, float]:

@@ -37,33 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
+from support import MEASURED, PEAK, peak_mb, write_random_unit
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 K = 10
-#: makes a process report its own peak RSS (kB) on stderr as it exits: its memory's
-#: high-water mark, VmHWM (``ru_maxrss`` of a forked child also counts its parent's)
-PEAK = textwrap.dedent(
-    """
-    import atexit, sys
-
-    def _peak():
-        try:
-            with open("/proc/self/status") as fh:
-                return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
-        except (OSError, StopIteration):
-            import resource
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    atexit.register(lambda: print("MAXRSS", _peak(), file=sys.stderr))
-    """
-)
-#: runs a module as ``python -m`` would, reporting its peak RSS
-MEASURED = PEAK + (
-    "import runpy\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
-)
 PLAIN_FAISS = PEAK + textwrap.dedent(
     """
     import time
@@ -84,41 +63,19 @@ def _run(*args: str) -> tuple[str, float]:
     proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False)
     if proc.returncode:
         sys.exit(f"{' '.join(args[:4])} failed:\n{proc.stderr[-2000:]}")
-    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("MAXRSS")]
-    return proc.stdout, int(peak[-1]) / 1024
+    return proc.stdout, peak_mb(proc.stderr)
 
 
 def build(root: Path, n: int, dim: int, seed: int = 0) -> Path:
     """A collection of ``n`` random unit vectors; returns its embeddings.npy."""
     from bannermatch.catalog import Item
-    from bannermatch.collection import EMBEDDINGS, Collection, write_model_data
+    from bannermatch.collection import Collection
 
     ids = [str(i) for i in range(n)]
     coll = Collection(root)
     with coll.catalog(create=True) as cat:
         cat.upsert(Item(id=i, name=f"item {i}", status="ok") for i in ids)
-    key = "synthetic__random-unit__cls"
-    manifest = {
-        "model": "synthetic",
-        "weights": {"source": "none", "sha256": ""},
-        "preprocess": {},
-        "strategy": "cls",
-        "dim": dim,
-        "key": key,
-        "engine": "none",
-    }
-    gen = np.random.default_rng(seed)
-
-    def write_embeddings(path: Path) -> None:
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
-        for start in range(0, n, 8192):
-            block = gen.standard_normal((min(8192, n - start), dim), dtype=np.float32)
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-            out[start : start + len(block)] = block
-        out.flush()
-
-    write_model_data(coll.model_dir(key), manifest, ids, [""] * n, write_embeddings)
-    return coll.model_dir(key) / EMBEDDINGS
+    return write_random_unit(coll, ids, dim, seed)
 
 
 def gemm_rate(dim: int, seconds: float = 5.0, rows: int = 4096) -> float:
