@@ -204,7 +204,7 @@ def create_model(
         keep_ratio=keep_ratio,
         interpolation=interpolation,
         draft=draft,
-    )
+    ).load()
     size = preprocess.crop_size
 
     @functools.cache
