@@ -47,6 +47,22 @@ def skimage_dir() -> Path:
     return Path(skimage.__file__).parent / "data"
 
 
+@pytest.fixture(scope="module")
+def served_root(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> Path:
+    """A small real collection to serve (``server_support.build_collection``), per module."""
+    from server_support import build_collection
+
+    return build_collection(tmp_path_factory, covers_dir)
+
+
+@pytest.fixture(scope="module")
+def served(served_root: Path):  # type: ignore[no-untyped-def]
+    """``served_root`` opened as the server opens it."""
+    from bannermatch.server import ServedCollection
+
+    return ServedCollection.open(served_root)
+
+
 @pytest.fixture(scope="session")
 def model():
     """The embedded default model on the default CPU engine (ONNX Runtime), loaded once."""

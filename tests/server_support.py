@@ -6,7 +6,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,10 +64,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_serving(base: str, alive: Callable[[], bool], seconds: float) -> None:
+    """Wait until ``base/api/info`` answers 200; fail once ``alive()`` is false (the
+    server died) or after ``seconds``."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/api/info", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(f"the server at {base} did not start")
+        time.sleep(0.05)
+
+
 @contextmanager
 def running_server(app: object) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 in a thread; yields the base URL."""
-    import httpx
     import uvicorn
 
     port = free_port()
@@ -77,16 +93,7 @@ def running_server(app: object) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/api/info", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
+    wait_until_serving(base, thread.is_alive, 30)
     try:
         yield base
     finally:

@@ -25,18 +25,8 @@ from fastapi.testclient import TestClient
 
 from bannermatch.server import ServedCollection, create_app
 from bannermatch.server.api import MAX_N, MAX_UPLOAD, MAX_UPLOAD_PIXELS
-from server_support import STEAM, build_collection, free_port, running_server
+from server_support import STEAM, free_port, running_server, wait_until_serving
 from steam_fakes import FakeServer, make_jpeg
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> Path:
-    return build_collection(tmp_path_factory, covers_dir)
-
-
-@pytest.fixture(scope="module")
-def served(root: Path) -> ServedCollection:
-    return ServedCollection.open(root)
 
 
 @pytest.fixture(scope="module")
@@ -475,27 +465,19 @@ def _mix(root: Path) -> list[tuple[str, bool, int, dict[str, Any]]]:
 
 
 @pytest.mark.slow
-def test_a_minute_of_mixed_load_gets_no_error_for_valid_requests(root: Path) -> None:
+def test_a_minute_of_mixed_load_gets_no_error_for_valid_requests(served_root: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "bannermatch.cli", "serve", str(root), "--port", str(port)],
+        [sys.executable, "-m", "bannermatch.cli", "serve", str(served_root), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/api/info", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
-        results = asyncio.run(_load(base, _mix(root), server.pid))
+        wait_until_serving(base, lambda: server.poll() is None, 120)
+        results = asyncio.run(_load(base, _mix(served_root), server.pid))
     finally:
         server.terminate()
         server.wait(timeout=30)

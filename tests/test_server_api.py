@@ -18,17 +18,7 @@ from bannermatch.server import ServedCollection, create_app
 from bannermatch.server.api import MAX_N
 from bannermatch.server.ratelimit import Rate, TokenBuckets
 from bannermatch.server.run import default_rate
-from server_support import NESTED_ID, STEAM, K, build_collection
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> Path:
-    return build_collection(tmp_path_factory, covers_dir)
-
-
-@pytest.fixture(scope="module")
-def served(root: Path) -> ServedCollection:
-    return ServedCollection.open(root)
+from server_support import NESTED_ID, STEAM, K
 
 
 @pytest.fixture(scope="module")
@@ -209,11 +199,11 @@ def test_names_bad_parameters_are_422(client: TestClient, query: str) -> None:
 # image search --------------------------------------------------------------------
 
 
-def test_search_by_image_finds_the_same_cover(client: TestClient, root: Path) -> None:
-    with Collection(root).catalog() as cat:
+def test_search_by_image_finds_the_same_cover(client: TestClient, served_root: Path) -> None:
+    with Collection(served_root).catalog() as cat:
         item = cat.get("abzu-1")
         assert item is not None and item.source is not None
-        path = Collection(root).resolve_source(item.source)
+        path = Collection(served_root).resolve_source(item.source)
     data = Path(path).read_bytes()
     r = client.post("/api/search/image?n=5", files={"file": ("my cover.jpg", data, "image/jpeg")})
     assert r.status_code == 200, r.text
@@ -329,10 +319,10 @@ def test_random_and_featured(client: TestClient, served: ServedCollection) -> No
     assert [i["id"] for i in featured["results"]] == ["620", "570", "abzu-0"]
 
 
-def test_featured_sample_and_degraded_without_neighbours(root: Path, tmp_path: Path) -> None:
+def test_featured_sample_and_degraded_without_neighbours(served_root: Path, tmp_path: Path) -> None:
     """No query set: an even sample; no match.json: exact search, and unique explains."""
     copy = tmp_path / "coll"
-    shutil.copytree(root, copy)
+    shutil.copytree(served_root, copy)
     with Collection(copy).catalog() as cat:
         cat.set_queries([], "none", replace=True)
     for path in copy.glob("models/*/match.json"):
@@ -349,7 +339,7 @@ def test_featured_sample_and_degraded_without_neighbours(root: Path, tmp_path: P
 # image files -----------------------------------------------------------------------
 
 
-def test_image_file_with_caching_headers(client: TestClient, root: Path) -> None:
+def test_image_file_with_caching_headers(client: TestClient, served_root: Path) -> None:
     r = client.get("/api/items/620/image")
     assert r.status_code == 200
     assert r.headers["content-type"] == "image/jpeg"
@@ -380,9 +370,9 @@ def test_image_route_has_no_traversal(client: TestClient, path: str) -> None:
     assert b"root:" not in r.content and b"SQLite" not in r.content
 
 
-def test_missing_image_file_is_404(root: Path, tmp_path: Path) -> None:
+def test_missing_image_file_is_404(served_root: Path, tmp_path: Path) -> None:
     copy = tmp_path / "coll"
-    shutil.copytree(root, copy)
+    shutil.copytree(served_root, copy)
     served = ServedCollection.open(copy)
     row = served.row("620")
     assert row is not None
@@ -532,7 +522,7 @@ def test_served_collection_loads_aligned_rows(served: ServedCollection) -> None:
         assert served.sources[row] and Path(served.sources[row]).is_file()
 
 
-def test_serve_cli_refuses_a_bad_rate(cli, root: Path) -> None:
-    proc = cli("serve", root, "--rate-limit", "lots", check=False)
+def test_serve_cli_refuses_a_bad_rate(cli, served_root: Path) -> None:
+    proc = cli("serve", served_root, "--rate-limit", "lots", check=False)
     assert proc.returncode == 1 and "--rate-limit" in proc.stderr
     assert "--cors" in cli("serve", "--help").stdout

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .copydetect import CopyEvalResult, evaluate_copy_set, make_copies
+from .copydetect import CopyEvalResult, copies_of, evaluate_copy_set
 from .errors import BannermatchError
 from .evaluation import EvalResult, evaluate, read_groups
 from .models import DEFAULT_MODEL
@@ -144,15 +143,7 @@ def compare(
             )
         return Comparison("groups", str(images), results, failed, time.perf_counter() - t0)
 
-    with tempfile.TemporaryDirectory(prefix="bannermatch-copies-") as tmp:
-        copy_set = make_copies(
-            images,
-            keep_copies or tmp,
-            alterations=alterations,
-            seed=seed,
-            distractors=distractors,
-            progress=progress,
-        )
+    with copies_of(images, keep_copies, alterations, seed, distractors, progress) as copy_set:
         for variant in runs:
             attempt(
                 variant,

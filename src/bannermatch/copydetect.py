@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,14 @@ import numpy as np
 from .alterations import alter, parse_alterations
 from .embedder import default_workers
 from .errors import BannermatchError, ImageError
-from .evaluation import BLOCK_ELEMENTS, RECALL_KS, Metrics, embed_items, metrics_from_ranks
+from .evaluation import (
+    BLOCK_ELEMENTS,
+    RECALL_KS,
+    EvalRun,
+    Metrics,
+    embed_items,
+    metrics_from_ranks,
+)
 from .images import load_image
 from .inputs import InputItem, scan_input
 from .models import DEFAULT_MODEL, EmbeddingModel, create_model
@@ -149,48 +157,30 @@ def copy_ranks(
     return ranks
 
 
-@dataclass
-class CopyEvalResult:
-    """What ``bannermatch eval --copies`` reports; ``to_dict`` is its JSON."""
+@dataclass(kw_only=True)
+class CopyEvalResult(EvalRun):
+    """What ``bannermatch eval --copies`` reports; ``to_dict`` is its JSON. ``metrics``
+    are over every copy."""
 
-    images: str
-    model: str
-    model_key: str
-    engine: str
     alterations: list[str]
     seed: int
     n_images: int  # originals in the database
     n_distractors: int  # other images in the database
-    metrics: Metrics  # over every copy
     by_alteration: dict[str, Metrics]
-    bad: list[dict[str, str]] = field(default_factory=list)
-    n_read: int = 0
-    seconds: float = 0.0
-    embed_seconds: float = 0.0
 
     task = "copies"
-
-    @property
-    def images_per_second(self) -> float:
-        return self.n_read / self.embed_seconds if self.embed_seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "images": self.images,
-            "model": self.model,
-            "model_key": self.model_key,
-            "engine": self.engine,
+            **self._model_dict(),
             "seed": self.seed,
             "n_images": self.n_images,
             "n_distractors": self.n_distractors,
             **self.metrics.to_dict(),
             "alterations": {name: m.to_dict() for name, m in self.by_alteration.items()},
-            "n_bad": len(self.bad),
-            "bad": self.bad,
-            "seconds": round(self.seconds, 3),
-            "embed_seconds": round(self.embed_seconds, 3),
-            "images_per_second": round(self.images_per_second, 2),
+            **self._run_dict(),
         }
 
     def summary(self) -> str:
@@ -207,10 +197,8 @@ class CopyEvalResult:
             f"{self.n_images} images must find their original among "
             f"{self.n_images + self.n_distractors} (seed {self.seed})",
             table,
-            f"{self.seconds:.1f}s in all, embedding at {self.images_per_second:.1f} img/s; "
-            f"{len(self.bad)} bad file(s) skipped",
+            *self._run_lines(),
         ]
-        lines += [f"skipped {b['file']}: {b['reason']}" for b in self.bad]
         return "\n".join(lines)
 
 
@@ -275,6 +263,28 @@ def evaluate_copy_set(
     )
 
 
+@contextmanager
+def copies_of(
+    images: str | os.PathLike[str],
+    keep_copies: str | os.PathLike[str] | None = None,
+    alterations: str | Sequence[str] | None = None,
+    seed: int = 0,
+    distractors: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> Iterator[CopySet]:
+    """:func:`make_copies` into ``keep_copies``, or into a temporary folder that lasts as
+    long as the ``with`` block."""
+    with tempfile.TemporaryDirectory(prefix="bannermatch-copies-") as tmp:
+        yield make_copies(
+            images,
+            keep_copies or tmp,
+            alterations=alterations,
+            seed=seed,
+            distractors=distractors,
+            progress=progress,
+        )
+
+
 def evaluate_copies(
     images: str | os.PathLike[str],
     *,
@@ -291,15 +301,7 @@ def evaluate_copies(
     or a temporary folder), then measure how often each copy retrieves its original
     among the originals and the images of the folder ``distractors``."""
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bannermatch-copies-") as tmp:
-        copy_set = make_copies(
-            images,
-            keep_copies or tmp,
-            alterations=alterations,
-            seed=seed,
-            distractors=distractors,
-            progress=progress,
-        )
+    with copies_of(images, keep_copies, alterations, seed, distractors, progress) as copy_set:
         result = evaluate_copy_set(
             copy_set, model=model, batch_size=batch_size, progress=progress, **model_options
         )

@@ -64,49 +64,69 @@ class Metrics:
         }
 
 
-@dataclass
-class EvalResult:
-    """What ``bannermatch eval`` reports; ``to_dict`` is its JSON."""
+@dataclass(kw_only=True)
+class EvalRun:
+    """What every evaluation reports beside its own figures: the images and model, the
+    files it skipped, and its time."""
 
     images: str
-    groups: str
     model: str
     model_key: str
     engine: str
-    n_images: int
-    n_listed: int
-    n_distractors: int
-    n_groups: int
     metrics: Metrics
     bad: list[dict[str, str]] = field(default_factory=list)
     n_read: int = 0  # files read and decoded or refused during embedding
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
-    task = "groups"
-
     @property
     def images_per_second(self) -> float:
         return self.n_read / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+    def _model_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "model_key": self.model_key, "engine": self.engine}
+
+    def _run_dict(self) -> dict[str, Any]:
+        return {
+            "n_bad": len(self.bad),
+            "bad": self.bad,
+            "seconds": round(self.seconds, 3),
+            "embed_seconds": round(self.embed_seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
+    def _run_lines(self) -> list[str]:
+        return [
+            f"{self.seconds:.1f}s in all, embedding at {self.images_per_second:.1f} img/s; "
+            f"{len(self.bad)} bad file(s) skipped",
+            *(f"skipped {b['file']}: {b['reason']}" for b in self.bad),
+        ]
+
+
+@dataclass(kw_only=True)
+class EvalResult(EvalRun):
+    """What ``bannermatch eval`` reports; ``to_dict`` is its JSON."""
+
+    groups: str
+    n_images: int
+    n_listed: int
+    n_distractors: int
+    n_groups: int
+
+    task = "groups"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "images": self.images,
             "groups": self.groups,
-            "model": self.model,
-            "model_key": self.model_key,
-            "engine": self.engine,
+            **self._model_dict(),
             "n_images": self.n_images,
             "n_listed": self.n_listed,
             "n_distractors": self.n_distractors,
             "n_groups": self.n_groups,
             **self.metrics.to_dict(),
-            "n_bad": len(self.bad),
-            "bad": self.bad,
-            "seconds": round(self.seconds, 3),
-            "embed_seconds": round(self.embed_seconds, 3),
-            "images_per_second": round(self.images_per_second, 2),
+            **self._run_dict(),
         }
 
     def summary(self) -> str:
@@ -119,10 +139,8 @@ class EvalResult:
             f"{recalls}  mAP {m.map:.4f}",
             f"rank of the first same-group image: mean {m.mean_first_rank:.2f}, "
             f"median {m.median_first_rank:g}",
-            f"{self.seconds:.1f}s in all, embedding at {self.images_per_second:.1f} img/s; "
-            f"{len(self.bad)} bad file(s) skipped",
+            *self._run_lines(),
         ]
-        lines += [f"skipped {b['file']}: {b['reason']}" for b in self.bad]
         return "\n".join(lines)
 
 
