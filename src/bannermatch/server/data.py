@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class ServedCollection:
     ann: AnnIndex | None = None
     load_seconds: float = 0.0
     _unique: np.ndarray | None = field(default=None, repr=False)
-    _model: Any = field(default=None, repr=False)
+    _model: EmbeddingModel | None = field(default=None, repr=False)
     _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _text: TextSearcher | None = field(default=None, repr=False)
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
