@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,37 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def signal_after_chunks(
+    *args: str, chunks: Path, n: int, sig: int, seconds: float = 120
+) -> tuple[int, str]:
+    """Run ``bannermatch ARGS`` in a subprocess and send it ``sig`` once the folder
+    ``chunks`` holds ``n`` chunk files: its exit status and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bannermatch.cli", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + seconds
+        while len(list(chunks.glob("*.npz"))) < n:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no chunk written in time"
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+def chunked_rows(chunks: Path) -> int:
+    """How many embedded rows the chunk files in ``chunks`` hold."""
+    return sum(len(np.load(p)["embeddings"]) for p in chunks.glob("*.npz"))
 
 
 @pytest.fixture

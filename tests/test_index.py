@@ -8,10 +8,7 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import pytest
 from bannermatch.collection import Collection
 from bannermatch.errors import CollectionError
 from bannermatch.indexer import index
+from conftest import chunked_rows, signal_after_chunks
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
 CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"
@@ -441,25 +439,10 @@ def test_resume_after_sigkill(tmp_path: Path, covers_dir: Path, model) -> None:
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     chunks = killed / "models" / KEY / "chunks"
     args = ["index", str(imgs), "--out", str(killed), "--batch-size", "4", "--workers", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bannermatch.cli", *args, "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(chunks.glob("*.npz"))) < 3:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "no chunk written in time"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    returncode, _ = signal_after_chunks(*args, "-q", chunks=chunks, n=3, sig=signal.SIGKILL)
+    assert returncode == -signal.SIGKILL
     assert not (killed / "models" / KEY / "manifest.json").exists()  # killed mid-way
-    n_chunked = sum(len(np.load(p)["embeddings"]) for p in chunks.glob("*.npz"))
+    n_chunked = chunked_rows(chunks)
     assert 12 <= n_chunked < 150
 
     resumed = run_index(imgs, killed, model, batch_size=16)

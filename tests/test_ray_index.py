@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 
 from bannermatch.indexer import index
+from conftest import chunked_rows, signal_after_chunks
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
 CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"
@@ -142,29 +142,14 @@ def test_ray_cli_on_shards_resumes_after_ctrl_c(tmp_path: Path, covers_dir: Path
     chunks = out / "models" / KEY / "chunks"
     args = ["index", shards, "--out", out, "--engine", "ray", "--address", "local"]
     args += ["--batch-size", "4", "-q"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bannermatch.cli", *map(str, args)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while len(list(chunks.glob("*.npz"))) < 2:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "no chunk written in time"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the CLI leaves its cluster and exits
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode == 0:
+    returncode, err = signal_after_chunks(
+        *args, chunks=chunks, n=2, sig=signal.SIGINT, seconds=300
+    )  # Ctrl-C: the CLI leaves its cluster and exits
+    if returncode == 0:
         pytest.skip("the run finished before it could be interrupted")
-    assert proc.returncode == 130, err
+    assert returncode == 130, err
     assert "interrupted" in err
-    n_chunked = sum(len(np.load(p)["embeddings"]) for p in chunks.glob("*.npz"))
+    n_chunked = chunked_rows(chunks)
     assert 8 <= n_chunked < 60
 
     from conftest import run_cli
