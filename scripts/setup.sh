@@ -9,14 +9,36 @@ extras=${1:-demo}
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+    .venv/bin/python -m pip install -qq torch==2.14.1 torchvision==0.29.1
 fi
-.venv/bin/python -m pip install --quiet -e ".[${extras}]"
+.venv/bin/python -m pip install -qq -e ".[${extras}]"
 # The browser tests drive Debian's Chromium with Playwright (never `playwright install`).
-if [[ ",${extras}," == *",test,"* ]]; then
-    if [ "$(id -u)" = 0 ]; then
-        command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
-    elif ! command -v chromium >/dev/null; then
-        echo "note: chromium is not installed and this is not root: the browser tests will skip" >&2
+# Set-up installs that one package (no recommends) and only when doing so upgrades nothing
+# already on the system; one line here, the details in .venv/chromium-install.log.
+install_chromium() {
+    local log=.venv/chromium-install.log plan
+    command -v chromium >/dev/null && return 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "note: no chromium here and no root apt-get to install it: the browser tests will" \
+            "skip (install Debian's chromium, or set BANNERMATCH_CHROMIUM=/path/to/chrome)" >&2
+        return 0
     fi
+    echo "installing Debian's chromium for the browser tests (details in $log)"
+    if ! plan=$( { apt-get update -qq && apt-get install -s --no-install-recommends chromium; } \
+        2>>"$log"); then
+        echo "note: apt-get cannot install chromium (see $log): the browser tests will skip" >&2
+        return 0
+    fi
+    echo "$plan" >>"$log"
+    # "Inst NAME [old version] (new version)": the package is installed already and would be upgraded
+    if grep -q '^Inst [^ ]* \[' <<<"$plan"; then
+        echo "note: installing chromium would upgrade system packages (see $log), so it is" \
+            "left out and the browser tests will skip" >&2
+        return 0
+    fi
+    apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 ||
+        echo "note: installing chromium failed (see $log): the browser tests will skip" >&2
+}
+if [[ ",${extras}," == *",test,"* ]]; then
+    install_chromium
 fi
