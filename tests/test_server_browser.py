@@ -26,7 +26,10 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> Iter
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.skip(f"needs Chromium at {CHROMIUM}: run scripts/setup.sh test as root (installs Debian's chromium) or set BANNERMATCH_CHROMIUM")
+        pytest.skip(
+            f"needs Chromium at {CHROMIUM}: run scripts/setup.sh test as root "
+            "(installs Debian's chromium) or set BANNERMATCH_CHROMIUM"
+        )
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="needs playwright (pip install -e '.[test]')"
     )
