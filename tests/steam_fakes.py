@@ -1,11 +1,16 @@
-"""Local stand-ins for SteamSpy, the Steam Web API and the Steam CDN, with fault injection.
+"""Local stand-ins for SteamSpy, the Steam Web API, the store API and the CDN, with faults.
 
 Each is a real HTTP/1.1 server (``ThreadingHTTPServer``) on 127.0.0.1 that
-speaks the service's protocol and logs every request it sees.
+speaks the service's protocol and logs every request it sees. :class:`SteamToday`
+models Steam as it is today: the store API names each app's art, new and
+replaced art sits at hashed paths, legacy paths 404 or serve the old art, and
+``ISteamApps/GetAppList/v2`` is gone. :class:`Cdn` and :class:`FlakyCdn` serve
+art at the legacy paths (and name them through the store API too).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -124,6 +129,63 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# the store API ---------------------------------------------------------------------
+
+GET_ITEMS = "/IStoreBrowseService/GetItems/v1"
+ASSETS_PREFIX = "/store_item_assets"
+
+
+def get_items_request(seen: Seen) -> tuple[list[str], str]:
+    """The app ids and language of a GetItems call."""
+    request = json.loads(seen.query.get("input_json", "{}"))
+    ids = [str(entry["appid"]) for entry in request.get("ids", [])]
+    return ids, request.get("context", {}).get("language", "english")
+
+
+def store_item(appid: str, name: str, assets: dict[str, str] | None) -> dict[str, Any]:
+    """One ``store_items`` entry: ``assets`` None for an app the store does not know."""
+    if assets is None:
+        return {"appid": int(appid), "success": 42}
+    return {
+        "item_type": 0,
+        "id": int(appid),
+        "success": 1,
+        "visible": True,
+        "name": name,
+        "appid": int(appid),
+        "assets": assets,
+    }
+
+
+def legacy_assets(appid: str, stamp: int = 1600000000) -> dict[str, str]:
+    """Assets at the legacy paths, as the API names them for art older than 2024."""
+    return {
+        "asset_url_format": f"steam/apps/{appid}/${{FILENAME}}?t={stamp}",
+        "main_capsule": "capsule_616x353.jpg",
+        "header": "header.jpg",
+        "library_capsule": "library_600x900.jpg",
+        "library_capsule_2x": "library_600x900_2x.jpg",
+        "library_hero": "library_hero.jpg",
+    }
+
+
+def answer_legacy_items(h: _Handler, seen: Seen) -> None:
+    """GetItems for a legacy-path CDN: every app is known, its art at the legacy paths."""
+    ids, _ = get_items_request(seen)
+    items = [store_item(a, f"Game {a}", legacy_assets(a)) for a in ids]
+    h.send_json({"response": {"store_items": items}})
+
+
+def cdn_requests(server: FakeServer) -> list[Seen]:
+    """The requests a server saw for files (store API calls left out)."""
+    return [s for s in server.seen if s.path.rstrip("/") != GET_ITEMS]
+
+
+def cdn_path(path: str) -> str:
+    """A CDN path with the store-assets prefix taken off (legacy fakes serve both)."""
+    return path.removeprefix(ASSETS_PREFIX)
 
 
 # SteamSpy ----------------------------------------------------------------------
@@ -251,7 +313,10 @@ class Cdn:
     def __call__(self, h: _Handler, seen: Seen) -> None:
         if self.latency:
             time.sleep(self.latency)
-        parts = seen.path.strip("/").split("/")
+        if seen.path.rstrip("/") == GET_ITEMS:
+            answer_legacy_items(h, seen)
+            return
+        parts = cdn_path(seen.path).strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["steam", "apps"]:
             h.send(404, b"<html>Not Found</html>", "text/html")
             return
@@ -285,7 +350,8 @@ class Cdn:
             h.send(200, body, "image/jpeg" if name.endswith(".jpg") else "image/png")
 
     def requests_for(self, server: FakeServer, appid: str) -> list[Seen]:
-        return [s for s in server.seen if s.path.split("/")[3:4] == [appid]]
+        """The CDN requests for ``appid``'s files."""
+        return [s for s in server.seen if cdn_path(s.path).split("/")[3:4] == [appid]]
 
 
 # a CDN that fails a share of all requests, in every way a CDN fails ----------------------
@@ -347,7 +413,10 @@ class FlakyCdn:
             return self._kinds[int(self._rng.integers(len(self._kinds)))]
 
     def __call__(self, h: _Handler, seen: Seen) -> None:
-        parts = seen.path.strip("/").split("/")
+        if seen.path.rstrip("/") == GET_ITEMS:
+            answer_legacy_items(h, seen)
+            return
+        parts = cdn_path(seen.path).strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["steam", "apps"] or parts[2] not in self.images:
             h.send(404, b"<html>Not Found</html>", "text/html")
             return
@@ -414,3 +483,173 @@ class FlakyCdn:
             h.wfile.flush()
             if pause:
                 time.sleep(pause)
+
+
+# Steam as it is today ------------------------------------------------------------------
+
+#: kinds of app in :class:`SteamToday`
+#: ``hashed``: art uploaded since 2024, at a hashed path; the legacy path answers 404
+#: ``replaced``: art replaced since 2024, at a hashed path; the legacy path serves the OLD art
+#: ``legacy``: art older than 2024, at the plain path (the API names that path)
+#: ``nobanner``: a known app with a header but no library capsule
+#: ``unknown``: the store does not know the app (``success`` 42)
+KINDS = ("hashed", "replaced", "legacy", "nobanner", "unknown")
+
+
+@dataclass
+class StoreApp:
+    appid: str
+    name: str
+    kind: str
+    art: bytes = b""  # the current art
+    old_art: bytes = b""  # what a legacy path serves for replaced art
+    version: int = 1  # bumped by every art update
+    localized: dict[str, bytes] = field(default_factory=dict)  # language -> art
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha1(f"{self.appid}:{self.version}".encode()).hexdigest()
+
+    @property
+    def stamp(self) -> int:
+        return 1_700_000_000 + 1000 * self.version + int(self.appid) % 1000
+
+
+@dataclass
+class SteamToday:
+    """The store API, the CDN (store assets and legacy paths) and the app lists of today.
+
+    ``api_faults`` are answers the next GetItems calls get instead of the reply:
+    ``"429"`` (with ``Retry-After: retry_after``), ``"500"``, ``"502"``, ``"html"``.
+    """
+
+    apps: dict[str, StoreApp]
+    api_faults: list[str] = field(default_factory=list)
+    retry_after: float = 0.3
+    latency: float = 0.0
+    key: str = "test-key-123"
+    html_cdn: bool = False  # every CDN answer an HTML page (a captive proxy)
+    api_calls: int = 0
+    cdn_hits: dict[str, int] = field(default_factory=dict)  # appid -> CDN requests
+    served: dict[str, bytes] = field(default_factory=dict)  # hashed file path -> bytes
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for app in self.apps.values():
+            self._publish(app)
+
+    @classmethod
+    def mixed(cls, per_kind: int, first: int = 10) -> SteamToday:
+        """``per_kind`` apps of each kind, with distinct art; ids from ``first`` upwards."""
+        apps: dict[str, StoreApp] = {}
+        for n in range(per_kind * len(KINDS)):
+            appid, kind = str(first + n), KINDS[n % len(KINDS)]
+            art = make_jpeg(first + n) if kind in ("hashed", "replaced", "legacy") else b""
+            old = make_jpeg(100_000 + first + n) if kind == "replaced" else b""
+            apps[appid] = StoreApp(appid, f"{kind.title()} Game {appid}", kind, art, old)
+        return cls(apps)
+
+    def _publish(self, app: StoreApp) -> None:
+        if app.kind in ("hashed", "replaced"):
+            base = f"/steam/apps/{app.appid}/{app.hash}/"
+            self.served[base + "library_600x900_2x.jpg"] = app.art
+            self.served[base + "library_600x900.jpg"] = app.art
+            for language, art in app.localized.items():
+                self.served[base + f"library_600x900_2x_{language}.jpg"] = art
+
+    def update_art(self, appid: str, art: bytes) -> None:
+        """New art for ``appid``: a new hashed path and stamp; old URLs keep the old art."""
+        with self.lock:
+            app = self.apps[appid]
+            if app.kind == "legacy":
+                app.kind, app.old_art = "replaced", app.art
+            app.art, app.version = art, app.version + 1
+            self._publish(app)
+
+    def assets(self, app: StoreApp, language: str) -> dict[str, str] | None:
+        if app.kind == "unknown":
+            return None
+        if app.kind == "legacy":
+            return legacy_assets(app.appid, app.stamp)
+        assets = {
+            "asset_url_format": f"steam/apps/{app.appid}/${{FILENAME}}?t={app.stamp}",
+            "header": f"{app.hash}/header.jpg",
+        }
+        if app.kind == "nobanner":
+            return assets
+        suffix = f"_{language}" if language in app.localized else ""
+        return assets | {
+            "library_capsule": f"{app.hash}/library_600x900.jpg",
+            "library_capsule_2x": f"{app.hash}/library_600x900_2x{suffix}.jpg",
+        }
+
+    def __call__(self, h: _Handler, seen: Seen) -> None:
+        if self.latency:
+            time.sleep(self.latency)
+        path = seen.path.rstrip("/")
+        if path == GET_ITEMS:
+            self._items(h, seen)
+        elif path == "/ISteamApps/GetAppList/v2":
+            h.send(404, b"<html><head><title>Not Found</title></head><body><h1>Not Found</h1>"
+                   b"Method not found</body></html>", "text/html")  # fmt: skip
+        elif path == "/IStoreService/GetAppList/v1":
+            apps = [{"appid": int(a.appid), "name": a.name} for a in self.apps.values()]
+            WebApi(apps, key=self.key)(h, seen)
+        elif self.html_cdn:
+            h.send(200, b"<!DOCTYPE html><html><body>Sign in to the network</body></html>",
+                   "text/html")  # fmt: skip
+        elif path.startswith(ASSETS_PREFIX + "/"):
+            self._asset(h, path.removeprefix(ASSETS_PREFIX))
+        else:
+            self._legacy(h, path)
+
+    def _items(self, h: _Handler, seen: Seen) -> None:
+        with self.lock:
+            self.api_calls += 1
+            fault = self.api_faults.pop(0) if self.api_faults else ""
+        if fault == "429":
+            h.send(429, b"Too Many Requests", "text/plain", {"Retry-After": f"{self.retry_after}"})
+        elif fault in ("500", "502", "503"):
+            h.send(int(fault), b"<html><body>Server Error</body></html>", "text/html")
+        elif fault == "html":
+            h.send(200, b"<!DOCTYPE html><html><body>Access denied</body></html>", "text/html")
+        else:
+            ids, language = get_items_request(seen)
+            with self.lock:
+                items = [
+                    store_item(a, app.name, self.assets(app, language))
+                    if (app := self.apps.get(a)) is not None
+                    else store_item(a, "", None)
+                    for a in ids
+                ]
+            h.send_json({"response": {"store_items": items}})
+
+    def _count(self, appid: str) -> None:
+        with self.lock:
+            self.cdn_hits[appid] = self.cdn_hits.get(appid, 0) + 1
+
+    def _asset(self, h: _Handler, path: str) -> None:
+        parts = path.strip("/").split("/")
+        appid = parts[2] if len(parts) > 2 else ""
+        self._count(appid)
+        app = self.apps.get(appid)
+        body = self.served.get(path)
+        if body is None and app is not None and app.kind == "legacy" and len(parts) == 4:
+            body = app.art if parts[3].startswith("library_600x900") else None
+        if body is None:
+            h.send(404, b"<html><body>404 Not Found</body></html>", "text/html")
+        else:
+            h.send(200, body, "image/jpeg")
+
+    def _legacy(self, h: _Handler, path: str) -> None:
+        parts = path.strip("/").split("/")
+        appid = parts[2] if len(parts) == 4 and parts[:2] == ["steam", "apps"] else ""
+        self._count(appid)
+        app = self.apps.get(appid)
+        body = None
+        if app is not None and parts[3].startswith("library_600x900"):
+            body = {"legacy": app.art, "replaced": app.old_art}.get(app.kind)
+        if body:
+            h.send(200, body, "image/jpeg")
+        else:
+            h.send(404, b"<html><body>404 Not Found</body></html>", "text/html")

@@ -422,7 +422,7 @@ def test_steam_download_killed_at_random_points_resumes_to_the_same_collection(
             cat.upsert(Item(i, f"Game {i}") for i in ids)
     opts = ["--concurrency", "4", "--retries", "1", "--backoff", "0.01", "--rate", "0"]
     with FakeServer(cdn) as server:
-        env = _env(BANNERMATCH_STEAM_CDN=server.url)
+        env = _env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
         work = run_and_kill(
             ["steam", "download", str(clean), *opts], marker=b"downloading", env=env
         )

@@ -56,7 +56,11 @@ def test_steam_demo_on_local_steamspy_and_cdn(tmp_path, cli, covers_dir):
     assert "620" in apps  # Portal 2, a curated game, is in the showcase
     spy = SteamSpy(apps, top=list(apps)[:10])
     with FakeServer(spy) as spy_server, FakeServer(Cdn(banners)) as cdn:
-        env = _env(BANNERMATCH_STEAMSPY_URL=spy_server.url, BANNERMATCH_STEAM_CDN=cdn.url)
+        env = _env(
+            BANNERMATCH_STEAMSPY_URL=spy_server.url,
+            BANNERMATCH_STEAM_CDN=cdn.url,
+            BANNERMATCH_STEAM_API_URL=cdn.url,
+        )
         proc = cli("demo", "--out", tmp_path, "--no-serve", "--json", "-q", env=env)
     out = json.loads(proc.stdout)
     assert out["source"] == "steam" and out["note"] is None

@@ -51,7 +51,7 @@ def test_2000_banners_through_a_cdn_that_fails_10_percent_of_requests(cli, tmp_p
         "--timeout", TIMEOUT, "--max-retry-after", MAX_RETRY_AFTER,
     ]  # fmt: skip
     with FakeServer(cdn) as server:
-        env = _env(BANNERMATCH_STEAM_CDN=server.url)
+        env = _env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
         started = time.monotonic()
         out = json.loads(cli(*args, env=env).stdout)
         seconds = time.monotonic() - started

@@ -26,6 +26,11 @@ def coll(tmp_path_factory, covers_dir: Path, model) -> Path:
     return out
 
 
+def _steam(url: str) -> tuple[str, ...]:
+    """Options pointing the CDN and the store API at one stand-in."""
+    return ("--cdn-url", url, "--steam-api-url", url)
+
+
 def _banner_of(path: Path) -> bytes:
     """A re-encoded, resized copy of an indexed cover, as the CDN would serve it."""
     buf = io.BytesIO()
@@ -36,9 +41,7 @@ def _banner_of(path: Path) -> bytes:
 def test_app_outside_the_collection_is_fetched_and_matched(coll, covers_dir, cli):
     cover = sorted((covers_dir / "images").glob("*.jpg"))[7]
     with FakeServer(Cdn({"4242": _banner_of(cover)})) as cdn:
-        out = json.loads(
-            cli("similar", coll, "4242", "-k", "3", "--cdn-url", cdn.url, "--json").stdout
-        )
+        out = json.loads(cli("similar", coll, "4242", "-k", "3", *_steam(cdn.url), "--json").stdout)
     assert out["query"]["kind"] == "steam-app"
     assert out["results"][0]["id"] == cover.stem
     assert out["results"][0]["score"] > 0.9
@@ -46,10 +49,10 @@ def test_app_outside_the_collection_is_fetched_and_matched(coll, covers_dir, cli
 
 def test_missing_banner_and_unreachable_cdn_are_one_line_errors(coll, cli):
     with FakeServer(Cdn({})) as cdn:
-        proc = cli("similar", coll, "4243", "--cdn-url", cdn.url, check=False)
+        proc = cli("similar", coll, "4243", *_steam(cdn.url), check=False)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1
     assert "app 4243 is not in the collection" in proc.stderr and "no library banner" in proc.stderr
-    proc = cli("similar", coll, "4244", "--cdn-url", closed_port_url(), check=False)
+    proc = cli("similar", coll, "4244", *_steam(closed_port_url()), check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "cannot reach the Steam CDN" in proc.stderr

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import CollectionError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: steam_art
 STATUSES = ("ok", "missing", "bad", "pending")
 
 _SCHEMA = """
@@ -37,6 +37,12 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE TABLE IF NOT EXISTS queries (
     id     TEXT PRIMARY KEY,
     reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS steam_art (
+    id      TEXT PRIMARY KEY,
+    url     TEXT,
+    stamp   TEXT,
+    checked REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS items_source ON items (source);
 CREATE INDEX IF NOT EXISTS items_status ON items (status);
@@ -71,6 +77,15 @@ class Item:
 
 
 _COLUMNS = [f.name for f in fields(Item)]
+
+
+@dataclass(frozen=True)
+class ArtState:
+    """The store API's answer for one app's art: the URL, its ``t`` stamp, and when asked."""
+
+    url: str | None
+    stamp: str | None
+    checked: float
 
 
 class Catalog:
@@ -113,6 +128,10 @@ class Catalog:
                 raise CollectionError(
                     f"{self.path} has schema {row[0]}, newer than this bannermatch "
                     f"understands ({SCHEMA_VERSION}): upgrade bannermatch"
+                )
+            else:  # an older schema: the statements above added what it lacked
+                self.db.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
                 )
 
     def close(self) -> None:
@@ -220,6 +239,21 @@ class Catalog:
     def queries(self) -> list[str]:
         """The query set in the order it was stored; empty when none was set."""
         return [r[0] for r in self.db.execute("SELECT id FROM queries ORDER BY rowid")]
+
+    def art(self) -> dict[str, ArtState]:
+        """What the store API last said of each Steam app's art, by item id."""
+        return {
+            r[0]: ArtState(r[1], r[2], r[3])
+            for r in self.db.execute("SELECT id, url, stamp, checked FROM steam_art")
+        }
+
+    def set_art(self, states: dict[str, ArtState]) -> None:
+        """Record the store API's answer (``url`` None: no such art) for these items."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO steam_art (id, url, stamp, checked) VALUES (?, ?, ?, ?)",
+                [(i, a.url, a.stamp, a.checked) for i, a in states.items()],
+            )
 
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status")

@@ -99,6 +99,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         engine=args.engine,
         device=args.device,
         cdn_url=args.cdn_url,
+        steam_api_url=args.steam_api_url,
     )
     return emit(args, result)
 
@@ -434,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Steam CDN for app ids outside the collection "
         "(default: $BANNERMATCH_STEAM_CDN or Steam's)",
+    )
+    p.add_argument(
+        "--steam-api-url",
+        default=None,
+        help="Steam store API, asked where an app's current banner is "
+        "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
     p.set_defaults(handler=cmd_similar)
 

@@ -172,9 +172,10 @@ def similar(
     engine: str = "auto",
     device: str = "cpu",
     cdn_url: str | None = None,
+    steam_api_url: str | None = None,
 ) -> SimilarResult:
     """The ``k`` items most similar to ``query``: an item id, a name, an image file, or the
-    app id of a Steam game outside the collection, whose banner is fetched from the CDN."""
+    app id of a Steam game outside the collection, whose current banner the store API names."""
     if k < 1:
         raise BannermatchError("k must be at least 1")
     coll = Collection(collection)
@@ -187,7 +188,7 @@ def similar(
             if q.kind == "image":
                 img = load_image(query, draft_size=draft)
             else:
-                img = _steam_banner(query, cdn_url, draft)
+                img = _steam_banner(query, cdn_url, steam_api_url, draft)
             rows, scores = _nearest(data, model.embed_images([img.image])[0], k)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
@@ -200,12 +201,15 @@ def similar(
         return SimilarResult(q, data.key, _hits(cat, data, rows, scores))
 
 
-def _steam_banner(appid: str, cdn_url: str | None, draft: Draft = None) -> DecodedImage:
-    """The banner of a Steam game that is not in the collection, from the CDN."""
+def _steam_banner(
+    appid: str, cdn_url: str | None, api_url: str | None, draft: Draft = None
+) -> DecodedImage:
+    """The current banner of a Steam game that is not in the collection."""
     from .steam.download import fetch_banner
 
     try:
-        return decode_bytes(fetch_banner(appid, cdn_url, timeout=10.0), draft_size=draft)
+        data = fetch_banner(appid, cdn_url, timeout=10.0, api_url=api_url)
+        return decode_bytes(data, draft_size=draft)
     except BannermatchError as exc:
         raise BannermatchError(f"app {appid} is not in the collection, and {exc}") from None
 

@@ -283,7 +283,7 @@ def fetch_webapi(
 
 def fetch_catalog(
     collection: str | os.PathLike[str],
-    source: str = "steamspy",
+    source: str = "auto",
     *,
     names: str | None = None,
     top: bool = True,
@@ -301,9 +301,12 @@ def fetch_catalog(
 ) -> CatalogResult:
     """Fill ``collection``'s catalogue with Steam apps from ``source`` and set its query set.
 
-    ``source``: ``steamspy``, ``webapi`` or the path of a snapshot file.
+    ``source``: ``auto`` (``webapi`` when ``STEAM_API_KEY`` is set, else ``steamspy``),
+    ``steamspy``, ``webapi`` or the path of a snapshot file.
     """
     started = time.perf_counter()
+    if source == "auto":
+        source = "webapi" if os.environ.get(API_KEY_ENV, "").strip() else "steamspy"
     coll = Collection(collection)
     policy = RetryPolicy(retries=retries, backoff=backoff)
     network = source in ("steamspy", "webapi")

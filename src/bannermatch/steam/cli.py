@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..cli_output import emit, positive_int
-from .endpoints import ASSETS, STEAM_API, STEAM_CDN, STEAMSPY
+from .endpoints import API_KEY_ENV, ASSETS, LANGUAGES, STEAM_API, STEAM_CDN, STEAMSPY
 
 
 def _non_negative_int(text: str) -> int:
@@ -31,6 +31,22 @@ def _size(text: str) -> tuple[int, int]:
         return parse_size(text)
     except BannermatchError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(text: str) -> float:
+    """``"7d"``, ``"12h"``, ``"30m"``, ``"90s"``, ``"2w"`` or plain seconds -> seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], 0) if value else 0
+    try:
+        seconds = float(value[:-1] if unit else value) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"wants a duration such as 7d, 12h or 30m, not {text!r}")
+    return seconds
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
@@ -62,7 +78,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     result = download(
         args.collection,
         asset=args.asset,
+        language=args.language,
         cdn_url=args.cdn_url,
+        api_url=args.steam_api_url,
         templates=args.url_template,
         concurrency=args.concurrency,
         rate=args.rate,
@@ -75,6 +93,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         only=args.only,
         retry_missing=args.retry_missing,
         force=args.force,
+        refresh_after=args.refresh_after,
         limit=args.limit,
         progress=not args.quiet,
     )
@@ -93,10 +112,11 @@ def _add_catalog(steam: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("collection", help="collection folder (created if needed)")
     p.add_argument(
         "--source",
-        default="steamspy",
-        metavar="steamspy|webapi|FILE",
-        help="SteamSpy `request=all` pages (default), the Steam Web API (needs STEAM_API_KEY), "
-        "or a snapshot file: SteamSpy JSON, a GetAppList reply, or a JSON list of app ids",
+        default="auto",
+        metavar="auto|steamspy|webapi|FILE",
+        help=f"auto (default): the Steam Web API's IStoreService/GetAppList when {API_KEY_ENV} "
+        "is set, else SteamSpy `request=all` pages; or a snapshot file: SteamSpy JSON, a "
+        "GetAppList reply, or a JSON list of app ids",
     )
     p.add_argument(
         "--names", metavar="FILE", help="JSON list of names aligned with a --source list of ids"
@@ -161,19 +181,44 @@ def _add_download(steam: Any, common: argparse.ArgumentParser) -> None:
         "--asset",
         choices=list(ASSETS),
         default="library",
-        help="which image: library (vertical 600x900 banner, default), header, capsule, hero, logo",
+        help="which art, as the store API names it: library (the vertical banner, "
+        "library_capsule_2x else library_capsule; default), hero, header, capsule, logo",
+    )
+    p.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        default="english",
+        metavar="LANGUAGE",
+        help="localised art where Steam has it, else the English art (Steam's language names: "
+        "french, german, japanese, schinese, ...; default: english)",
     )
     p.add_argument(
         "--cdn-url",
         default=None,
-        help=f"CDN base URL (default: ${STEAM_CDN.env} or {STEAM_CDN.default})",
+        help="CDN base URL, under which /store_item_assets/... and the legacy /steam/apps/... "
+        f"are found (default: ${STEAM_CDN.env} or {STEAM_CDN.default})",
+    )
+    p.add_argument(
+        "--steam-api-url",
+        default=None,
+        help="store API base URL, asked where each app's art is "
+        f"(default: ${STEAM_API.env} or {STEAM_API.default})",
+    )
+    p.add_argument(
+        "--refresh-after",
+        type=_duration,
+        default=7 * 86400.0,
+        metavar="DURATION",
+        help="ask the store API again about games already downloaded after this long, and "
+        "download those whose art changed: 7d, 12h, 30m, 0 for every run (default: 7d)",
     )
     p.add_argument(
         "--url-template",
         action="append",
         default=None,
         metavar="TEMPLATE",
-        help="URL to try, with {cdn} and {appid}; repeat for fallbacks (default: the asset's)",
+        help="legacy URL to try instead of asking the store API, with {cdn} and {appid}; "
+        "repeat for fallbacks",
     )
     p.add_argument(
         "--concurrency", type=positive_int, default=16, help="requests in flight (default: 16)"

@@ -1,13 +1,24 @@
-"""``bannermatch steam download``: every catalogued game's banner, concurrent and resumable.
+"""``bannermatch steam download``: every catalogued game's banner, current, concurrent, resumable.
 
-Each game's URLs are tried in order (``library_600x900_2x.jpg``, then
-``library_600x900.jpg``). Server errors, timeouts, broken connections and
-bodies that are not a whole image are retried with exponential backoff and
-jitter; a 429 holds every request to its host for the ``Retry-After`` it asks
-for. A game whose every URL answers 404 is ``missing``; one that still fails
-after the retries is ``bad``, with the reason. Files are written atomically and
-catalogue rows are committed in small batches, so a killed run loses at most
-the images in flight, and a rerun picks up the games that are not finished.
+Where the art is: the store API (:mod:`.store`) names each app's current file
+(often a hashed path that cannot be guessed) and its ``t`` stamp, asked for in
+batches before the downloads start. ``library_capsule_2x`` is tried, then
+``library_capsule`` (or the fields of another ``--asset``). When the API cannot
+be reached, the legacy URLs are tried instead and every row says so.
+
+Freshness: the catalogue keeps, per app, the URL and stamp the API gave and
+when it was asked. A rerun asks again for the ``ok`` apps last asked more than
+``refresh_after`` seconds ago and downloads exactly those whose art changed,
+replacing the file atomically (its new checksum makes ``index`` embed it again).
+
+Server errors, timeouts, broken connections and bodies that are not a whole
+image are retried with exponential backoff and jitter; a 429 holds every request
+to its host for the ``Retry-After`` it asks for. A game whose every URL answers
+404 is ``missing``; one that still fails after the retries is ``bad``, with the
+reason. When the first requests to the CDN all fail the same way (all 404, all
+not images), the run stops with one line instead of marking every game missing.
+Files are written atomically and catalogue rows are committed in small batches,
+so a killed run loses at most the images in flight.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import ssl
 import time
@@ -27,16 +39,29 @@ from typing import Any
 import httpx
 
 from .. import atomic
-from ..catalog import Catalog, Item
+from ..catalog import ArtState, Catalog, Item
 from ..collection import Collection
 from ..errors import BannermatchError, ImageError
 from ..progress import progress_bar
 from .client import USER_AGENT, ServiceClient, describe_error, timeouts, unreachable
-from .endpoints import ASSETS, STEAM_CDN, host_of, is_app_id, redact
+from .endpoints import (
+    ASSET_FIELDS,
+    LANGUAGES,
+    LEGACY_TEMPLATES,
+    STEAM_CDN,
+    art_stamp,
+    host_of,
+    is_app_id,
+    legacy_urls,
+    redact,
+)
 from .lock import exclusive
 from .payload import check_image, file_intact, store
 from .ratelimit import HostLimiter
 from .retry import RETRY_STATUSES, RetryPolicy
+from .store import StoreApi, StoreApiError, StoreArt
+
+log = logging.getLogger(__name__)
 
 META_ASSET = "steam.asset"
 #: a body larger than this is not a banner
@@ -46,6 +71,12 @@ FLUSH_SECONDS = 0.25
 FLUSH_ROWS = 64
 #: statuses that mean "this URL has no such file": try the next one, no retries
 NOT_FOUND_STATUSES = frozenset({400, 401, 403, 404, 410, 451})
+#: the first this many CDN answers decide whether the CDN is the right one (see Sanity)
+SANITY_REQUESTS = 24
+#: ``ok`` apps are asked about their art again after this long (seconds): a week
+REFRESH_AFTER = 7 * 24 * 3600.0
+#: the reason of an item downloaded from a legacy URL
+LEGACY_NOTE = "legacy URL (the store API could not be reached)"
 
 
 class BannerNotFound(BannermatchError):
@@ -61,15 +92,23 @@ class _HostDown(Exception):
 
 
 def resolve_templates(asset: str, templates: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The URL templates to try: the user's, else the asset's."""
+    """The legacy URL templates to try: the user's, else the asset's."""
     if templates:
         for t in templates:
             if "{appid}" not in t:
                 raise BannermatchError(f"a URL template needs {{appid}}: {t!r}")
         return tuple(templates)
-    if asset not in ASSETS:
-        raise BannermatchError(f"unknown asset {asset!r}: choose from {', '.join(ASSETS)}")
-    return ASSETS[asset]
+    check_asset(asset)
+    return LEGACY_TEMPLATES[asset]
+
+
+def check_asset(asset: str, language: str = "english") -> None:
+    if asset not in ASSET_FIELDS:
+        raise BannermatchError(f"unknown asset {asset!r}: choose from {', '.join(ASSET_FIELDS)}")
+    if language not in LANGUAGES:
+        raise BannermatchError(
+            f"unknown language {language!r}: Steam's names are {', '.join(LANGUAGES)}"
+        )
 
 
 def banner_urls(appid: str, cdn: str, templates: Sequence[str]) -> list[str]:
@@ -80,8 +119,8 @@ def _file_name(url: str) -> str:
     return url.rsplit("/", 1)[-1].split("?", 1)[0]
 
 
-def _ext(template: str) -> str:
-    name = _file_name(template)
+def _ext(url: str) -> str:
+    name = _file_name(url)
     return name.rsplit(".", 1)[-1].lower() if "." in name else "jpg"
 
 
@@ -94,9 +133,15 @@ class DownloadResult:
     missing: int = 0
     bad: int = 0
     retried: int = 0  # retries, all games together
-    done_before: int = 0  # ok items whose file is intact
+    done_before: int = 0  # ok items whose file is intact and whose art was checked recently
+    rechecked: int = 0  # ok items whose art the store API was asked about again
+    unchanged: int = 0  # ... of which the art had not changed
+    updated: int = 0  # ok items downloaded again because their art changed
     skipped_missing: int = 0  # missing items left alone (see retry_missing)
     not_apps: int = 0  # items whose id is not a Steam app id
+    api_calls: int = 0  # store API calls
+    legacy: bool = False  # the store API could not be reached: legacy URLs were used
+    api_error: str = ""
     bytes: int = 0
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -111,21 +156,11 @@ class DownloadResult:
         return self.finished / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "collection": self.collection,
-            "asset": self.asset,
-            "planned": self.planned,
-            "ok": self.ok,
-            "missing": self.missing,
-            "bad": self.bad,
-            "retried": self.retried,
-            "done_before": self.done_before,
-            "skipped_missing": self.skipped_missing,
-            "not_apps": self.not_apps,
-            "bytes": self.bytes,
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data.pop("counts")
+        return data | {
             "seconds": round(self.seconds, 3),
             "banners_per_second": round(self.banners_per_second, 2),
-            "failures": self.failures,
             "catalog": self.counts,
         }
 
@@ -133,8 +168,16 @@ class DownloadResult:
         lines = [
             f"{self.asset} banners for {self.collection}: {self.ok} ok, {self.missing} missing, "
             f"{self.bad} bad, {self.retried} retries; {self.finished} games in "
-            f"{self.seconds:.1f}s ({self.banners_per_second:.1f}/s, {self.bytes / 1e6:.1f} MB)"
+            f"{self.seconds:.1f}s ({self.banners_per_second:.1f}/s, {self.bytes / 1e6:.1f} MB); "
+            f"{self.api_calls} store API calls"
         ]
+        if self.legacy:
+            lines.append(f"note: legacy URLs used, they may be stale: {self.api_error}")
+        if self.rechecked:
+            lines.append(
+                f"art checked again: {self.rechecked} games, {self.updated} changed and "
+                f"downloaded again, {self.unchanged} unchanged"
+            )
         extra = []
         if self.done_before:
             extra.append(f"{self.done_before} already downloaded")
@@ -151,6 +194,37 @@ class DownloadResult:
         return "\n".join(lines)
 
 
+class Sanity:
+    """Stops a run whose first CDN answers all fail the same way (a wrong host, a proxy).
+
+    Until then, rows other than ``ok`` are held back, so that such a run marks nothing.
+    """
+
+    def __init__(self, cdn: str, window: int = SANITY_REQUESTS):
+        self.cdn, self.window = cdn, window
+        self.kinds: list[str] = []
+        self.trusted = False
+
+    def note(self, kind: str, host: str) -> None:
+        """Count one answer: ``ok``, ``404``, ``not-image`` or ``error``."""
+        if self.trusted:
+            return
+        self.kinds.append(kind)
+        if kind == "ok" or len(set(self.kinds)) > 1:
+            self.trusted = True
+        elif len(self.kinds) >= self.window and kind in ("404", "not-image"):
+            what = "answered 404" if kind == "404" else "sent something that is not an image"
+            raise _HostDown(
+                BannermatchError(
+                    f"the first {len(self.kinds)} requests to {host} all {what}: is "
+                    f"{STEAM_CDN.option} {self.cdn} Steam's CDN? (a wrong URL, a proxy answering "
+                    "for it, or Steam changed its URLs again); no game was marked"
+                )
+            )
+        elif len(self.kinds) >= self.window:
+            self.trusted = True
+
+
 class Downloader:
     """The download loop of one run: workers, retries, rate limits, batched commits."""
 
@@ -160,8 +234,8 @@ class Downloader:
         cat: Catalog,
         result: DownloadResult,
         *,
-        cdn: str,
-        templates: Sequence[str],
+        urls: dict[str, list[str]],
+        notes: dict[str, str],
         concurrency: int,
         rate: float,
         policy: RetryPolicy,
@@ -169,13 +243,15 @@ class Downloader:
         connect_timeout: float,
         resize: tuple[int, int] | None,
         progress: bool,
+        sanity: Sanity,
     ):
         self.coll, self.cat, self.result = coll, cat, result
-        self.cdn, self.templates = cdn, tuple(templates)
+        self.urls, self.notes = urls, notes
         self.concurrency, self.policy = concurrency, policy
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.resize = resize
         self.limiter = HostLimiter(rate)
+        self.sanity = sanity
         self.answered: set[str] = set()
         self.rows: list[Item] = []
         self.flushed = time.monotonic()
@@ -208,7 +284,7 @@ class Downloader:
         tries = 0
         not_found: list[str] = []
         failure, failed_url = "", ""
-        for n, url in enumerate(banner_urls(item.id, self.cdn, self.templates)):
+        for url in self.urls[item.id]:
             host = host_of(url)
             bucket = self.limiter.bucket(host)
             retry = 0
@@ -235,15 +311,18 @@ class Downloader:
                         self.result.bytes += len(body)
                         try:
                             stored = await loop.run_in_executor(
-                                self.pool, self._store, item.id, body, n
+                                self.pool, self._store, item.id, body, url
                             )
                         except ImageError as exc:
+                            self.sanity.note("not-image", host)
                             failure = str(exc)
                         else:
+                            self.sanity.note("ok", host)
                             return self._ok_row(item, url, stored)
                     elif status in NOT_FOUND_STATUSES or (
                         400 <= status < 500 and status not in RETRY_STATUSES
                     ):
+                        self.sanity.note("404", host)
                         not_found.append(f"HTTP {status} for {_file_name(url)}")
                         break
                     else:
@@ -262,14 +341,8 @@ class Downloader:
             return self._row(item, "missing", "not on the CDN: " + ", ".join(not_found))
         return self._row(item, "bad", f"{failure} ({_file_name(failed_url)}, {tries} tries)")
 
-    def _store(self, appid: str, body: bytes, n: int) -> Any:
-        return store(
-            self.coll.images_dir,
-            appid,
-            body,
-            default_ext=_ext(self.templates[n]),
-            resize=self.resize,
-        )
+    def _store(self, appid: str, body: bytes, url: str) -> Any:
+        return store(self.coll.images_dir, appid, body, default_ext=_ext(url), resize=self.resize)
 
     def _ok_row(self, item: Item, url: str, stored: Any) -> Item:
         source = self.coll.source_key(str(stored.path.resolve()))
@@ -287,7 +360,7 @@ class Downloader:
             mode=stored.mode,
             format=stored.format,
             status="ok",
-            reason=None,
+            reason=self.notes.get(item.id),
             size=stored.size,
             mtime=stored.mtime,
         )
@@ -306,7 +379,8 @@ class Downloader:
             setattr(r, row.status, getattr(r, row.status) + 1)
             r.failures.append({"id": row.id, "status": row.status, "reason": row.reason or ""})
         self.rows.append(row)
-        if len(self.rows) >= FLUSH_ROWS or time.monotonic() - self.flushed >= FLUSH_SECONDS:
+        due = len(self.rows) >= FLUSH_ROWS or time.monotonic() - self.flushed >= FLUSH_SECONDS
+        if due and self.sanity.trusted:
             self.flush()
         if self.bar is not None:
             self.bar.update(1)
@@ -315,8 +389,13 @@ class Downloader:
             )
 
     def flush(self) -> None:
+        if not self.sanity.trusted:  # a stopped run keeps what it found, and marks nothing
+            self.rows = [r for r in self.rows if r.status == "ok"]
         if self.rows:
+            now = time.time()
+            art = {r.id: ArtState(r.url, art_stamp(r.url or ""), now) for r in self.rows}
             self.cat.upsert(self.rows)
+            self.cat.set_art({i: a for i, a in art.items() if i not in self.notes})
             self.rows = []
         self.flushed = time.monotonic()
 
@@ -353,6 +432,7 @@ class Downloader:
                 await asyncio.gather(*workers)
             except _HostDown as down:
                 raise down.error from None
+            self.sanity.trusted = True  # a run that ends: what it found stands
         finally:
             for w in workers:
                 w.cancel()
@@ -360,6 +440,14 @@ class Downloader:
             self.flush()
             self.bar.close()
             self.pool.shutdown(wait=True)
+
+
+@dataclass
+class Plan:
+    """What one run does: download ``todo``; ask the store about ``todo`` and ``recheck``."""
+
+    todo: list[Item] = field(default_factory=list)
+    recheck: list[Item] = field(default_factory=list)  # ok, file intact, art not asked lately
 
 
 def plan(
@@ -370,9 +458,9 @@ def plan(
     only: Sequence[str] | None,
     retry_missing: bool,
     force: bool,
-    limit: int | None,
-) -> list[Item]:
-    """The games to download: not finished, or whose file is gone or changed."""
+    refresh_after: float,
+) -> Plan:
+    """The games to download (not finished, or whose file is gone) and those to check again."""
     items: list[Item]
     if only:
         wanted = [str(i).strip() for i in only]
@@ -384,7 +472,9 @@ def plan(
         items = [it for i in dict.fromkeys(wanted) if (it := cat.get(i)) is not None]
     else:
         items = list(cat.items())
-    todo = []
+    art = cat.art()
+    now = time.time()
+    out = Plan()
     for it in items:
         if not is_app_id(it.id):
             result.not_apps += 1
@@ -392,20 +482,77 @@ def plan(
         if it.status == "ok" and not force:
             path = Path(coll.resolve_source(it.source)) if it.source else None
             if path is not None and file_intact(path, it.size, it.mtime, it.sha256):
-                result.done_before += 1
+                known = art.get(it.id)
+                if known is not None and now - known.checked < refresh_after:
+                    result.done_before += 1
+                else:
+                    out.recheck.append(it)
                 continue
         if it.status == "missing" and not (retry_missing or force):
             result.skipped_missing += 1
             continue
-        todo.append(it)
-    return todo[:limit] if limit is not None else todo
+        out.todo.append(it)
+    return out
+
+
+@dataclass
+class Targets:
+    """Where each game's file is: the store's URLs, or the legacy ones."""
+
+    urls: dict[str, list[str]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # id -> reason of a legacy download
+    settled: list[Item] = field(default_factory=list)  # rows decided without a download
+
+
+def ask_store(
+    api: StoreApi, work: Plan, cat: Catalog, result: DownloadResult, *, asset: str, language: str
+) -> Targets:
+    """Ask the store API about every game of ``work``; settle what needs no download."""
+    items = {it.id: it for it in [*work.todo, *work.recheck]}
+    stale = {it.id for it in work.recheck}
+    known = cat.art()
+    targets, states, now = Targets(), {}, time.time()
+    for art in api.lookup(items, asset, language):
+        item = items[art.appid]
+        renamed = bool(art.name and not item.name)
+        if renamed:
+            item.name = art.name
+        if not art.known or not art.urls:
+            states[art.appid] = ArtState(None, None, now)
+            why = "not on the Steam store" if not art.known else f"no {asset} art on the store"
+            targets.settled.append(dataclasses.replace(item, status="missing", reason=why))
+            continue
+        before = known.get(art.appid)
+        if art.appid in stale and before is not None and before.url in art.urls:
+            result.unchanged += 1
+            states[art.appid] = ArtState(before.url, before.stamp, now)
+            if renamed:
+                targets.settled.append(item)
+            continue
+        if art.appid in stale:
+            result.updated += 1
+        targets.urls[art.appid] = list(art.urls)
+    result.api_calls = api.calls
+    cat.set_art(states)
+    return targets
+
+
+def legacy_targets(work: Plan, cdn: str, templates: Sequence[str], note: str) -> Targets:
+    """Every game of ``work.todo`` at its legacy URLs (the store API is out of reach)."""
+    targets = Targets()
+    for it in work.todo:
+        targets.urls[it.id] = banner_urls(it.id, cdn, templates)
+        targets.notes[it.id] = note
+    return targets
 
 
 def download(
     collection: str | os.PathLike[str],
     *,
     asset: str = "library",
+    language: str = "english",
     cdn_url: str | None = None,
+    api_url: str | None = None,
     templates: Sequence[str] | None = None,
     concurrency: int = 16,
     rate: float = 50.0,
@@ -418,10 +565,14 @@ def download(
     only: Sequence[str] | None = None,
     retry_missing: bool = False,
     force: bool = False,
+    refresh_after: float = REFRESH_AFTER,
     limit: int | None = None,
     progress: bool = True,
 ) -> DownloadResult:
-    """Download the banners of ``collection``'s catalogued games into ``images/``."""
+    """Download the current banners of ``collection``'s catalogued games into ``images/``.
+
+    ``templates`` (legacy URL templates with ``{cdn}`` and ``{appid}``) skip the store API.
+    """
     coll = Collection(collection)
     if not coll.catalog_path.is_file():
         raise BannermatchError(
@@ -430,33 +581,44 @@ def download(
         )
     if concurrency < 1:
         raise BannermatchError("--concurrency must be at least 1")
-    templates = resolve_templates(asset, templates)
+    check_asset(asset, language)
+    legacy = resolve_templates(asset, templates)
     cdn = STEAM_CDN.url(cdn_url)
     policy = RetryPolicy(retries=retries, backoff=backoff, max_retry_after=max_retry_after)
     result = DownloadResult(str(coll.root), asset)
     with exclusive(coll.root, "download"), coll.catalog() as cat:
-        stored_asset = cat.get_meta(META_ASSET)
-        if stored_asset and stored_asset != asset:
-            raise BannermatchError(
-                f"{coll.root} holds {stored_asset} images: download {asset} images "
-                "into another collection"
-            )
-        cat.set_meta(META_ASSET, asset)
-        if coll.images_dir.is_dir():
-            atomic.recover(coll.images_dir)  # temporary files of a killed run
-        coll.images_dir.mkdir(parents=True, exist_ok=True)
-        todo = plan(
-            coll, cat, result, only=only, retry_missing=retry_missing, force=force, limit=limit
+        _claim_asset(cat, coll, asset)
+        work = plan(
+            coll,
+            cat,
+            result,
+            only=only,
+            retry_missing=retry_missing,
+            force=force,
+            refresh_after=refresh_after,
         )
-        result.planned = len(todo)
+        work.todo = work.todo[:limit] if limit is not None else work.todo
         started = time.perf_counter()
+        targets = _targets(
+            work,
+            cat,
+            result,
+            Sources(cdn, legacy, api_url, bool(templates), asset, language),
+            policy,
+            timeout,
+        )
+        for row in targets.settled:
+            _count(result, row)
+        cat.upsert(targets.settled)
+        todo = [it for it in [*work.todo, *work.recheck] if it.id in targets.urls]
+        result.planned = len(todo)
         if todo:
             loader = Downloader(
                 coll,
                 cat,
                 result,
-                cdn=cdn,
-                templates=templates,
+                urls=targets.urls,
+                notes=targets.notes,
                 concurrency=concurrency,
                 rate=rate,
                 policy=policy,
@@ -464,11 +626,69 @@ def download(
                 connect_timeout=connect_timeout,
                 resize=resize,
                 progress=progress,
+                sanity=Sanity(cdn),
             )
             asyncio.run(loader.run(todo))
         result.seconds = time.perf_counter() - started
         result.counts = cat.counts()
     return result
+
+
+def _claim_asset(cat: Catalog, coll: Collection, asset: str) -> None:
+    """One kind of asset per collection; temporary files of a killed run cleaned up."""
+    stored_asset = cat.get_meta(META_ASSET)
+    if stored_asset and stored_asset != asset:
+        raise BannermatchError(
+            f"{coll.root} holds {stored_asset} images: download {asset} images "
+            "into another collection"
+        )
+    cat.set_meta(META_ASSET, asset)
+    if coll.images_dir.is_dir():
+        atomic.recover(coll.images_dir)
+    coll.images_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _count(result: DownloadResult, row: Item) -> None:
+    """Count a row settled without a download (missing, or renamed only)."""
+    if row.status == "missing":
+        result.missing += 1
+        result.failures.append({"id": row.id, "status": "missing", "reason": row.reason or ""})
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a run looks for the art."""
+
+    cdn: str
+    legacy: Sequence[str]  # legacy URL templates
+    api_url: str | None
+    user_templates: bool  # the user gave the templates: no store API
+    asset: str
+    language: str
+
+
+def _targets(
+    work: Plan,
+    cat: Catalog,
+    result: DownloadResult,
+    src: Sources,
+    policy: RetryPolicy,
+    timeout: float,
+) -> Targets:
+    """The URLs of this run's games: the user's templates, else the store API's, else legacy."""
+    if src.user_templates:
+        return legacy_targets(work, src.cdn, src.legacy, "")
+    if not work.todo and not work.recheck:
+        return Targets()
+    result.rechecked = len(work.recheck)
+    with StoreApi(api_url=src.api_url, cdn=src.cdn, policy=policy, timeout=timeout) as api:
+        try:
+            return ask_store(api, work, cat, result, asset=src.asset, language=src.language)
+        except StoreApiError as exc:
+            result.api_calls, result.api_error = api.calls, str(exc)
+    log.info("the Steam store API cannot be reached (%s): trying legacy URLs", result.api_error)
+    result.legacy, result.rechecked = True, 0
+    return legacy_targets(work, src.cdn, src.legacy, LEGACY_NOTE)
 
 
 def fetch_banner(
@@ -477,36 +697,61 @@ def fetch_banner(
     timeout: float = 10.0,
     *,
     asset: str = "library",
+    language: str = "english",
+    api_url: str | None = None,
     retries: int = 2,
 ) -> bytes:
-    """One game's banner as bytes, checked to be a whole image (for on-demand queries).
+    """One game's current banner as bytes, checked to be a whole image (on-demand queries).
 
-    Tries the same URLs as :func:`download`. Raises :class:`BannerNotFound` when
-    the CDN has no such file and :class:`BannermatchError` when it cannot be
-    reached or keeps failing.
+    Asks the store API where the art is, as :func:`download` does (legacy URLs when
+    the API cannot be reached). Raises :class:`BannerNotFound` when Steam has no
+    such art and :class:`BannermatchError` when it cannot be reached or keeps failing.
     """
     appid = str(appid).strip()
     if not is_app_id(appid):
         raise BannermatchError(f"{appid!r} is not a Steam app id")
+    check_asset(asset, language)
     cdn = STEAM_CDN.url(cdn_url)
     policy = RetryPolicy(retries=retries, backoff=0.5)
-    not_found = []
-    failure = ""
+    urls = _banner_urls(appid, cdn, api_url, policy, timeout, asset, language)
+    not_found, failure = [], ""
     with ServiceClient(STEAM_CDN, policy, timeout=timeout) as client:
-        for url in banner_urls(appid, cdn, resolve_templates(asset)):
-            for _ in range(retries + 1):
-                resp = client.get(url)
-                if resp.status_code != 200:
-                    not_found.append(f"HTTP {resp.status_code} for {_file_name(url)}")
-                    break
-                try:
-                    check_image(resp.content)
-                except ImageError as exc:
-                    failure = f"{exc} ({redact(url)})"
-                    continue
-                return resp.content
+        for url in urls:
+            resp = client.get(url)
+            if resp.status_code != 200:
+                not_found.append(f"HTTP {resp.status_code} for {_file_name(url)}")
+                continue
+            try:
+                check_image(resp.content)
+            except ImageError as exc:
+                failure = f"{exc} ({redact(url)})"
+                continue
+            return resp.content
     if failure:
         raise BannermatchError(f"the {asset} banner of app {appid} is damaged: {failure}")
     raise BannerNotFound(
         f"no {asset} banner for app {appid} on the Steam CDN: " + ", ".join(not_found)
     )
+
+
+def _banner_urls(
+    appid: str,
+    cdn: str,
+    api_url: str | None,
+    policy: RetryPolicy,
+    timeout: float,
+    asset: str,
+    language: str,
+) -> list[str]:
+    """The store API's URLs of one app's art; the legacy ones when the API is out of reach."""
+    with StoreApi(api_url=api_url, cdn=cdn, policy=policy, timeout=timeout) as api:
+        try:
+            art: StoreArt = next(api.lookup([appid], asset, language))
+        except StoreApiError as exc:
+            log.info("the Steam store API cannot be reached (%s): trying legacy URLs", exc)
+            return legacy_urls(asset, appid, cdn)
+    if not art.known:
+        raise BannerNotFound(f"app {appid} is not on the Steam store")
+    if not art.urls:
+        raise BannerNotFound(f"app {appid} has no {asset} art on the Steam store")
+    return list(art.urls)
