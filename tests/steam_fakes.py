@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import socket
 import struct
 import threading
@@ -121,6 +122,15 @@ class FakeServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def steam_env(url: str | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment with every Steam service (CDN and store API) at ``url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
+    env.pop("STEAM_API_KEY", None)
+    if url is not None:
+        env |= {"BANNERMATCH_STEAM_CDN": url, "BANNERMATCH_STEAM_API_URL": url}
+    return env | extra
 
 
 def closed_port_url() -> str:
