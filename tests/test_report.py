@@ -348,11 +348,9 @@ def test_steam_ids_link_to_the_store(steam_coll, cli):
     assert not any("store.steampowered" in link for link in sections["notsteam"]["links"])
     assert not any("store.steampowered" in link for link in sections["0070"]["links"])
     bb = (out / "similar.bbcode.txt").read_text("utf-8")
-    assert "[url=https://store.steampowered.com/app/1091500/]" in bb
-    assert (
-        "[img]https://cdn.cloudflare.steamstatic.com/steam/apps/1091500/library_600x900.jpg[/img]"
-        in bb
-    )
+    # an image with no download URL is never given a guessed CDN URL: its thumbnail instead
+    assert "[url=https://store.steampowered.com/app/1091500/][img]thumbs/1091500-" in bb
+    assert "steamstatic" not in bb
     assert "[img]thumbs/notsteam-" in bb
     md = (out / "similar.md").read_text("utf-8")
     assert "](https://store.steampowered.com/app/730/)" in md

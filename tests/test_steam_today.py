@@ -237,3 +237,18 @@ def test_on_demand_banner_is_the_current_art(tmp_path):
             fetch_banner("14", server.url, api_url=server.url)
     asked = {s.path.split("/")[1] for s in server.seen}
     assert asked == {"IStoreBrowseService", "store_item_assets"}
+
+
+def test_report_links_the_art_the_store_named(cli, tmp_path):
+    steam = SteamToday.mixed(2)
+    coll = tmp_path / "coll"
+    _catalogue(coll, list(steam.apps))
+    with FakeServer(steam) as server:
+        _download(cli, coll, server.url)
+    cli("index", coll, "--out", coll, "-q")
+    cli("match", coll, "-k", "3", "-q")
+    cli("report", coll, "-q")
+    bb = (coll / "report" / "similar.bbcode.txt").read_text("utf-8")
+    hashed = steam.apps["10"]
+    assert f"/store_item_assets/steam/apps/10/{hashed.hash}/library_600x900_2x.jpg" in bb
+    assert "[url=https://store.steampowered.com/app/10/]" in bb

@@ -22,13 +22,13 @@ thumbnail already made for the same image is reused on the next run. The
 folder belongs to the report: a rerun removes the pages, thumbnails and grids
 (in ``thumbs/`` and ``grids/``) that it no longer shows.
 
-Steam: an id that is a Steam appID (all ASCII digits, no leading zero) links to
-``https://store.steampowered.com/app/<id>/``. Forums only show images from
-absolute URLs, so the BBCode pages use the Steam CDN's library banner
-(:data:`STEAM_IMAGE`) for such ids; other items' BBCode images point at the
-thumbnail's path inside the report folder, to be prefixed with wherever the
-folder is uploaded. BBCode has no escape, so square brackets in names become
-parentheses there.
+Steam: an id that is a Steam appID links to its store page
+(:func:`bannermatch.steam.endpoints.store_page_url`). Forums only show images
+from absolute URLs, so the BBCode pages use the URL an item's banner was
+downloaded from (the store API's current asset URL) where there is one; other
+items' BBCode images point at the thumbnail's path inside the report folder,
+to be prefixed with wherever the folder is uploaded. BBCode has no escape, so
+square brackets in names become parentheses there.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from .errors import BannermatchError, ImageError
 from .images import load_image
 from .matching import unique_order
 from .progress import progress_bar
+from .steam.endpoints import is_app_id, store_page_url
 
 NEIGHBOURS = 10  # shown per query: two rows of COLUMNS
 COLUMNS = 5
@@ -76,17 +77,9 @@ MISSING_THUMB = "thumbs/missing.jpg"
 UNIQUE_GRID = "grids/unique.png"
 PAGES = ["unique.html", "similar.md", "unique.md", "similar.bbcode.txt", "unique.bbcode.txt"]
 
-STEAM_STORE = "https://store.steampowered.com/app/{id}/"
-STEAM_IMAGE = "https://cdn.cloudflare.steamstatic.com/steam/apps/{id}/library_600x900.jpg"
-_STEAM_ID = re.compile(r"[1-9][0-9]{0,9}")
-
-
-def is_steam_id(item_id: str) -> bool:
-    return _STEAM_ID.fullmatch(item_id) is not None
-
 
 def store_url(item_id: str) -> str | None:
-    return STEAM_STORE.format(id=item_id) if is_steam_id(item_id) else None
+    return store_page_url(item_id) if is_app_id(item_id) else None
 
 
 def safe_name(item_id: str, salt: str = "") -> str:
@@ -108,6 +101,7 @@ class Entry:
     thumb: str  # path relative to the report folder
     score: float | None = None
     rank: int | None = None
+    image_url: str | None = None  # where the image was downloaded from, if from the web
 
     @property
     def store(self) -> str | None:
@@ -254,7 +248,10 @@ def report(
         item_id = data.ids[row]
         item = items[item_id]
         name = item.name if item and item.name else item_id
-        return Entry(item_id, name, thumbs[item_id], score, rank)
+        url = (
+            item.url if item and item.url and item.url.startswith(("http://", "https://")) else None
+        )
+        return Entry(item_id, name, thumbs[item_id], score, rank, url)
 
     def block(n: int) -> QueryBlock:
         """The ``n``-th query (from 0), built on demand to keep memory small."""
@@ -740,9 +737,8 @@ def bb_escape(text: str) -> str:
 
 
 def _bb_image(entry: Entry) -> str:
-    if entry.store:
-        return f"[url={entry.store}][img]{STEAM_IMAGE.format(id=entry.id)}[/img][/url]"
-    return f"[img]{entry.thumb}[/img]"
+    image = f"[img]{entry.image_url or entry.thumb}[/img]"
+    return f"[url={entry.store}]{image}[/url]" if entry.store else image
 
 
 def _bb_title(entry: Entry) -> str:

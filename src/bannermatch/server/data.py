@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,11 +31,6 @@ if TYPE_CHECKING:
 
 #: how many items the featured list shows when the catalogue has no query set
 FEATURED_SAMPLE = 24
-_STEAM_ID = re.compile(r"[0-9]+")
-
-
-def is_steam_id(item_id: str) -> bool:
-    return _STEAM_ID.fullmatch(item_id) is not None
 
 
 @dataclass
