@@ -50,8 +50,8 @@ def _right_stale_wrong(steam: SteamToday, coll: Path) -> tuple[int, int, int]:
             continue
         data = (coll / row.source).read_bytes() if row.status == "ok" and row.source else b""
         right += data == app.art
-        stale += bool(data) and data == app.old_art
-        wrong += data not in (app.art, app.old_art)
+        stale += data != app.art and bool(data) and data == app.old_art
+        wrong += data != app.art and not (data and data == app.old_art)
     return right, stale, wrong
 
 
