@@ -5,8 +5,9 @@
 
 A local HTTP/1.1 server (asyncio, in its own process) serves distinct 300x450
 JPEG banners under Steam's URL layout and adds ``--latency`` to every request,
-like a far-away CDN. Both downloaders fetch the same URLs from it with the same
-number of requests in flight (img2dataset: one process, ``thread_count`` =
+like a far-away CDN; it answers the store API's GetItems too (bannermatch asks it
+where each app's art is, 100 apps a call). Both downloaders fetch the same URLs
+from it with the same number of requests in flight (img2dataset: one process, ``thread_count`` =
 concurrency, no resizing or re-encoding, no retries), and the figures are
 banners per second of wall-clock time, process start included, for the whole
 command. bannermatch also checks that every body decodes, writes every file
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import numpy as np
 from PIL import Image
@@ -71,6 +73,25 @@ def make_banners(n: int, folder: Path) -> dict[str, str]:
     return hashes
 
 
+def _store_items(query: str) -> bytes:
+    """The store API's GetItems reply: every app's art at the legacy path."""
+    request = json.loads(parse_qs(query)["input_json"][0])
+    items = [
+        {
+            "appid": e["appid"],
+            "success": 1,
+            "name": f"Game {e['appid']}",
+            "assets": {
+                "asset_url_format": f"steam/apps/{e['appid']}/${{FILENAME}}?t=1",
+                "library_capsule": "library_600x900.jpg",
+                "library_capsule_2x": "library_600x900_2x.jpg",
+            },
+        }
+        for e in request["ids"]
+    ]
+    return json.dumps({"response": {"store_items": items}}).encode()
+
+
 def _serve(folder: str, latency: float, port_queue: mp.Queue) -> None:
     images = {p.stem: p.read_bytes() for p in Path(folder).glob("*.jpg")}
 
@@ -89,13 +110,17 @@ def _serve(folder: str, latency: float, port_queue: mp.Queue) -> None:
                     k, _, v = h.decode("latin-1").partition(":")
                     headers[k.strip().lower()] = v.strip().lower()
                 await asyncio.sleep(latency)
-                parts = target.split("?", 1)[0].strip("/").split("/")
-                body = images.get(parts[2]) if len(parts) == 4 else None
+                path, _, query = target.partition("?")
+                if path.rstrip("/") == "/IStoreBrowseService/GetItems/v1":
+                    body, kind = _store_items(query), "application/json"
+                else:
+                    parts = path.removeprefix("/store_item_assets").strip("/").split("/")
+                    body, kind = images.get(parts[2]) if len(parts) == 4 else None, "image/jpeg"
                 keep = version == "HTTP/1.1" and headers.get("connection") != "close"
                 status = "200 OK" if body else "404 Not Found"
                 body = body or b"not found"
                 head = (
-                    f"HTTP/1.1 {status}\r\nContent-Type: image/jpeg\r\n"
+                    f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
                     f"Content-Length: {len(body)}\r\n"
                     f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
                 )
@@ -128,7 +153,7 @@ def run_bannermatch(url: str, hashes: dict[str, str], work: Path, concurrency: i
         cat.upsert(Item(a, f"Game {a}") for a in hashes)
     cmd = [
         sys.executable, "-m", "bannermatch.cli", "steam", "download", str(coll),
-        "--cdn-url", url, "--concurrency", str(concurrency), "--rate", "0",
+        "--cdn-url", url, "--steam-api-url", url, "--concurrency", str(concurrency), "--rate", "0",
         "--retries", "0", "--timeout", "10", "--json", "-q",
     ]  # fmt: skip
     started = time.perf_counter()

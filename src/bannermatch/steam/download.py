@@ -29,6 +29,7 @@ import dataclasses
 import logging
 import os
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -234,8 +235,6 @@ class Downloader:
         cat: Catalog,
         result: DownloadResult,
         *,
-        urls: dict[str, list[str]],
-        notes: dict[str, str],
         concurrency: int,
         rate: float,
         policy: RetryPolicy,
@@ -246,7 +245,10 @@ class Downloader:
         sanity: Sanity,
     ):
         self.coll, self.cat, self.result = coll, cat, result
-        self.urls, self.notes = urls, notes
+        self.urls: dict[str, list[str]] = {}
+        self.notes: dict[str, str] = {}  # id -> reason of a legacy download
+        self.settled: list[Item] = []  # rows the store API decided
+        self.states: dict[str, ArtState] = {}  # the store API's answers to keep
         self.concurrency, self.policy = concurrency, policy
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.resize = resize
@@ -371,18 +373,26 @@ class Downloader:
 
     # the run ----------------------------------------------------------------
 
-    def record(self, row: Item) -> None:
+    def record(self, row: Item, *, settled: bool = False) -> None:
+        """Count a finished game; ``settled``: decided by the store API, not by the CDN."""
         r = self.result
         if row.status == "ok":
             r.ok += 1
         else:
             setattr(r, row.status, getattr(r, row.status) + 1)
             r.failures.append({"id": row.id, "status": row.status, "reason": row.reason or ""})
-        self.rows.append(row)
+        (self.settled if settled else self.rows).append(row)
+        self._tick()
+
+    def note_state(self, appid: str, state: ArtState) -> None:
+        self.states[appid] = state
+
+    def _tick(self) -> None:
         due = len(self.rows) >= FLUSH_ROWS or time.monotonic() - self.flushed >= FLUSH_SECONDS
         if due and self.sanity.trusted:
             self.flush()
         if self.bar is not None:
+            r = self.result
             self.bar.update(1)
             self.bar.set_postfix(
                 ok=r.ok, missing=r.missing, bad=r.bad, retried=r.retried, refresh=False
@@ -391,12 +401,15 @@ class Downloader:
     def flush(self) -> None:
         if not self.sanity.trusted:  # a stopped run keeps what it found, and marks nothing
             self.rows = [r for r in self.rows if r.status == "ok"]
-        if self.rows:
-            now = time.time()
-            art = {r.id: ArtState(r.url, art_stamp(r.url or ""), now) for r in self.rows}
-            self.cat.upsert(self.rows)
-            self.cat.set_art({i: a for i, a in art.items() if i not in self.notes})
-            self.rows = []
+        now = time.time()
+        for r in self.rows:
+            if r.status == "ok" and r.id not in self.notes:  # art the store named
+                self.states[r.id] = ArtState(r.url, art_stamp(r.url or ""), now)
+        if self.rows or self.settled:
+            self.cat.upsert([*self.settled, *self.rows])
+        if self.states:
+            self.cat.set_art(self.states)
+        self.rows, self.settled, self.states = [], [], {}
         self.flushed = time.monotonic()
 
     def _client(self, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
@@ -413,20 +426,54 @@ class Downloader:
             trust_env=False,
         )
 
-    async def _worker(self, ssl_context: ssl.SSLContext, todo: Iterator[Item]) -> None:
+    async def _worker(self, ssl_context: ssl.SSLContext, queue: asyncio.Queue[Any]) -> None:
         async with self._client(ssl_context) as client:
-            for item in todo:  # one iterator shared by every worker
-                self.record(await self.fetch(client, item))
+            while (job := await queue.get()) is not None:
+                if isinstance(job, BaseException):
+                    raise job
+                if job.state is not None:
+                    self.note_state(job.item.id, job.state)
+                if job.urls:
+                    self.urls[job.item.id] = job.urls
+                    if job.note:
+                        self.notes[job.item.id] = job.note
+                    self.result.planned += 1
+                    self.record(await self.fetch(client, job.item))
+                elif job.row is not None:
+                    self.record(job.row, settled=True)
+                else:
+                    self._tick()
 
-    async def run(self, todo: list[Item]) -> None:
-        """Download ``todo`` with ``concurrency`` workers, each with its own connection."""
-        self.bar = progress_bar(len(todo), "downloading", enabled=self.progress, unit="banner")
+    async def run(self, jobs: Iterator[Job], total: int) -> None:
+        """Work through ``jobs`` (made in a thread: they ask the store API as they go) with
+        ``concurrency`` workers, each with its own connection."""
+        self.bar = progress_bar(total, "downloading", enabled=self.progress, unit="game")
         ssl_context = ssl.create_default_context()
-        shared = iter(todo)
-        workers = [
-            asyncio.create_task(self._worker(ssl_context, shared))
-            for _ in range(min(self.concurrency, len(todo)))
-        ]
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        n = max(1, min(self.concurrency, total))
+
+        stop = threading.Event()
+
+        def put(job: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+                loop.call_soon_threadsafe(queue.put_nowait, job)
+
+        def produce() -> None:
+            try:
+                for job in jobs:
+                    if stop.is_set():
+                        return
+                    put(job)
+            except BaseException as exc:  # delivered to a worker, which raises it
+                put(exc)
+            finally:
+                for _ in range(n):
+                    put(None)
+
+        producer = threading.Thread(target=produce, name="store-api", daemon=True)
+        producer.start()
+        workers = [asyncio.create_task(self._worker(ssl_context, queue)) for _ in range(n)]
         try:
             try:
                 await asyncio.gather(*workers)
@@ -434,12 +481,25 @@ class Downloader:
                 raise down.error from None
             self.sanity.trusted = True  # a run that ends: what it found stands
         finally:
+            stop.set()
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.to_thread(producer.join)
             self.flush()
             self.bar.close()
             self.pool.shutdown(wait=True)
+
+
+@dataclass
+class Job:
+    """One game of a run: download it from ``urls``, or record ``row`` and ``state`` only."""
+
+    item: Item
+    urls: list[str] = field(default_factory=list)
+    note: str | None = None  # the reason an ok row gets (a legacy URL was used)
+    row: Item | None = None  # a row decided without a download (missing, renamed)
+    state: ArtState | None = None  # the store API's answer to keep
 
 
 @dataclass
@@ -495,55 +555,66 @@ def plan(
     return out
 
 
-@dataclass
-class Targets:
-    """Where each game's file is: the store's URLs, or the legacy ones."""
+@dataclass(frozen=True)
+class Sources:
+    """Where a run looks for the art."""
 
-    urls: dict[str, list[str]] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)  # id -> reason of a legacy download
-    settled: list[Item] = field(default_factory=list)  # rows decided without a download
+    cdn: str
+    legacy: Sequence[str]  # legacy URL templates
+    api_url: str | None
+    user_templates: bool  # the user gave the templates: no store API
+    asset: str
+    language: str
 
 
-def ask_store(
-    api: StoreApi, work: Plan, cat: Catalog, result: DownloadResult, *, asset: str, language: str
-) -> Targets:
-    """Ask the store API about every game of ``work``; settle what needs no download."""
+def resolve(
+    work: Plan,
+    known: dict[str, ArtState],
+    result: DownloadResult,
+    src: Sources,
+    api: StoreApi,
+) -> Iterator[Job]:
+    """A job per game: the store API's URLs (asked in batches as the jobs are taken), or
+    the legacy ones when the API cannot be reached or the user gave templates."""
+    if src.user_templates:
+        yield from (Job(it, banner_urls(it.id, src.cdn, src.legacy)) for it in work.todo)
+        return
     items = {it.id: it for it in [*work.todo, *work.recheck]}
     stale = {it.id for it in work.recheck}
-    known = cat.art()
-    targets, states, now = Targets(), {}, time.time()
-    for art in api.lookup(items, asset, language):
-        item = items[art.appid]
-        renamed = bool(art.name and not item.name)
-        if renamed:
-            item.name = art.name
-        if not art.known or not art.urls:
-            states[art.appid] = ArtState(None, None, now)
-            why = "not on the Steam store" if not art.known else f"no {asset} art on the store"
-            targets.settled.append(dataclasses.replace(item, status="missing", reason=why))
-            continue
-        before = known.get(art.appid)
-        if art.appid in stale and before is not None and before.url in art.urls:
-            result.unchanged += 1
-            states[art.appid] = ArtState(before.url, before.stamp, now)
-            if renamed:
-                targets.settled.append(item)
-            continue
-        if art.appid in stale:
-            result.updated += 1
-        targets.urls[art.appid] = list(art.urls)
-    result.api_calls = api.calls
-    cat.set_art(states)
-    return targets
+    result.rechecked = len(stale)
+    done: set[str] = set()
+    try:
+        for art in api.lookup(items, src.asset, src.language):
+            result.api_calls = api.calls
+            done.add(art.appid)
+            yield _job(art, items[art.appid], known.get(art.appid), art.appid in stale, result)
+    except StoreApiError as exc:
+        result.api_calls, result.api_error, result.legacy = api.calls, str(exc), True
+        result.rechecked -= len(stale - done)
+        log.info("the Steam store API cannot be reached (%s): trying legacy URLs", exc)
+        for it in work.todo:
+            if it.id not in done:
+                yield Job(it, banner_urls(it.id, src.cdn, src.legacy), LEGACY_NOTE)
 
 
-def legacy_targets(work: Plan, cdn: str, templates: Sequence[str], note: str) -> Targets:
-    """Every game of ``work.todo`` at its legacy URLs (the store API is out of reach)."""
-    targets = Targets()
-    for it in work.todo:
-        targets.urls[it.id] = banner_urls(it.id, cdn, templates)
-        targets.notes[it.id] = note
-    return targets
+def _job(
+    art: StoreArt, item: Item, before: ArtState | None, stale: bool, result: DownloadResult
+) -> Job:
+    """What to do with one game, given the store API's answer."""
+    now = time.time()
+    renamed = bool(art.name and not item.name)
+    if renamed:
+        item.name = art.name
+    if not art.known or not art.urls:
+        why = "not on the Steam store" if not art.known else f"no {result.asset} art on the store"
+        row = dataclasses.replace(item, status="missing", reason=why)
+        return Job(item, row=row, state=ArtState(None, None, now))
+    if stale and before is not None and before.url in art.urls:
+        result.unchanged += 1
+        state = ArtState(before.url, before.stamp, now)
+        return Job(item, row=item if renamed else None, state=state)
+    result.updated += stale
+    return Job(item, urls=list(art.urls))
 
 
 def download(
@@ -599,26 +670,13 @@ def download(
         )
         work.todo = work.todo[:limit] if limit is not None else work.todo
         started = time.perf_counter()
-        targets = _targets(
-            work,
-            cat,
-            result,
-            Sources(cdn, legacy, api_url, bool(templates), asset, language),
-            policy,
-            timeout,
-        )
-        for row in targets.settled:
-            _count(result, row)
-        cat.upsert(targets.settled)
-        todo = [it for it in [*work.todo, *work.recheck] if it.id in targets.urls]
-        result.planned = len(todo)
-        if todo:
+        total = len(work.todo) + len(work.recheck)
+        if total:
+            src = Sources(cdn, legacy, api_url, bool(templates), asset, language)
             loader = Downloader(
                 coll,
                 cat,
                 result,
-                urls=targets.urls,
-                notes=targets.notes,
                 concurrency=concurrency,
                 rate=rate,
                 policy=policy,
@@ -628,7 +686,9 @@ def download(
                 progress=progress,
                 sanity=Sanity(cdn),
             )
-            asyncio.run(loader.run(todo))
+            with StoreApi(api_url=api_url, cdn=cdn, policy=policy, timeout=timeout) as api:
+                jobs = resolve(work, cat.art(), result, src, api)
+                asyncio.run(loader.run(jobs, total))
         result.seconds = time.perf_counter() - started
         result.counts = cat.counts()
     return result
@@ -646,49 +706,6 @@ def _claim_asset(cat: Catalog, coll: Collection, asset: str) -> None:
     if coll.images_dir.is_dir():
         atomic.recover(coll.images_dir)
     coll.images_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _count(result: DownloadResult, row: Item) -> None:
-    """Count a row settled without a download (missing, or renamed only)."""
-    if row.status == "missing":
-        result.missing += 1
-        result.failures.append({"id": row.id, "status": "missing", "reason": row.reason or ""})
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Where a run looks for the art."""
-
-    cdn: str
-    legacy: Sequence[str]  # legacy URL templates
-    api_url: str | None
-    user_templates: bool  # the user gave the templates: no store API
-    asset: str
-    language: str
-
-
-def _targets(
-    work: Plan,
-    cat: Catalog,
-    result: DownloadResult,
-    src: Sources,
-    policy: RetryPolicy,
-    timeout: float,
-) -> Targets:
-    """The URLs of this run's games: the user's templates, else the store API's, else legacy."""
-    if src.user_templates:
-        return legacy_targets(work, src.cdn, src.legacy, "")
-    if not work.todo and not work.recheck:
-        return Targets()
-    result.rechecked = len(work.recheck)
-    with StoreApi(api_url=src.api_url, cdn=src.cdn, policy=policy, timeout=timeout) as api:
-        try:
-            return ask_store(api, work, cat, result, asset=src.asset, language=src.language)
-        except StoreApiError as exc:
-            result.api_calls, result.api_error = api.calls, str(exc)
-    log.info("the Steam store API cannot be reached (%s): trying legacy URLs", result.api_error)
-    result.legacy, result.rechecked = True, 0
-    return legacy_targets(work, src.cdn, src.legacy, LEGACY_NOTE)
 
 
 def fetch_banner(
