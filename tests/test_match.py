@@ -258,7 +258,7 @@ def test_similar_by_name_and_fuzzy_name(cli, coll: Path) -> None:
     assert fuzzy.query.match_score is not None and fuzzy.query.match_score >= 70
     proc = cli("similar", coll, "Hat in Tme", "-k", "2")
     assert proc.stdout.startswith("most similar to a-hat-in-time-")
-    assert "closest name to 'Hat in Tme'" in proc.stdout.splitlines()[0]
+    assert "closest name for 'Hat in Tme'" in proc.stdout.splitlines()[0]
 
 
 def test_similar_by_image_outside_the_collection(

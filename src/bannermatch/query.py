@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,9 +14,11 @@ from .collection import Collection, ModelData
 from .errors import BannermatchError
 from .images import DecodedImage, Draft, decode_bytes, load_image
 from .matching import DEFAULT_K, unique_order
+from .names import NameIndex
+from .steam.endpoints import is_app_id
 
-#: the lowest rapidfuzz WRatio accepted for a fuzzy name match
-NAME_MATCH_CUTOFF = 70.0
+#: candidates shown beside a name chosen by a prefix, word or fuzzy match
+ALTERNATIVES = 3
 
 
 @dataclass
@@ -35,11 +37,13 @@ class Hit:
 class Query:
     """What a QUERY argument resolved to."""
 
-    kind: str  # "id", "name", "fuzzy-name" or "image"
+    kind: str  # "id", "name", "fuzzy-name", "image" or "steam-app"
     text: str
     id: str | None = None
     name: str | None = None
     match_score: float | None = None
+    match: str | None = None  # how a name matched: names.Suggestion.match
+    alternatives: list[dict[str, str]] = field(default_factory=list)  # the next candidates
 
     def describe(self) -> str:
         if self.kind == "image":
@@ -47,24 +51,26 @@ class Query:
         if self.kind == "steam-app":
             return f"Steam app {self.text} (its banner, fetched from the CDN)"
         if self.kind == "fuzzy-name":
-            return (
-                f"{self.id} {self.name!r} "
-                f"(closest name to {self.text!r}, score {self.match_score:.0f})"
+            how = f"{self.match} match" if self.match != "fuzzy" else "closest name"
+            score = f", score {self.match_score:.0f}" if self.match == "fuzzy" else ""
+            others = "; ".join(f"{a['id']} {a['name']!r}" for a in self.alternatives)
+            return f"{self.id} {self.name!r} ({how} for {self.text!r}{score}" + (
+                f"; next: {others})" if others else ")"
             )
         return f"{self.id} {self.name!r}"
 
 
 def resolve_query(cat: Catalog, data: ModelData, text: str) -> Query:
     """An indexed id, an exact name, an image file, a Steam app id to fetch, or else the
-    closest name."""
+    name the one name resolver (:class:`bannermatch.names.NameIndex`) picks."""
     if text in data.row_of:
         item = cat.get(text)
         return Query("id", text, text, item.name if item else text)
     ids, names = _names(cat, data)
-    lowered = text.casefold()
-    for item_id, name in zip(ids, names, strict=True):
-        if name.casefold() == lowered:
-            return Query("name", text, item_id, name)
+    index = NameIndex(ids, names)
+    found = index.search(text, 1 + ALTERNATIVES)
+    if found and found[0].match == "name":
+        return Query("name", text, ids[found[0].row], names[found[0].row])
     if os.path.lexists(text):  # a file, or what stands where one is named (a broken link...)
         return Query("image", text)
     item = cat.get(text)
@@ -73,21 +79,15 @@ def resolve_query(cat: Catalog, data: ModelData, text: str) -> Query:
             f"item {text} is in the catalogue but has no embedding (status {item.status}"
             + (f": {item.reason})" if item.reason else ")")
         )
-    if text.isascii() and text.isdigit():
+    if is_app_id(text):
         return Query("steam-app", text, text)
-    from rapidfuzz import fuzz, process, utils
-
-    best = process.extractOne(
-        text,
-        names,
-        scorer=fuzz.WRatio,
-        processor=utils.default_process,
-        score_cutoff=NAME_MATCH_CUTOFF,
-    )
-    if best is None:
+    if not found:
         raise BannermatchError(f"no item, name or image file matches {text!r}")
-    _, score, pos = best
-    return Query("fuzzy-name", text, ids[pos], names[pos], float(score))
+    first, *rest = found
+    others = [{"id": ids[s.row], "name": names[s.row]} for s in rest]
+    return Query(
+        "fuzzy-name", text, ids[first.row], names[first.row], first.score, first.match, others
+    )
 
 
 def _names(cat: Catalog, data: ModelData) -> tuple[list[str], list[str]]:

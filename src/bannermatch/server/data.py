@@ -22,9 +22,9 @@ from ..collection import Collection, ModelData
 from ..errors import BannermatchError, CollectionError
 from ..images import TAR_SEPARATOR, DecodedImage, decode_bytes
 from ..matching import unique_order
+from ..names import NameIndex
 from ..query import create_model_for, nearest
 from ..textsearch import LabelClass, TextSearcher
-from .names import NameIndex
 
 if TYPE_CHECKING:
     from ..models import EmbeddingModel

@@ -72,7 +72,7 @@ FLUSH_SECONDS = 0.25
 FLUSH_ROWS = 64
 #: statuses that mean "this URL has no such file": try the next one, no retries
 NOT_FOUND_STATUSES = frozenset({400, 401, 403, 404, 410, 451})
-#: the first this many CDN answers decide whether the CDN is the right one (see Sanity)
+#: the first this many games decide whether the CDN is the right one (see Sanity)
 SANITY_REQUESTS = 24
 #: ``ok`` apps are asked about their art again after this long (seconds): a week
 REFRESH_AFTER = 7 * 24 * 3600.0
@@ -196,7 +196,7 @@ class DownloadResult:
 
 
 class Sanity:
-    """Stops a run whose first CDN answers all fail the same way (a wrong host, a proxy).
+    """Stops a run whose first games all fail the same way at the CDN (a wrong host, a proxy).
 
     Until then, rows other than ``ok`` are held back, so that such a run marks nothing.
     """
@@ -207,7 +207,7 @@ class Sanity:
         self.trusted = False
 
     def note(self, kind: str, host: str) -> None:
-        """Count one answer: ``ok``, ``404``, ``not-image`` or ``error``."""
+        """Count one game's outcome: ``ok``, ``404``, ``not-image`` or ``error``."""
         if self.trusted:
             return
         self.kinds.append(kind)
@@ -217,7 +217,7 @@ class Sanity:
             what = "answered 404" if kind == "404" else "sent something that is not an image"
             raise _HostDown(
                 BannermatchError(
-                    f"the first {len(self.kinds)} requests to {host} all {what}: is "
+                    f"the first {len(self.kinds)} games asked of {host} all {what}: is "
                     f"{STEAM_CDN.option} {self.cdn} Steam's CDN? (a wrong URL, a proxy answering "
                     "for it, or Steam changed its URLs again); no game was marked"
                 )
@@ -285,7 +285,7 @@ class Downloader:
         budget = self.policy.retries
         tries = 0
         not_found: list[str] = []
-        failure, failed_url = "", ""
+        failure, failed_url, not_image, host = "", "", False, ""
         for url in self.urls[item.id]:
             host = host_of(url)
             bucket = self.limiter.bucket(host)
@@ -316,7 +316,7 @@ class Downloader:
                                 self.pool, self._store, item.id, body, url
                             )
                         except ImageError as exc:
-                            self.sanity.note("not-image", host)
+                            not_image = True
                             failure = str(exc)
                         else:
                             self.sanity.note("ok", host)
@@ -324,7 +324,6 @@ class Downloader:
                     elif status in NOT_FOUND_STATUSES or (
                         400 <= status < 500 and status not in RETRY_STATUSES
                     ):
-                        self.sanity.note("404", host)
                         not_found.append(f"HTTP {status} for {_file_name(url)}")
                         break
                     else:
@@ -340,7 +339,9 @@ class Downloader:
                 self.result.retried += 1
                 await asyncio.sleep(self.policy.delay(retry) if wait is None else wait)
         if not failure:
+            self.sanity.note("404", host)
             return self._row(item, "missing", "not on the CDN: " + ", ".join(not_found))
+        self.sanity.note("not-image" if not_image else "error", host)
         return self._row(item, "bad", f"{failure} ({_file_name(failed_url)}, {tries} tries)")
 
     def _store(self, appid: str, body: bytes, url: str) -> Any:

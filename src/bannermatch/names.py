@@ -1,15 +1,22 @@
-"""The name index behind autocomplete: prefix and word matches first, then fuzzy ones.
+"""The one name resolver: ``similar``/``search`` queries, ``/api/names``, the page.
 
-Names are folded once (case, accents and punctuation dropped) and joined into one
-string, one name a line. A prefix is a binary search over the sorted names; a
-word start (" q") or a substring is a few C-speed ``str.find`` scans of the
-joined string rather than a Python loop over every name. Fuzzy matching
-(rapidfuzz) only runs when exact matches do not fill the requested count.
+Tiers, best first: the exact id, the exact name, names starting with the text,
+names with a word starting with it, names holding every word of it as word
+starts in any order ("breath zelda"), names containing it, then close (fuzzy)
+names. Names are folded once (case, accents and punctuation dropped) and joined
+into one string, one name a line. A prefix is a binary search over the sorted
+names; a word start (" q") or a substring is a few C-speed ``str.find`` scans of
+the joined string rather than a Python loop over every name. Fuzzy matching
+(rapidfuzz's WRatio) only runs when the other tiers do not fill the requested
+count, and respects numbers: "portl 2" can be Portal 2 but never Portal or
+Assassin's Creed 2 for "witchr 2". Every tier is ranked on its own, so the first
+answer does not depend on how many answers are asked for.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -23,6 +30,9 @@ FUZZY_CUTOFF = 75.0
 MAX_OCCURRENCES = 5_000
 #: at most this many names sharing a prefix with the query are compared for typos
 MAX_FUZZY_CANDIDATES = 5_000
+#: fuzzy matches are ranked among at least this many candidates, whatever the limit
+FUZZY_POOL = 20
+_NUMBER = re.compile(r"\d+")
 _MARKS = re.compile(r"[\u0300-\u036f]")
 _SYMBOLS = re.compile(r"[\u2122\u00ae\u00a9\u2120]")  # ™ ® © ℠: not part of a name's words
 _PUNCT = re.compile(r"[^\w\n ]+|_+")  # plain spaces are left alone: most names have many
@@ -44,7 +54,7 @@ def _fold_block(text: str) -> str:
 @dataclass(frozen=True)
 class Suggestion:
     row: int
-    match: str  # "id", "name", "prefix", "word", "substring" or "fuzzy"
+    match: str  # "id", "name", "prefix", "word", "words", "substring" or "fuzzy"
     score: float  # 100 for exact kinds, the rapidfuzz score for fuzzy ones
 
 
@@ -129,16 +139,35 @@ class NameIndex:
         add(self._shortest(self._prefixed(q), limit + len(seen)), "prefix")
         if len(out) < limit:
             add(self._shortest(self._scan(" " + q, 1), limit + len(seen)), "word")
+        if len(out) < limit and " " in q:
+            add(self._shortest(self._all_words(q), limit + len(seen)), "words")
         if len(out) < limit and len(q) >= 3:
             add(self._shortest(self._scan(q, 0), limit + len(seen)), "substring")
         if len(out) < limit and len(q) >= 3:
-            for row, score in self._fuzzy(q, limit + len(seen)):
+            for row, score in self._fuzzy(q, max(FUZZY_POOL, limit + len(seen))):
                 add([row], "fuzzy", score)
         return out
 
+    def best(self, query: str) -> Suggestion | None:
+        """The one item a typed text stands for (the first of :meth:`search`)."""
+        found = self.search(query, 1)
+        return found[0] if found else None
+
+    def _all_words(self, q: str) -> np.ndarray:
+        """Rows holding every word of ``q`` as a word start, in any order."""
+        rows: np.ndarray | None = None
+        for word in sorted(set(q.split()), key=len, reverse=True):
+            found = np.union1d(self._scan("\n" + word, 1), self._scan(" " + word, 1))
+            rows = found if rows is None else np.intersect1d(rows, found)
+            if not len(rows):
+                break
+        return np.zeros(0, np.int64) if rows is None else rows
+
     def _fuzzy(self, q: str, limit: int) -> list[tuple[int, float]]:
         """Typo-tolerant matches: of a name's first ``len(q)`` characters (among the names
-        sharing a shorter prefix with ``q``), or of the whole name."""
+        sharing a shorter prefix with ``q``), of the whole name, or word by word (each word
+        of the text against the name's closest word: "witchr 3" finds "The Witcher 3"). A
+        number in the text must be a number of the name."""
         from rapidfuzz import fuzz, process
 
         best: dict[int, float] = {}
@@ -147,23 +176,53 @@ class NameIndex:
             if len(rows) <= MAX_FUZZY_CANDIDATES:
                 heads = [self.folded[r][: len(q)] for r in rows.tolist()]
                 for _, score, i in process.extract(
-                    q,
-                    heads,
-                    scorer=fuzz.ratio,
-                    processor=None,
-                    limit=limit,
+                    q, heads, scorer=fuzz.ratio, processor=None, limit=limit,
                     score_cutoff=FUZZY_CUTOFF,
-                ):
+                ):  # fmt: skip
                     best[int(rows[i])] = float(score)
                 break
         for _, score, row in process.extract(
-            q,
-            self.folded,
-            scorer=fuzz.ratio,
-            processor=None,
-            limit=limit,
+            q, self.folded, scorer=fuzz.ratio, processor=None, limit=limit,
             score_cutoff=FUZZY_CUTOFF,
-        ):
+        ):  # fmt: skip
             best[row] = max(best.get(row, 0.0), float(score))
+        for row, score in self._word_fuzzy(q).items():
+            best[row] = max(best.get(row, 0.0), score)
+        numbers = set(_NUMBER.findall(q))
+        if numbers:
+            best = {r: v for r, v in best.items() if numbers <= self._numbers(r)}
         ranked = sorted(best.items(), key=lambda rs: (-rs[1], self._lengths[rs[0]], rs[0]))
         return [(row, round(score, 1)) for row, score in ranked[:limit]]
+
+    def _word_fuzzy(self, q: str) -> dict[int, float]:
+        """Rows whose words come close to every word of ``q`` (numbers aside): the mean of
+        each word's best ratio, scored through the names' vocabulary, not name by name."""
+        from rapidfuzz import fuzz, process
+
+        words = [w for w in q.split() if not w.isdigit() and len(w) >= 3]
+        if not words:
+            return {}
+        vocabulary, rows_of = self._words()
+        total: dict[int, float] = {}
+        for n, word in enumerate(words):
+            scores: dict[int, float] = {}
+            for _, score, v in process.extract(
+                word, vocabulary, scorer=fuzz.ratio, limit=None, score_cutoff=FUZZY_CUTOFF
+            ):
+                for row in rows_of[v]:
+                    scores[row] = max(scores.get(row, 0.0), float(score))
+            total = scores if n == 0 else {r: total[r] + v for r, v in scores.items() if r in total}
+        return {r: v / len(words) for r, v in total.items()}
+
+    @functools.cache  # noqa: B019 - one index per collection, kept as long as it is
+    def _words(self) -> tuple[list[str], list[list[int]]]:
+        """The distinct words of all names, and the rows holding each."""
+        rows_of: dict[str, list[int]] = {}
+        for row, name in enumerate(self.folded):
+            for word in set(name.split()):
+                rows_of.setdefault(word, []).append(row)
+        vocabulary = sorted(rows_of)
+        return vocabulary, [rows_of[w] for w in vocabulary]
+
+    def _numbers(self, row: int) -> set[str]:
+        return set(_NUMBER.findall(self.folded[row]))
