@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 from .errors import CollectionError
 
-SCHEMA_VERSION = 2  # 2: steam_art
+SCHEMA_VERSION = 2  # 2: steam_art, items.meta
 STATUSES = ("ok", "missing", "bad", "pending")
 
 _SCHEMA = """
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS items (
     size    INTEGER,
     mtime   REAL,
     flags   TEXT NOT NULL DEFAULT '',
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    meta    TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS queries (
     id     TEXT PRIMARY KEY,
@@ -74,6 +76,18 @@ class Item:
     mtime: float | None = None
     flags: str = ""
     updated: float = 0.0
+    meta: str = ""  # JSON object: a names sidecar's columns, Steam's app id, ...
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """:attr:`meta` as a dict (empty when there is none)."""
+        if not self.meta:
+            return {}
+        try:
+            value = json.loads(self.meta)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 _COLUMNS = [f.name for f in fields(Item)]
@@ -129,7 +143,10 @@ class Catalog:
                     f"{self.path} has schema {row[0]}, newer than this bannermatch "
                     f"understands ({SCHEMA_VERSION}): upgrade bannermatch"
                 )
-            else:  # an older schema: the statements above added what it lacked
+            else:  # an older schema: the statements above added the tables it lacked
+                columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
+                if "meta" not in columns:
+                    self.db.execute("ALTER TABLE items ADD COLUMN meta TEXT NOT NULL DEFAULT ''")
                 self.db.execute(
                     "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
                 )
@@ -255,6 +272,47 @@ class Catalog:
                 [(i, a.url, a.stamp, a.checked) for i, a in states.items()],
             )
 
+    def set_labels(self, labels: dict[str, tuple[str, str]]) -> None:
+        """Set the name and metadata (JSON) of items, touching nothing else."""
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE items SET name=?, meta=? WHERE id=?",
+                [(name, meta, i) for i, (name, meta) in labels.items()],
+            )
+
     def counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status")
         return {status: n for status, n in rows}
+
+
+def steam_appid(item: Item) -> str | None:
+    """The Steam app an item is, or None: the one place that decides it.
+
+    An item is a Steam app when its metadata says so (``steam_appid`` or the first of
+    ``steam_appids``: set by ``steam catalog`` and ``steam download``, or by a names
+    sidecar), or, in a catalogue written before item metadata, when it is a banner
+    that was downloaded (it has a URL) under a Steam app id. A number as the file name
+    of a user's own picture is just an id.
+    """
+    from .steam.endpoints import is_app_id
+
+    meta = item.metadata
+    value = meta.get("steam_appid") or meta.get("steam_appids")
+    candidates = value if isinstance(value, list) else str(value or "").split(",")
+    for candidate in candidates:
+        appid = str(candidate).strip()
+        if is_app_id(appid):
+            return appid
+    if not item.meta and item.url and is_app_id(item.id):
+        return item.id
+    return None
+
+
+def app_meta(appid: str) -> str:
+    """The metadata of a new item that is the Steam app ``appid``."""
+    return json.dumps({"steam_appid": appid})
+
+
+def steam_meta(item: Item) -> str:
+    """``item``'s metadata with its id recorded as its Steam app id (Steam's commands)."""
+    return json.dumps(item.metadata | {"steam_appid": item.id})

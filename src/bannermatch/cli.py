@@ -41,6 +41,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         args.input,
         args.out,
         args.model,
+        names=args.names,
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.quiet,
@@ -314,9 +315,25 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print the result as JSON")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("index", parents=[common], help="embed a folder, a list or tar shards")
-    p.add_argument("input", help="folder of images, text file of paths, or webdataset .tar shards")
+    p = sub.add_parser(
+        "index", parents=[common], help="embed folders, lists of paths or tar shards"
+    )
+    p.add_argument(
+        "input",
+        nargs="+",
+        help="folders of images, text files of image paths, webdataset .tar shards or "
+        "collections, mixed; an image reached through two inputs is one item",
+    )
     p.add_argument("--out", required=True, help="collection folder to create or update")
+    p.add_argument(
+        "--names",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="names and metadata of the images: a CSV or TSV with a header (a file/path/id "
+        "column and a name/title column; other columns are kept as metadata) or JSON (a list "
+        "of such objects, or {file: name}); repeat for several (default: none)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument(
         "--workers",

@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ from .catalog import Catalog, Item
 from .collection import EMBEDDINGS, Collection, ModelData, write_model_data
 from .embedder import Batch, Decoded, iter_batches
 from .errors import BannermatchError, CollectionError
-from .inputs import InputItem, ScannedInput, scan_input
+from .inputs import InputItem, ScannedInput, Sidecar, label_inputs, read_sidecar, scan_input
 from .models import EmbeddingModel, create_model
 from .progress import progress_bar
 
@@ -43,18 +43,28 @@ class IndexResult:
     removed: int = 0
     count: int = 0
     seconds: float = 0.0
+    #: per names sidecar: its path, rows, rows naming an input file, and the others
+    names: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (
+        lines = [
             f"indexed {self.embedded} new image(s) in {self.seconds:.1f}s "
             f"({self.images_per_second:.1f} img/s); {self.up_to_date} up to date, "
             f"{len(self.bad)} bad, {self.removed} removed; "
             f"{self.count} items in {self.collection} [{self.model_key}]"
-        )
+        ]
+        for n in self.names:
+            line = f"names from {n['file']}: {n['matched']} of {n['rows']} rows name an input file"
+            if n["unmatched"]:
+                shown = ", ".join(n["unmatched"][:3])
+                more = " ..." if len(n["unmatched"]) > 3 else ""
+                line += f"; {len(n['unmatched'])} do not ({shown}{more})"
+            lines.append(line)
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +78,7 @@ class IndexResult:
             "count": self.count,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
+            "names": self.names,
         }
 
 
@@ -125,7 +136,9 @@ def _import_rows(
         if row is None or key in known or row.id in taken:
             continue
         taken.add(row.id)
-        rows.append(Item(id=row.id, name=row.name, source=key, url=row.url, flags=row.flags))
+        rows.append(
+            Item(id=row.id, name=row.name, source=key, url=row.url, flags=row.flags, meta=row.meta)
+        )
     cat.upsert(rows)
     if queries and not cat.queries():
         cat.set_queries(queries, f"from {source.root}")
@@ -181,14 +194,16 @@ def _catalog_row(d: Decoded, item_id: str, source: str, known: Item | None) -> I
         size=it.size,
         mtime=it.mtime,
         flags=known.flags if same_image and known is not None else "",
+        meta=known.meta if known is not None else "",
     )
 
 
 def index(
-    input_path: str | os.PathLike[str],
+    input_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     model: str | EmbeddingModel = "effnet-lite0",
     *,
+    names: Sequence[str | os.PathLike[str]] = (),
     batch_size: int = 64,
     workers: int | None = None,
     progress: bool = True,
@@ -197,7 +212,9 @@ def index(
     actors: int | None = None,
     **model_options: Any,
 ) -> IndexResult:
-    """Index the images of ``input_path`` into the collection ``out`` with ``model``.
+    """Index the images of ``input_path`` (one input or several: folders, lists of paths,
+    .tar shards, collections) into the collection ``out`` with ``model``; ``names``: names
+    sidecars (CSV, TSV or JSON) giving items their names and metadata.
 
     ``engine="ray"`` (among ``model_options``) runs the embedding stage as a Ray Data
     job (:mod:`bannermatch.ray_index`) on the cluster at ``address`` (see
@@ -220,7 +237,7 @@ def index(
     try:
         return _index(
             input_path, out, model, embed, progress=progress, skip_flagged=skip_flagged,
-            **model_options,
+            names=names, **model_options,
         )  # fmt: skip
     finally:
         embed.close()
@@ -255,23 +272,48 @@ class LocalEmbedder:
         pass
 
 
+def _scan_inputs(
+    inputs: Sequence[str | os.PathLike[str]], coll: Collection
+) -> tuple[ScannedInput, list[str], list[Collection]]:
+    """Every input's images in input order (a file reached twice is one item), the folders
+    listed whole (their vanished files are gone), and the collections among the inputs."""
+    items: list[InputItem] = []
+    roots: list[str] = []
+    sources: list[Collection] = []
+    seen: set[str] = set()
+    for path in inputs:
+        if (Path(path) / "catalog.sqlite").is_file():  # a collection: index its images
+            sources.append(Collection(path))
+            path = sources[-1].images_dir
+        scanned = _outside(scan_input(path), coll.root, path)
+        roots += [scanned.root] if scanned.root is not None else []
+        for it in scanned.items:
+            if it.source not in seen:
+                seen.add(it.source)
+                items.append(it)
+    return ScannedInput(items, None), roots, sources
+
+
 def _index(
-    input_path: str | os.PathLike[str],
+    input_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     model: str | EmbeddingModel,
     embed: Embedder,
     *,
     progress: bool,
     skip_flagged: bool,
+    names: Sequence[str | os.PathLike[str]] = (),
     **model_options: Any,
 ) -> IndexResult:
     started = time.perf_counter()
     coll = Collection(out)
-    source_coll: Collection | None = None
-    if (Path(input_path) / "catalog.sqlite").is_file():  # a collection: index its images
-        source_coll = Collection(input_path)
-        input_path = source_coll.images_dir
-    scanned = _outside(scan_input(input_path), coll.root, input_path)
+    inputs: list[str | os.PathLike[str]] = (
+        [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
+    )
+    if not inputs:
+        raise BannermatchError("index needs at least one input")
+    sidecars = [read_sidecar(n) for n in names]
+    scanned, roots, source_colls = _scan_inputs(inputs, coll)
     coll.root.mkdir(parents=True, exist_ok=True)
     emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
     folder = coll.model_dir(emb_model.key)
@@ -313,8 +355,9 @@ def _index(
             chunk_rows[item_id] = (fp, path, r, float(norms[r]))
 
     with coll.catalog(create=True) as cat:
-        if source_coll is not None and source_coll.root.resolve() != coll.root.resolve():
-            _import_rows(source_coll, coll, cat, scanned.items)
+        for source_coll in source_colls:
+            if source_coll.root.resolve() != coll.root.resolve():
+                _import_rows(source_coll, coll, cat, scanned.items)
         by_source = cat.by_sources()
         keys = [coll.source_key(it.source) for it in scanned.items]
         ids = _assign_ids(scanned.items, keys, by_source, cat.ids())
@@ -363,15 +406,17 @@ def _index(
         bar.close()
         embed_seconds = time.perf_counter() - t0
 
-        if scanned.root is not None:
+        if sidecars:
+            _apply_labels(cat, sidecars, scanned.items, ids, result)
+        if roots:
             seen = set(keys)
-            prefix = os.path.join(scanned.root, "")
+            prefixes = tuple(os.path.join(r, "") for r in roots)
             vanished = [
                 it
                 for src, it in by_source.items()
                 if src not in seen
                 and it.status != "missing"
-                and os.path.abspath(coll.resolve_source(src)).startswith(prefix)
+                and os.path.abspath(coll.resolve_source(src)).startswith(prefixes)
             ]
             for it in vanished:
                 it.status, it.reason = "missing", "file no longer exists"
@@ -410,6 +455,36 @@ def _index(
     result.count = len(rows.ids)
     result.seconds = embed_seconds if result.embedded else time.perf_counter() - started
     return result
+
+
+def _apply_labels(
+    cat: Catalog,
+    sidecars: list[Sidecar],
+    items: list[InputItem],
+    ids: list[str],
+    result: IndexResult,
+) -> None:
+    """Names and metadata from the sidecars onto the items they name; rows naming no
+    input file are counted and reported."""
+    labels = label_inputs(sidecars, zip(items, ids, strict=True))
+    current = {it.id: it for it in cat.items()}
+    rows = {}
+    for item_id, label in labels.items():
+        item = current.get(item_id)
+        if item is None:
+            continue
+        meta = item.metadata | label.meta
+        rows[item_id] = (label.name or item.name, json.dumps(meta) if meta else "")
+    cat.set_labels(rows)
+    for sc in sidecars:
+        result.names.append(
+            {
+                "file": str(sc.path),
+                "rows": len(sc.labels),
+                "matched": len(sc.labels) - len(sc.unmatched),
+                "unmatched": sc.unmatched,
+            }
+        )
 
 
 def _outside(scanned: ScannedInput, root: Path, input_path: str | os.PathLike[str]) -> ScannedInput:

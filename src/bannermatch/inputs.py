@@ -1,19 +1,27 @@
-"""Readers for what ``index`` accepts: a folder, a list of paths, or webdataset shards."""
+"""Readers for what ``index`` accepts: folders, lists of paths, webdataset shards, and
+names sidecars (CSV, TSV or JSON) that give the images their names and metadata."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tarfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import BannermatchError
 from .images import IMAGE_EXTENSIONS, TAR_SEPARATOR, read_member
 
 #: Files scanned in a folder: raster images, plus SVG so that it is reported, not ignored.
 SCANNED_EXTENSIONS = IMAGE_EXTENSIONS | {".svg"}
+#: names sidecars: refused as inputs, with a hint to give them with --names
+SIDECAR_EXTENSIONS = frozenset({".tsv", ".csv", ".json"})
+#: sidecar columns naming the file (first found wins) and giving its name
+KEY_COLUMNS = ("file", "path", "filename", "id")
+NAME_COLUMNS = ("name", "title")
 
 
 @dataclass(frozen=True)
@@ -85,18 +93,30 @@ def _scan_folder(root: Path) -> Iterator[InputItem]:
                 yield _stat_item(path, path.relative_to(root).as_posix())
 
 
-def _scan_list(list_file: Path) -> Iterator[InputItem]:
+def _scan_list(list_file: Path) -> list[InputItem]:
+    """The files a text list names, one path a line; refused when most lines are not files
+    (a table or some other text given where a list of paths belongs)."""
     base = list_file.parent
     seen: set[Path] = set()
+    items: list[InputItem] = []
+    absent: list[str] = []
     for line in list_file.read_text("utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         path = Path(line).expanduser()
         path = Path(os.path.abspath(path if path.is_absolute() else base / path))
+        if not os.path.lexists(path):
+            absent.append(line)
         if path not in seen:  # a file listed twice is one item
             seen.add(path)
-            yield _stat_item(path, line)
+            items.append(_stat_item(path, line))
+    if absent and len(absent) * 2 > len(items):
+        raise BannermatchError(
+            f"{list_file} is not a list of image paths: {len(absent)} of {len(items)} lines "
+            f"are not files (the first: {absent[0][:60]!r})"
+        )
+    return items
 
 
 def _scan_tar(shard: Path) -> list[InputItem]:
@@ -162,9 +182,115 @@ def _scan(p: Path, path: str | os.PathLike[str]) -> ScannedInput:
         return ScannedInput(_scan_tar(p), None)
     if p.suffix.lower() in SCANNED_EXTENSIONS:
         return ScannedInput([_stat_item(p, p.name)], None)
+    if p.suffix.lower() in SIDECAR_EXTENSIONS:
+        raise BannermatchError(
+            f"{path} is a table, not images: index a folder, a list of image paths or .tar "
+            f"shards, and give names with --names {path}"
+        )
     try:
-        return ScannedInput(list(_scan_list(p)), None)
+        return ScannedInput(_scan_list(p), None)
     except UnicodeDecodeError:
         raise BannermatchError(
             f"{path} is neither a folder, a .tar shard, an image nor a text list of paths"
         ) from None
+
+
+# names sidecars ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Label:
+    """A sidecar row: the name of a file and its other columns."""
+
+    key: str  # as written: a file name, a path relative to the sidecar, or an item id
+    name: str
+    meta: dict[str, Any]
+
+
+@dataclass
+class Sidecar:
+    path: Path
+    labels: list[Label]
+    matched: set[str] = field(default_factory=set)  # keys that named an input file
+
+    @property
+    def unmatched(self) -> list[str]:
+        return [lb.key for lb in self.labels if lb.key not in self.matched]
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> Sidecar:
+    """Names and metadata from a CSV or TSV with a header (a file/path/id column and a
+    name/title column), or JSON: a list of such objects, or ``{file: name}``."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BannermatchError(f"cannot read names file {path}: {exc}") from None
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise BannermatchError(f"names file {path} is not JSON: {exc}") from None
+        rows = _json_rows(data, path)
+    else:
+        rows = _table_rows(text, p)
+    return Sidecar(Path(os.path.abspath(p)), [_label(r, path) for r in rows])
+
+
+def _json_rows(data: Any, path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    if isinstance(data, dict):  # {file: name} or {file: {name: ..., ...}}
+        return [
+            {"file": k, **v} if isinstance(v, dict) else {"file": k, "name": v}
+            for k, v in data.items()
+        ]
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return data
+    raise BannermatchError(
+        f"names file {path} holds neither a list of objects nor a {{file: name}} object"
+    )
+
+
+def _table_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    if path.suffix.lower() not in (".tsv", ".csv"):
+        delimiter = "\t" if "\t" in text.partition("\n")[0] else ","
+    return [dict(r) for r in csv.DictReader(text.splitlines(), delimiter=delimiter)]
+
+
+def _label(row: dict[str, Any], path: str | os.PathLike[str]) -> Label:
+    fields = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+    key_col = next((c for c in KEY_COLUMNS if c in fields), None)
+    name_col = next((c for c in NAME_COLUMNS if c in fields), None)
+    if key_col is None or name_col is None:
+        raise BannermatchError(
+            f"names file {path} needs a {'/'.join(KEY_COLUMNS)} column and a "
+            f"{'/'.join(NAME_COLUMNS)} column; it has: {', '.join(fields) or 'none'}"
+        )
+    meta = {
+        k: v for k, v in fields.items() if k not in (key_col, name_col) and v not in ("", None, [])
+    }
+    return Label(str(fields[key_col]).strip(), str(fields[name_col] or "").strip(), meta)
+
+
+def label_inputs(
+    sidecars: Sequence[Sidecar], items: Iterable[tuple[InputItem, str]]
+) -> dict[str, Label]:
+    """The label of every input item a sidecar names, by item id. A key names a file by
+    its path relative to the sidecar, its file name, its stem, or the item's id; a later
+    sidecar wins over an earlier one."""
+    pairs = list(items)
+    found: dict[str, Label] = {}
+    for sidecar in sidecars:
+        by_key: dict[str, Label] = {}
+        for lb in sidecar.labels:
+            by_key.setdefault(lb.key, lb)
+            by_key.setdefault(os.path.abspath(sidecar.path.parent / lb.key), lb)
+        for it, item_id in pairs:
+            name = Path(it.relpath).name
+            for key in (it.source, name, Path(name).stem, item_id, it.relpath):
+                label = by_key.get(key)
+                if label is not None:
+                    found[item_id] = label
+                    sidecar.matched.add(label.key)
+                    break
+    return found

@@ -51,13 +51,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from . import atomic
-from .catalog import Catalog, Item
+from .catalog import Catalog, Item, steam_appid
 from .collection import Collection
 from .errors import BannermatchError, ImageError
 from .images import load_image
 from .matching import unique_order
 from .progress import progress_bar
-from .steam.endpoints import is_app_id, store_page_url
+from .steam.endpoints import store_page_url
 
 NEIGHBOURS = 10  # shown per query: two rows of COLUMNS
 COLUMNS = 5
@@ -76,10 +76,6 @@ PLACEHOLDER = (128, 128, 128)
 MISSING_THUMB = "thumbs/missing.jpg"
 UNIQUE_GRID = "grids/unique.png"
 PAGES = ["unique.html", "similar.md", "unique.md", "similar.bbcode.txt", "unique.bbcode.txt"]
-
-
-def store_url(item_id: str) -> str | None:
-    return store_page_url(item_id) if is_app_id(item_id) else None
 
 
 def safe_name(item_id: str, salt: str = "") -> str:
@@ -102,10 +98,11 @@ class Entry:
     score: float | None = None
     rank: int | None = None
     image_url: str | None = None  # where the image was downloaded from, if from the web
+    appid: str | None = None  # the Steam app the item is (catalog.steam_appid), if any
 
     @property
     def store(self) -> str | None:
-        return store_url(self.id)
+        return store_page_url(self.appid) if self.appid else None
 
 
 @dataclass
@@ -251,7 +248,8 @@ def report(
         url = (
             item.url if item and item.url and item.url.startswith(("http://", "https://")) else None
         )
-        return Entry(item_id, name, thumbs[item_id], score, rank, url)
+        appid = steam_appid(item) if item is not None else None
+        return Entry(item_id, name, thumbs[item_id], score, rank, url, appid)
 
     def block(n: int) -> QueryBlock:
         """The ``n``-th query (from 0), built on demand to keep memory small."""

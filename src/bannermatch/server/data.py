@@ -13,11 +13,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..ann import AnnIndex
+from ..catalog import Item, steam_appid
 from ..collection import Collection, ModelData
 from ..errors import BannermatchError, CollectionError
 from ..images import TAR_SEPARATOR, DecodedImage, decode_bytes
@@ -42,6 +43,8 @@ class ServedCollection:
     names: list[str]
     sources: list[str | None]
     urls: list[str | None]
+    steam_ids: list[str | None]  # the Steam app each row is (catalog.steam_appid), if any
+    metadata: list[dict[str, Any]]  # each row's metadata (a names sidecar's columns, ...)
     featured_rows: list[int]
     featured_from: str  # "queries" (the catalogue's query set) or "sample"
     name_index: NameIndex
@@ -71,13 +74,19 @@ class ServedCollection:
         names: list[str] = list(data.ids)
         sources: list[str | None] = [None] * n
         urls: list[str | None] = [None] * n
+        steam_ids: list[str | None] = [None] * n
+        metadata: list[dict[str, Any]] = [{} for _ in range(n)]
         with coll.catalog() as cat:
-            for item_id, name, source, url in cat.columns("id", "name", "source", "url"):
+            for item_id, name, source, url, meta in cat.columns(
+                "id", "name", "source", "url", "meta"
+            ):
                 row = row_of.get(item_id)
                 if row is not None:
                     names[row] = name or item_id
                     sources[row] = coll.resolve_source(source) if source else None
                     urls[row] = url
+                    item = Item(item_id, name, url=url, meta=meta)
+                    steam_ids[row], metadata[row] = steam_appid(item), item.metadata
             queries = cat.queries()
         featured = [row_of[i] for i in queries if i in row_of]
         featured_from = "queries"
@@ -90,6 +99,8 @@ class ServedCollection:
             names=names,
             sources=sources,
             urls=urls,
+            steam_ids=steam_ids,
+            metadata=metadata,
             featured_rows=featured,
             featured_from=featured_from,
             name_index=NameIndex(data.ids, names),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -10,8 +12,11 @@ class Item(BaseModel):
     index: int = Field(description="the item's row in the collection")
     name: str
     image_url: str = Field(description="this server's URL of the item's image")
-    store_url: str | None = Field(None, description="Steam store page (Steam ids only)")
-    steamdb_url: str | None = Field(None, description="SteamDB page (Steam ids only)")
+    store_url: str | None = Field(None, description="Steam store page (Steam apps only)")
+    steamdb_url: str | None = Field(None, description="SteamDB page (Steam apps only)")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="the item's metadata: a names sidecar's columns"
+    )
 
 
 class Hit(Item):

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import numpy as np
 from fastapi import HTTPException, Request
 
-from ..steam.endpoints import is_app_id, steamdb_url, store_page_url
+from ..steam.endpoints import steamdb_url, store_page_url
 from .data import ServedCollection
 
 
@@ -24,14 +24,15 @@ def image_path(item_id: str) -> str:
 
 def item(served: ServedCollection, row: int, root: str = "") -> dict[str, Any]:
     item_id = served.ids[row]
-    steam = is_app_id(item_id)
+    appid = served.steam_ids[row]
     return {
         "id": item_id,
         "index": row,
         "name": served.names[row],
         "image_url": root + image_path(item_id),
-        "store_url": store_page_url(item_id) if steam else None,
-        "steamdb_url": steamdb_url(item_id) if steam else None,
+        "store_url": store_page_url(appid) if appid else None,
+        "steamdb_url": steamdb_url(appid) if appid else None,
+        "metadata": served.metadata[row],
     }
 
 
@@ -54,16 +55,16 @@ def row_or_404(served: ServedCollection, item_id: str) -> int:
 def legacy_app(served: ServedCollection, row: int, request: Request) -> dict[str, Any]:
     """An app as the original API gave it: ``{index, id, name, steam_store_url, ...}``."""
     item_id = served.ids[row]
-    steam = is_app_id(item_id)
+    appid = served.steam_ids[row]
     base = str(request.base_url).rstrip("/")
     url = served.urls[row]
     illustration = url if url and url.startswith(("http://", "https://")) else None
     return {
         "index": row,
-        "id": int(item_id) if steam else item_id,
+        "id": int(appid) if appid else item_id,
         "name": served.names[row],
-        "steam_store_url": store_page_url(item_id) if steam else None,
+        "steam_store_url": store_page_url(appid) if appid else None,
         "steam_illustration_url": illustration or base + image_path(item_id),
-        "steamdb_url": steamdb_url(item_id) if steam else None,
+        "steamdb_url": steamdb_url(appid) if appid else None,
         "query_url": f"{base}/similar_apps_from_id?id={quote(item_id, safe='')}",
     }

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ..catalog import Catalog, Item
+from ..catalog import Catalog, Item, app_meta
 from ..collection import Collection
 from ..errors import BannermatchError
 from .client import ServiceClient
@@ -98,7 +98,7 @@ class AppWriter:
             self.result.fetched += count
             item = self.known.get(app_id)
             if item is None:
-                item = Item(id=app_id, name=name)
+                item = Item(id=app_id, name=name, meta=app_meta(app_id))
                 self.result.added += 1
             elif name and name != item.name:
                 item.name = name

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from .. import atomic
-from ..catalog import ArtState, Catalog, Item
+from ..catalog import ArtState, Catalog, Item, app_meta, steam_meta
 from ..collection import Collection
 from ..errors import BannermatchError, ImageError
 from ..progress import progress_bar
@@ -366,11 +366,12 @@ class Downloader:
             reason=self.notes.get(item.id),
             size=stored.size,
             mtime=stored.mtime,
+            meta=steam_meta(item),
         )
 
     @staticmethod
     def _row(item: Item, status: str, reason: str) -> Item:
-        return dataclasses.replace(item, status=status, reason=reason)
+        return dataclasses.replace(item, status=status, reason=reason, meta=steam_meta(item))
 
     # the run ----------------------------------------------------------------
 
@@ -528,7 +529,8 @@ def plan(
         for i in wanted:
             if not is_app_id(i):
                 raise BannermatchError(f"--only takes Steam app ids, and {i!r} is not one")
-        new = [Item(id=i, name="") for i in dict.fromkeys(wanted) if cat.get(i) is None]
+        fresh = [i for i in dict.fromkeys(wanted) if cat.get(i) is None]
+        new = [Item(id=i, name="", meta=app_meta(i)) for i in fresh]
         cat.upsert(new)
         items = [it for i in dict.fromkeys(wanted) if (it := cat.get(i)) is not None]
     else:
@@ -608,7 +610,7 @@ def _job(
         item.name = art.name
     if not art.known or not art.urls:
         why = "not on the Steam store" if not art.known else f"no {result.asset} art on the store"
-        row = dataclasses.replace(item, status="missing", reason=why)
+        row = dataclasses.replace(item, status="missing", reason=why, meta=steam_meta(item))
         return Job(item, row=row, state=ArtState(None, None, now))
     if stale and before is not None and before.url in art.urls:
         result.unchanged += 1
