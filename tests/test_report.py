@@ -59,12 +59,18 @@ def covers_report(covers_coll, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def steam_coll(tmp_path_factory, covers_dir, model) -> Path:
-    """Covers named like Steam appIDs, one with a leading zero and one with letters."""
+    """Covers named like Steam appIDs, one with a leading zero and one with letters. A names
+    sidecar says which are Steam apps; 4242 is a number in a plain folder: just an id."""
     images = tmp_path_factory.mktemp("steam")
-    names = [*STEAM_IDS, "0070", "notsteam"]
+    names = [*STEAM_IDS, "0070", "notsteam", "4242"]
     for name, path in zip(names, _covers(covers_dir, len(names), start=100), strict=True):
         shutil.copy(path, images / f"{name}.jpg")
-    return _build(images, tmp_path_factory.mktemp("steamcoll") / "coll", model)
+    sidecar = tmp_path_factory.mktemp("names") / "names.csv"
+    sidecar.write_text("file,name,steam_appid\n" + "".join(f"{i}.jpg,{i},{i}\n" for i in STEAM_IDS))
+    coll = tmp_path_factory.mktemp("steamcoll") / "coll"
+    index(images, coll, model, names=[sidecar], progress=False)
+    match(coll, k=10, progress=False)
+    return coll
 
 
 class Page(HTMLParser):
@@ -345,8 +351,8 @@ def test_steam_ids_link_to_the_store(steam_coll, cli):
                 assert nb["links"] == [f"https://store.steampowered.com/app/{nb['id']}/"]
             else:  # not a Steam id: a relative link to its own query section
                 assert len(nb["links"]) == 1 and nb["links"][0].startswith("index.html#q-")
-    assert not any("store.steampowered" in link for link in sections["notsteam"]["links"])
-    assert not any("store.steampowered" in link for link in sections["0070"]["links"])
+    for plain in ("notsteam", "0070", "4242"):  # no metadata says these are Steam apps
+        assert not any("store.steampowered" in link for link in sections[plain]["links"])
     bb = (out / "similar.bbcode.txt").read_text("utf-8")
     # an image with no download URL is never given a guessed CDN URL: its thumbnail instead
     assert "[url=https://store.steampowered.com/app/1091500/][img]thumbs/1091500-" in bb
@@ -354,7 +360,7 @@ def test_steam_ids_link_to_the_store(steam_coll, cli):
     assert "[img]thumbs/notsteam-" in bb
     md = (out / "similar.md").read_text("utf-8")
     assert "](https://store.steampowered.com/app/730/)" in md
-    assert "app/0070/" not in md + bb
+    assert "app/0070/" not in md + bb and "app/4242/" not in md + bb
     unique_page = Page(out / "unique.html")
     assert any(link.startswith("https://store.steampowered.com/app/") for link in unique_page.links)
 
