@@ -26,6 +26,7 @@ def build_collection(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path)
     """~45 real covers, indexed and matched (k=10), with names and a query set."""
     if "root" in _built:
         return _built["root"]
+    from bannermatch.catalog import app_meta
     from bannermatch.collection import Collection
     from bannermatch.indexer import index
     from bannermatch.matching import match
@@ -47,8 +48,8 @@ def build_collection(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path)
     with Collection(root).catalog() as cat:
         renamed = []
         for item in cat.items():
-            if item.id in STEAM:
-                item.name = STEAM[item.id]
+            if item.id in STEAM:  # Steam apps, as `steam download` would have recorded them
+                item.name, item.meta = STEAM[item.id], app_meta(item.id)
             elif "/" not in item.id:  # "a-hat-in-time-0" -> "A Hat In Time 0"
                 item.name = item.id.replace("-", " ").title()
             renamed.append(item)

@@ -93,6 +93,7 @@ def test_item_steam_id(client: TestClient, served: ServedCollection) -> None:
         "image_url": "/api/items/620/image",
         "store_url": "https://store.steampowered.com/app/620/",
         "steamdb_url": "https://steamdb.info/app/620/",
+        "metadata": {"steam_appid": "620"},
     }
 
 
