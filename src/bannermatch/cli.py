@@ -304,6 +304,33 @@ def _add_model_args(
     )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        quiet = action.default in (None, False, [], argparse.SUPPRESS)
+        if quiet or not action.option_strings or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _add_limit(p: argparse.ArgumentParser, dest: str, default: int, what: str, *alias: str) -> None:
+    """How many results: ``-n``/``--limit`` on every command that lists results."""
+    p.add_argument("-n", "--limit", *alias, dest=dest, type=positive_int, default=default,
+                   metavar="N", help=what)  # fmt: skip
+
+
+def _formatted(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` and its subcommands' parsers with :class:`HelpFormatter`."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _formatted(sub)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bannermatch",
@@ -334,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         "column and a name/title column; other columns are kept as metadata) or JSON (a list "
         "of such objects, or {file: name}); repeat for several (default: none)",
     )
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
     p.add_argument(
         "--workers",
         type=positive_int,
@@ -438,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
         "query",
         help="an item id, a name (fuzzy), an image file, or a Steam app id outside the collection",
     )
-    p.add_argument("-k", type=positive_int, default=10)
+    _add_limit(p, "k", 10, "similar items to show", "-k")
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.add_argument(
         "--engine",
@@ -463,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("unique", parents=[common], help="items least like any other")
     p.add_argument("collection")
-    p.add_argument("-n", type=positive_int, default=250)
+    _add_limit(p, "n", 250, "items to show, the least like any other first")
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.set_defaults(handler=cmd_unique)
 
@@ -474,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("collection")
     p.add_argument("text", help='what to look for, e.g. "a knight fighting a dragon"')
-    p.add_argument("-k", type=positive_int, default=10)
+    _add_limit(p, "k", 10, "images to show", "-k")
     p.add_argument("--model", default=None, help="model key or preset (if several)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (text tower)")
     p.set_defaults(handler=cmd_search)
@@ -513,8 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="copy detection: alter every image; each copy must retrieve its original",
     )
-    p.add_argument("--file-column", default="file")
-    p.add_argument("--group-column", default="group")
+    p.add_argument("--file-column", default="file", help="--groups: the column of file names")
+    p.add_argument("--group-column", default="group", help="--groups: the column of groups")
     p.add_argument(
         "--alterations",
         default=None,
@@ -534,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every combination of the --model, --fit, --strategy and --augment values "
         "given and print one table",
     )
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
     _add_model_args(p, several=True)
     p.set_defaults(handler=cmd_eval)
 
@@ -575,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port to serve on (default: 8000)")
     p.set_defaults(handler=cmd_demo)
     add_steam_commands(sub, common)
-    return parser
+    return _formatted(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
