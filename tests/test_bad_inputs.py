@@ -158,7 +158,8 @@ def test_similar_path_gives_the_same_outcome(
             code, result, err = _similar(coll, path, capsys)
         if case.status == "bad":
             assert code == 1, case.file
-            assert err.splitlines() == [f"bannermatch: error: {row.reason}"], case.file
+            # the same reason as the catalogue's, after the file it is about
+            assert err.splitlines() == [f"bannermatch: error: {path}: {row.reason}"], case.file
             continue
         assert code == 0, (case.file, err)
         assert result["query"]["kind"] == "image"

@@ -226,3 +226,35 @@ def test_names_sidecar_formats(tmp_path, covers_dir):
         rows = list(csv.DictReader(fh, delimiter="\t"))
     labels = read_sidecar(covers_dir / "covers.tsv").labels
     assert len(labels) == len(rows) and labels[0].name == rows[0]["title"]
+
+
+def test_label_search_names_the_words_no_label_has(coll, cli):
+    out = json.loads(cli("search", coll, "dog zelda", "-n", "3", "--json").stdout)
+    assert out["mode"] == "labels" and out["unmatched_words"] == ["zelda"]
+    text = cli("search", coll, "dog zelda", "-n", "3").stdout
+    assert "no ImageNet class has the word(s) 'zelda'" in text
+    client = TestClient(create_app(ServedCollection.open(coll)))
+    api = client.get("/api/search/text", params={"q": "dog zelda", "n": 3}).json()
+    assert api["unmatched_words"] == ["zelda"]
+
+
+def test_scores_never_pass_one_and_match_names_its_groups(tmp_path, covers_dir, cli):
+    images = tmp_path / "images"
+    images.mkdir()
+    src = sorted((covers_dir / "images").glob("*.jpg"))
+    for name in ("one.jpg", "same.jpg"):  # the same picture twice
+        shutil.copy(src[5], images / name)
+    for path in src[10:14]:
+        shutil.copy(path, images / path.name)
+    out = tmp_path / "coll"
+    cli("index", images, "--out", out, "-q")
+    matched = cli("match", out, "-k", "3", "-q").stdout
+    assert "1 near-duplicate group(s)" in matched and "1. one 'one', same 'same'" in matched
+    hits = json.loads(cli("similar", out, "one", "-n", "2", "--json").stdout)["results"]
+    assert hits[0]["id"] == "same" and hits[0]["score"] <= 1.0
+
+
+def test_a_query_file_that_is_not_an_image_is_named(coll, tmp_path, cli):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not a picture")
+    _one_line_error(cli("similar", coll, fake, check=False), str(fake), "not a recognised image")

@@ -33,6 +33,8 @@ from .progress import progress_bar
 from .topk import BLOCK, topk_all_pairs
 
 DEFAULT_K = 10
+#: near-duplicate groups named in match's summary
+SHOWN_GROUPS = 5
 
 
 def _float32_rows(emb: np.ndarray, block: int = 65536) -> np.ndarray:
@@ -91,6 +93,12 @@ def topk_all(
     return nb, sc
 
 
+def shown_score(score: float) -> float:
+    """A similarity as results show it: 4 decimals, never past [-1, 1] (float16 rounding
+    can put a duplicate's cosine a hair above 1)."""
+    return round(min(1.0, max(-1.0, float(score))), 4)
+
+
 def unique_order(scores: np.ndarray) -> np.ndarray:
     """Rows sorted by ascending similarity to their first neighbour (most unique first)."""
     first = np.asarray(scores[:, 0], np.float32)
@@ -138,12 +146,19 @@ class MatchResult:
     seconds: float
     #: "exact", or the approximate index's parameters, recall and timings (match.json's)
     index: dict[str, Any] = field(default_factory=lambda: {"kind": "exact"})
+    #: the largest near-duplicate groups, as [{"id", "name"}, ...] (duplicates.json has all)
+    largest_groups: list[list[dict[str, str]]] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (
             f"matched {self.count} items (top {self.k}) in {self.seconds:.2f}s; "
             f"{self.duplicate_groups} near-duplicate group(s) at >= {self.dup_threshold}"
         )
+        for n, group in enumerate(self.largest_groups, start=1):
+            text += f"\n  {n}. " + ", ".join(f"{g['id']} {g['name']!r}" for g in group[:6])
+            text += f" and {len(group) - 6} more" if len(group) > 6 else ""
+        if self.duplicate_groups > len(self.largest_groups):
+            text += f"\n  ... {self.duplicate_groups - len(self.largest_groups)} more (--json)"
         if self.index["kind"] != "exact":
             ix = self.index
             text += (
@@ -221,7 +236,13 @@ def match(
     atomic.commit_files(folder, writers)
     if built is None:  # an index of an earlier match is of no use now
         (folder / ann.ANN_FILE).unlink(missing_ok=True)
-    return MatchResult(str(collection), data.key, n, k, threshold, len(groups), seconds, index_info)
+    shown = groups[:SHOWN_GROUPS]
+    with Collection(collection).catalog() as cat:
+        names = cat.names(data.ids[r] for g in shown for r in g)
+    largest = [[{"id": data.ids[r], "name": names.get(data.ids[r], "")} for r in g] for g in shown]
+    return MatchResult(
+        str(collection), data.key, n, k, threshold, len(groups), seconds, index_info, largest
+    )
 
 
 def _approximate(

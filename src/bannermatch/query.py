@@ -11,9 +11,9 @@ import numpy as np
 from .catalog import Catalog
 from .cli_output import format_table
 from .collection import Collection, ModelData
-from .errors import BannermatchError
+from .errors import BannermatchError, ImageError
 from .images import DecodedImage, Draft, decode_bytes, load_image
-from .matching import DEFAULT_K, unique_order
+from .matching import DEFAULT_K, shown_score, unique_order
 from .names import NameIndex
 from .steam.endpoints import is_app_id
 
@@ -103,7 +103,7 @@ def _hits(cat: Catalog, data: ModelData, rows: np.ndarray, scores: np.ndarray) -
             rank,
             i,
             items[i].name if items[i] else i,
-            round(float(s), 4),
+            shown_score(s),
             items[i].source if items[i] else None,
         )
         for rank, (i, s) in enumerate(zip(ids, scores, strict=True), start=1)
@@ -186,7 +186,7 @@ def similar(
             model = create_model_for(data.manifest, engine=engine, device=device)
             draft = model.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
-                img = load_image(query, draft_size=draft)
+                img = _query_image(query, draft)
             else:
                 img = _steam_banner(query, cdn_url, steam_api_url, draft)
             rows, scores = _nearest(data, model.embed_images([img.image])[0], k)
@@ -199,6 +199,14 @@ def similar(
             else:
                 rows, scores = _nearest(data, data.embeddings[row], k, exclude=row)
         return SimilarResult(q, data.key, _hits(cat, data, rows, scores))
+
+
+def _query_image(path: str, draft: Draft) -> DecodedImage:
+    """The image file a query names; an error names the file."""
+    try:
+        return load_image(path, draft_size=draft)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
 
 
 def _steam_banner(

@@ -55,7 +55,7 @@ from .catalog import Catalog, Item, steam_appid
 from .collection import Collection
 from .errors import BannermatchError, ImageError
 from .images import load_image
-from .matching import unique_order
+from .matching import shown_score, unique_order
 from .progress import progress_bar
 from .steam.endpoints import store_page_url
 
@@ -255,7 +255,7 @@ def report(
         """The ``n``-th query (from 0), built on demand to keep memory small."""
         query = entry(int(query_rows[n]))
         neighbours = [
-            entry(int(r), round(float(s), 4), rank)
+            entry(int(r), shown_score(s), rank)
             for rank, (r, s) in enumerate(zip(nb_rows[n], nb_scores[n], strict=True), start=1)
         ]
         grid = f"grids/similar-{safe_name(query.id)}.png" if n < max_grids else None
@@ -265,7 +265,7 @@ def report(
         return (block(n) for n in range(start, len(query_rows) if stop is None else stop))
 
     uniques = [
-        UniqueRow(entry(int(r), round(float(s), 4), rank), entry(int(f), round(float(s), 4)))
+        UniqueRow(entry(int(r), shown_score(s), rank), entry(int(f), shown_score(s)))
         for rank, (r, f, s) in enumerate(
             zip(unique_rows, first_rows, first_scores, strict=True), start=1
         )

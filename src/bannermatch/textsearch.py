@@ -83,6 +83,12 @@ def _has_word(words: set[str], word: str) -> bool:
 
 def match_classes(query: str, subset: str = "imagenet-1k") -> list[LabelClass]:
     """The ImageNet classes whose names or definition contain the query's words."""
+    return label_match(query, subset)[0]
+
+
+def label_match(query: str, subset: str = "imagenet-1k") -> tuple[list[LabelClass], list[str]]:
+    """The ImageNet classes whose names or definition contain the query's words, and the
+    words that no class has (they play no part in the ranking)."""
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo(subset)
@@ -90,12 +96,15 @@ def match_classes(query: str, subset: str = "imagenet-1k") -> list[LabelClass]:
     if not words:
         raise BannermatchError(f"no words to search in {query!r}")
     classes, hits = [], []
+    used: set[str] = set()
     for index in range(info.num_classes()):
         name = info.index_to_description(index)
         detailed = info.index_to_description(index, detailed=True)
         definition = detailed.split(": ", 1)[1] if ": " in detailed else ""
         vocab = set(_WORD.findall(detailed.casefold()))
-        found = sum(_has_word(vocab, w) for w in words)
+        matched = [w for w in words if _has_word(vocab, w)]
+        used.update(matched)
+        found = len(matched)
         if found:
             classes.append(LabelClass(index, name, definition))
             hits.append(found)
@@ -106,7 +115,7 @@ def match_classes(query: str, subset: str = "imagenet-1k") -> list[LabelClass]:
         )
     if max(hits) == len(words) and len(words) > 1:  # classes that match every word
         classes = [c for c, n in zip(classes, hits, strict=True) if n == len(words)]
-    return classes
+    return classes, [w for w in dict.fromkeys(words) if w not in used]
 
 
 def label_scores(data: ModelData, head: Any, indices: list[int]) -> np.ndarray:
@@ -133,6 +142,7 @@ class TextSearchResult:
     model_key: str
     hits: list[Hit]
     classes: list[LabelClass] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)  # query words no class has
 
     def summary(self) -> str:
         rows = [[h.rank, h.id, h.name, h.score] for h in self.hits]
@@ -142,10 +152,16 @@ class TextSearchResult:
             return f"images matching {self.query!r} (CLIP text search, {self.model_key}):\n{table}"
         names = "; ".join(c.name for c in self.classes[:12])
         more = f" and {len(self.classes) - 12} more" if len(self.classes) > 12 else ""
+        ignored = (
+            f"\nno ImageNet class has the word(s) {', '.join(map(repr, self.unmatched))}: "
+            "they play no part in this ranking"
+            if self.unmatched
+            else ""
+        )
         return (
             f"label search: {self.model_key} cannot read text, so this ranks the images by the "
             f"probability of the {len(self.classes)} ImageNet class(es) matching "
-            f"{self.query!r}: {names}{more}\n{table}"
+            f"{self.query!r}: {names}{more}{ignored}\n{table}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,6 +170,7 @@ class TextSearchResult:
             "mode": self.mode,
             "model_key": self.model_key,
             "classes": [c.to_dict() for c in self.classes],
+            "unmatched_words": self.unmatched,
             "results": [h.to_dict() for h in self.hits],
         }
 
@@ -173,6 +190,13 @@ class TextSearcher:
         return self._model
 
     def rank(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray, list[LabelClass]]:
+        rows, scores, classes, _ = self.rank_words(text, k)
+        return rows, scores, classes
+
+    def rank_words(
+        self, text: str, k: int
+    ) -> tuple[np.ndarray, np.ndarray, list[LabelClass], list[str]]:
+        """:meth:`rank`, and the words of ``text`` that no ImageNet class has."""
         """The ``k`` best rows, their scores, and the classes a label search used."""
         text = text.strip()
         if not text:
@@ -187,17 +211,17 @@ class TextSearcher:
         if self.mode == "clip":
             vector = self._load().embed_text([text])[0]
             rows, scores = nearest(self.data, vector, k)
-            return rows, scores, []
+            return rows, scores, [], []
         self.data.require_norms()  # before loading the model: the hint comes first
         head = self._load().label_head()
         if head is None:
             raise BannermatchError(f"{self.data.key} has no ImageNet classifier to search with")
-        classes = match_classes(text, head.subset)
+        classes, unmatched = label_match(text, head.subset)
         scores = label_scores(self.data, head, [c.index for c in classes])
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         order = top[np.lexsort((top, -scores[top]))]
-        return order, scores[order], classes
+        return order, scores[order], classes, unmatched
 
 
 def search(
@@ -213,7 +237,7 @@ def search(
     coll = Collection(collection)
     data = coll.load(model)
     searcher = TextSearcher(data, device=device)
-    rows, scores, classes = searcher.rank(text, k)
+    rows, scores, classes, unmatched = searcher.rank_words(text, k)
     with coll.catalog() as cat:
         hits = _hits(cat, data, rows, scores)
-    return TextSearchResult(text, str(searcher.mode), data.key, hits, classes)
+    return TextSearchResult(text, str(searcher.mode), data.key, hits, classes, unmatched)

@@ -267,7 +267,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         if served.text.mode is None:
             raise HTTPException(404, f"{served.data.key} cannot search by text")
         try:
-            rows, scores, classes = served.search_text(q, n)
+            rows, scores, classes, unmatched = served.search_text(q, n)
         except CollectionError:
             raise
         except BannermatchError as exc:
@@ -277,6 +277,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "mode": served.text.mode,
             "model_key": served.data.key,
             "classes": [c.to_dict() for c in classes],
+            "unmatched_words": unmatched,
             "results": hits(served, rows.tolist(), scores, root_path(request)),
         }
 

@@ -207,9 +207,12 @@ class ServedCollection:
             self._text = TextSearcher(self.data)
         return self._text
 
-    def search_text(self, text: str, n: int) -> tuple[np.ndarray, np.ndarray, list[LabelClass]]:
+    def search_text(
+        self, text: str, n: int
+    ) -> tuple[np.ndarray, np.ndarray, list[LabelClass], list[str]]:
+        """Rows, scores, the ImageNet classes of a label search and the words none has."""
         with self._text_lock:  # one model load, one scan at a time
-            return self.text.rank(text, n)
+            return self.text.rank_words(text, n)
 
     def image_source(self, row: int) -> str | None:
         return self.sources[row]

@@ -108,6 +108,9 @@ class TextSearch(BaseModel):
     )
     model_key: str
     classes: list[LabelClass] = Field(description="the classes a label search used")
+    unmatched_words: list[str] = Field(
+        default_factory=list, description="words of the text no ImageNet class has (ignored)"
+    )
     results: list[Hit]
 
 

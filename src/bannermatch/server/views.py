@@ -9,6 +9,7 @@ from urllib.parse import quote
 import numpy as np
 from fastapi import HTTPException, Request
 
+from ..matching import shown_score
 from ..steam.endpoints import steamdb_url, store_page_url
 from .data import ServedCollection
 
@@ -40,7 +41,7 @@ def hits(
     served: ServedCollection, rows: Iterable[int], scores: np.ndarray, root: str = ""
 ) -> list[dict[str, Any]]:
     return [
-        item(served, int(r), root) | {"rank": rank, "score": round(float(s), 4)}
+        item(served, int(r), root) | {"rank": rank, "score": shown_score(s)}
         for rank, (r, s) in enumerate(zip(rows, scores.tolist(), strict=True), start=1)
     ]
 
