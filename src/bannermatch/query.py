@@ -28,6 +28,7 @@ class Hit:
     name: str
     score: float
     source: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # a names sidecar's columns, ...
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,16 +99,12 @@ def _names(cat: Catalog, data: ModelData) -> tuple[list[str], list[str]]:
 def _hits(cat: Catalog, data: ModelData, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
     ids = [data.ids[int(r)] for r in rows]
     items = {i: cat.get(i) for i in ids}
-    return [
-        Hit(
-            rank,
-            i,
-            items[i].name if items[i] else i,
-            shown_score(s),
-            items[i].source if items[i] else None,
-        )
-        for rank, (i, s) in enumerate(zip(ids, scores, strict=True), start=1)
-    ]
+    hits = []
+    for rank, (i, s) in enumerate(zip(ids, scores, strict=True), start=1):
+        item = items[i]
+        name, source = (item.name, item.source) if item else (i, None)
+        hits.append(Hit(rank, i, name, shown_score(s), source, item.metadata if item else {}))
+    return hits
 
 
 def nearest(

@@ -129,13 +129,21 @@ function stale(token) {
 
 // ---------------------------------------------------------------- views
 
+// an item's metadata (a names sidecar's columns) as short "key: value" texts
+function describeMetadata(metadata) {
+  return Object.entries(metadata || {})
+    .filter(([key]) => !["file", "path", "width", "height", "group_size"].includes(key))
+    .slice(0, 6)
+    .map(([key, value]) => `${key.replace(/_/g, " ")}: ${Array.isArray(value) ? value.join(", ") : value}`);
+}
+
 function showQuery(item, meta) {
   el.query.hidden = false;
   el.nControls.hidden = false;
   el.queryImg.src = item.image_url;
   el.queryImg.alt = `Banner of ${item.name}`;
   el.queryName.textContent = item.name;
-  el.queryMeta.textContent = meta;
+  el.queryMeta.textContent = [meta, ...describeMetadata(item.metadata)].join(" · ");
   const links = [];
   if (item.store_url) links.push(make("a", { href: item.store_url, rel: "noopener", target: "_blank", text: "Steam store" }));
   if (item.steamdb_url) links.push(make("a", { href: item.steamdb_url, rel: "noopener", target: "_blank", text: "SteamDB" }));
@@ -427,7 +435,10 @@ const textSearch = {
     if (data.mode === "labels") {
       const names = data.classes.slice(0, 6).map((c) => c.name.split(",")[0]);
       const more = data.classes.length > 6 ? ` and ${data.classes.length - 6} more` : "";
-      setStatus(`Ranked by the ImageNet classes matching your words: ${names.join("; ")}${more}.`);
+      const ignored = data.unmatched_words.length
+        ? ` No ImageNet class has “${data.unmatched_words.join("”, “")}”: ignored.`
+        : "";
+      setStatus(`Ranked by the probability of the ImageNet classes matching your words: ${names.join("; ")}${more}.${ignored}`);
     } else {
       setStatus(`${data.results.length} banners matching your words.`);
     }
