@@ -187,7 +187,7 @@ def test_a_wrong_cdn_stops_the_run_and_marks_nothing(cli, tmp_path, what):
     wrong = SteamToday({}) if what == "404" else SteamToday({}, html_cdn=True)
     with FakeServer(steam) as api, FakeServer(wrong) as cdn:
         proc = cli(
-            "steam", "download", coll, "-q", "--concurrency", "4",
+            "steam", "download", coll, "-q", "--concurrency", "4", "--backoff", "0.05",
             env=steam_env(cdn.url, BANNERMATCH_STEAM_API_URL=api.url), check=False,
         )  # fmt: skip
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr

@@ -316,8 +316,9 @@ class Downloader:
                                 self.pool, self._store, item.id, body, url
                             )
                         except ImageError as exc:
-                            not_image = True
-                            failure = str(exc)
+                            if not not_image:  # a proxy's page shows at the first answer
+                                self.sanity.note("not-image", host)
+                            not_image, failure = True, str(exc)
                         else:
                             self.sanity.note("ok", host)
                             return self._ok_row(item, url, stored)
@@ -341,7 +342,8 @@ class Downloader:
         if not failure:
             self.sanity.note("404", host)
             return self._row(item, "missing", "not on the CDN: " + ", ".join(not_found))
-        self.sanity.note("not-image" if not_image else "error", host)
+        if not not_image:
+            self.sanity.note("error", host)
         return self._row(item, "bad", f"{failure} ({_file_name(failed_url)}, {tries} tries)")
 
     def _store(self, appid: str, body: bytes, url: str) -> Any:
