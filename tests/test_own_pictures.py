@@ -293,3 +293,29 @@ def test_a_folder_without_write_permission_is_one_line(tmp_path, covers_dir, cli
     locked.mkdir(mode=0o500)
     proc = cli("index", images, "--out", locked / "coll", "-q", check=False)
     _one_line_error(proc, str(locked / "coll"))
+
+
+def test_serve_warns_before_serving_when_there_are_no_match_results(tmp_path, covers_dir, cli):
+    import subprocess
+    import sys
+
+    from server_support import free_port
+
+    images = _pick(covers_dir / "images", ["abzu-0.jpg", "portal-0.jpg"], tmp_path / "images")
+    out = tmp_path / "coll"
+    cli("index", images, "--out", out, "-q")  # no `match`
+    port = free_port()
+    command = [sys.executable, "-m", "bannermatch.cli", "serve", str(out), "--port", str(port)]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not lines or "serving" not in lines[-1]:
+            line = server.stderr.readline() if server.stderr else ""
+            assert line, f"serve ended before serving: {lines}"
+            lines.append(line)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    warnings = [line for line in lines if line.startswith("bannermatch: warning: ")]
+    assert len(warnings) == 1 and "no `match` results" in warnings[0], lines
+    assert f"bannermatch match {out}" in warnings[0]
