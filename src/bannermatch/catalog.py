@@ -59,7 +59,8 @@ _CANNOT_WRITE = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTO
 def cannot_write(exc: BaseException) -> bool:
     """Whether a SQLite error says the disk or the permissions, not the file, failed."""
     name = getattr(exc, "sqlite_errorname", None) or ""  # extended: SQLITE_IOERR_WRITE
-    return "_".join(name.split("_")[:2]) in _CANNOT_WRITE
+    # a failed read (SQLITE_IOERR_READ, _SHORT_READ) may be a damaged file: not this
+    return "_".join(name.split("_")[:2]) in _CANNOT_WRITE and not name.endswith("READ")
 
 
 def damaged(path: Path | str, exc: BaseException) -> CollectionError:
