@@ -172,3 +172,31 @@ def test_resolve_key(tmp_path: Path) -> None:
     assert coll.resolve_key("effnet-lite0__pad224-bicubic__cls").startswith("effnet-lite0__pad")
     with pytest.raises(CollectionError, match="no embeddings for clip-vit-b32; it has"):
         coll.resolve_key("clip-vit-b32")
+
+
+def test_a_catalogue_of_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    from bannermatch.catalog import SCHEMA_VERSION, steam_appid
+
+    path = tmp_path / "catalog.sqlite"
+    with Catalog(path) as cat:
+        cat.upsert([Item("620", "Portal 2", url="https://cdn.example/620.jpg"), Item("7", "7")])
+    db = sqlite3.connect(path)  # what a catalogue from before item metadata looks like
+    db.execute("DROP TABLE steam_art")
+    db.execute("ALTER TABLE items DROP COLUMN meta")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with Catalog(path, create=False) as cat:
+        old, plain = cat.get("620"), cat.get("7")
+        assert old is not None and plain is not None and old.name == "Portal 2"
+        assert old.metadata == {} and steam_appid(old) == "620"  # a downloaded banner
+        assert steam_appid(plain) is None  # a number with no URL is just an id
+        cat.set_labels({"7": ("Seven", json.dumps({"year": "1995"}))})
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
+    db.close()
+    with Catalog(path, create=False) as cat:
+        seven = cat.get("7")
+        assert seven is not None and seven.name == "Seven" and seven.metadata == {"year": "1995"}

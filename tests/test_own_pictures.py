@@ -258,3 +258,64 @@ def test_a_query_file_that_is_not_an_image_is_named(coll, tmp_path, cli):
     fake = tmp_path / "holiday.jpg"
     fake.write_text("not a picture")
     _one_line_error(cli("similar", coll, fake, check=False), str(fake), "not a recognised image")
+
+
+def _small_files() -> None:
+    """In the child: files may not grow past 20 kB (writes then fail like on a full disk)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_finishes(tmp_path, covers_dir, cli):
+    images = _pick(covers_dir / "images", ["abzu-0.jpg", "portal-0.jpg"], tmp_path / "images")
+    out = tmp_path / "coll"
+    proc = cli("index", images, "--out", out, "-q", check=False, preexec_fn=_small_files)
+    _one_line_error(proc)
+    assert "cannot write" in proc.stderr or "File too large" in proc.stderr, proc.stderr
+    assert "damaged" not in proc.stderr  # the disk failed, not the catalogue
+    report = json.loads(cli("index", images, "--out", out, "-q", "--json").stdout)
+    assert report["count"] == 2
+
+
+def test_an_out_under_a_file_is_one_line(tmp_path, covers_dir, cli):
+    images = _pick(covers_dir / "images", ["abzu-0.jpg"], tmp_path / "images")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = cli("index", images, "--out", blocker / "coll", "-q", check=False)
+    _one_line_error(proc, str(blocker))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any permission")
+def test_a_folder_without_write_permission_is_one_line(tmp_path, covers_dir, cli):
+    images = _pick(covers_dir / "images", ["abzu-0.jpg"], tmp_path / "images")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    proc = cli("index", images, "--out", locked / "coll", "-q", check=False)
+    _one_line_error(proc, str(locked / "coll"))
+
+
+def test_serve_warns_before_serving_when_there_are_no_match_results(tmp_path, covers_dir, cli):
+    import subprocess
+    import sys
+
+    from server_support import free_port
+
+    images = _pick(covers_dir / "images", ["abzu-0.jpg", "portal-0.jpg"], tmp_path / "images")
+    out = tmp_path / "coll"
+    cli("index", images, "--out", out, "-q")  # no `match`
+    port = free_port()
+    command = [sys.executable, "-m", "bannermatch.cli", "serve", str(out), "--port", str(port)]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not lines or "serving" not in lines[-1]:
+            line = server.stderr.readline() if server.stderr else ""
+            assert line, f"serve ended before serving: {lines}"
+            lines.append(line)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    warnings = [line for line in lines if line.startswith("bannermatch: warning: ")]
+    assert len(warnings) == 1 and "no `match` results" in warnings[0], lines
+    assert f"bannermatch match {out}" in warnings[0]

@@ -247,3 +247,24 @@ def test_nested_ids_round_trip(page, base_url: str) -> None:  # type: ignore[no-
     expect(page).to_have_url(base_url + "/?id=extra%2Fabzu-0")
     expect(page.locator("#query-img")).to_have_attribute("src", "/api/items/extra%2Fabzu-0/image")
     expect(page.locator("#query-meta")).to_have_text("id extra/abzu-0")
+
+
+@pytest.mark.parametrize("typed", ["portl 2", "dota", "abzu"])
+def test_typed_text_picks_what_the_api_picks(page, base_url: str, typed: str) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+    from playwright.sync_api import expect
+
+    first = httpx.get(f"{base_url}/api/names", params={"q": typed, "limit": 1}).json()
+    want = first["results"][0]
+    page.goto(base_url + "/")
+    box = page.get_by_role("combobox", name="Search by name or id")
+    box.fill(typed)
+    box.press("Enter")
+    expect(page).to_have_url(f"{base_url}/?id={want['id']}")
+    expect(page.locator("#query-name")).to_have_text(want["name"])
+    steam = page.get_by_role("link", name="Steam store")
+    if want["store_url"] is None:  # a user's own picture: no Steam links
+        expect(steam).to_have_count(0)
+        expect(page.get_by_role("link", name="SteamDB")).to_have_count(0)
+    else:
+        expect(steam).to_have_attribute("href", want["store_url"])

@@ -51,8 +51,25 @@ CREATE INDEX IF NOT EXISTS items_status ON items (status);
 """
 
 
-def damaged(path: Path, exc: BaseException) -> CollectionError:
-    """The error for a catalogue SQLite cannot read."""
+# SQLite's primary result codes for a file that cannot be written or opened (a full
+# disk, a size limit, a read-only file system, a permission): the file is not damaged.
+_CANNOT_WRITE = {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"}
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """Whether a SQLite error says the disk or the permissions, not the file, failed."""
+    name = getattr(exc, "sqlite_errorname", None) or ""  # extended: SQLITE_IOERR_WRITE
+    # a failed read (SQLITE_IOERR_READ, _SHORT_READ) may be a damaged file: not this
+    return "_".join(name.split("_")[:2]) in _CANNOT_WRITE and not name.endswith("READ")
+
+
+def damaged(path: Path | str, exc: BaseException) -> CollectionError:
+    """The one-line error for a catalogue SQLite cannot read or write."""
+    if cannot_write(exc):
+        return CollectionError(
+            f"cannot write {path} ({exc}): check the free space and the permissions there; "
+            "the work already committed is kept"
+        )
     return CollectionError(
         f"{path} is damaged ({exc}): restore it from a backup, or move it away and rebuild "
         "the collection (`bannermatch index` or `bannermatch steam catalog`)"

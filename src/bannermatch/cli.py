@@ -613,10 +613,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BannermatchError as exc:
         print(f"bannermatch: error: {exc}", file=sys.stderr)
         return 1
-    except sqlite3.DatabaseError as exc:  # damage found past the checks made on opening
+    except sqlite3.DatabaseError as exc:  # damage, or a full disk, found past opening
+        from .catalog import damaged
+
         print(
-            f"bannermatch: error: the collection's catalog.sqlite is damaged ({exc}): restore "
-            "it from a backup, or move it away and rebuild the collection",
+            f"bannermatch: error: {damaged('the collection catalog.sqlite', exc)}",
             file=sys.stderr,
         )
         return 1
