@@ -20,7 +20,10 @@ from .uploads import BodyLimitMiddleware
 
 STATIC = Path(__file__).with_name("static")
 #: paths the rate limit applies to (image files and the page itself are not limited)
-LIMITED = ("/api/", "/app_from_", "/similar_apps_from_")
+LIMITED = (
+    "/api/",
+    *("/app", "/similar_apps", "/matches", "/render", "/store", "/index", "/id", "/name"),
+)
 
 DESCRIPTION = """
 Find the items of a collection (Steam games or any folder of images) whose images look

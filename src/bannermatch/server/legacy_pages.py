@@ -1,0 +1,50 @@
+"""The original API's HTML result pages (``/render/<id>/<n>``, ``/store/<id>/<n>``),
+from the Jinja2 template ``templates/legacy_grid.html``."""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import quote
+
+import jinja2
+from fastapi import Request
+
+from .data import ServedCollection
+from .views import STORE_URL, image_path, is_steam_id, root_path
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("bannermatch", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def grid_page(
+    served: ServedCollection, rows: list[int], request: Request, kind: str, suffix: str, n: int
+) -> str:
+    """The query (``rows[0]``) and its neighbours; each banner links to its own page of
+    the same kind (``render``) or to its Steam store page (``store``; other items keep
+    linking to their own page)."""
+    root = root_path(request)
+
+    def entry(row: int) -> dict[str, str]:
+        item_id = served.ids[row]
+        own = f"{root}/{kind}{suffix}/{quote(item_id, safe='')}/{n}"
+        store = STORE_URL.format(id=item_id) if is_steam_id(item_id) else None
+        return {
+            "id": item_id,
+            "name": served.names[row],
+            "image": root + image_path(item_id),
+            "href": store if kind == "store" and store else own,
+        }
+
+    query, *neighbours = (entry(r) for r in rows)
+    return (
+        environment()
+        .get_template("legacy_grid.html")
+        .render(query=query, neighbours=neighbours, kind=kind, suffix=suffix, n=n, root=root)
+    )
