@@ -110,7 +110,8 @@ def compute_map(vectors: np.ndarray, *, verbose: bool = False) -> tuple[np.ndarr
     if n == 0:
         raise BannermatchError("the collection is empty: nothing to map")
     if n < 3:
-        return _scale(np.zeros((n, 2), np.float32) + np.arange(n)[:, None]), "line"
+        line = np.stack([np.arange(n), np.zeros(n)], axis=1)
+        return _scale(line), "line"
     if n <= N_NEIGHBORS + 1:
         return _scale(_pca(vectors, 2)), "pca"
     import umap  # imported here: numba compiles on import, a few seconds

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..errors import BannermatchError
-from . import api, legacy
+from . import api, legacy, maproutes
 from .data import ServedCollection
 from .ratelimit import Rate, RateLimitMiddleware
 from .uploads import BodyLimitMiddleware
@@ -59,6 +59,7 @@ def create_app(
     app.state.served = served
     app.state.rate_limit = rate
     app.include_router(api.build_router(served, max_upload=max_upload))
+    app.include_router(maproutes.build_router(served))
     app.include_router(legacy.build_router(served))
 
     @app.exception_handler(BannermatchError)
