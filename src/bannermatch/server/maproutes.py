@@ -23,7 +23,7 @@ from ..maps import collection_map, map_info
 from ..matching import load_duplicates
 from .data import ServedCollection
 
-UNIQUE_MARKED = 100
+UNIQUE_MARKED = 100  # at most; and at most a twentieth of the items
 MAX_MAP_PAGE = 20_000
 
 
@@ -47,7 +47,7 @@ def load_map(served: ServedCollection) -> MapData:
                 groups[row] = number
     unique = np.full(served.count, -1, np.int32)
     if served.neighbors is not None and served.stored_k > 0:
-        top = served.unique_rows()[:UNIQUE_MARKED]
+        top = served.unique_rows()[: min(UNIQUE_MARKED, max(1, served.count // 20))]
         unique[top] = np.arange(1, len(top) + 1, dtype=np.int32)
     method = str((map_info(served.data) or {}).get("method", ""))
     return MapData(points, groups, unique, method)

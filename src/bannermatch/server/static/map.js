@@ -46,6 +46,7 @@ const bannermatchMap = (() => {
     m.ids = ids;
     m.names = names;
     m.canvas.dataset.labels = "loaded";
+    redraw();  // thumbnails need the ids
   }
 
   function buildBuckets() {
@@ -98,7 +99,7 @@ const bannermatchMap = (() => {
     const px = new Uint32Array(image.data.buffer);
     px.fill(0xff1f1a18);  // background, ABGR
     const visible = [];
-    const dot = m.ratio > 1.5 ? 3 : 2;
+    const dot = Math.round((m.count < 5000 ? 5 : 3) * Math.min(2, m.ratio));
     for (let i = 0; i < m.count; i++) {
       const x = Math.floor(m.xy[2 * i] * m.scale + m.tx);
       const y = Math.floor(m.xy[2 * i + 1] * m.scale + m.ty);
