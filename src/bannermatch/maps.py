@@ -79,6 +79,15 @@ def collection_map(data: ModelData, *, progress: bool = False) -> np.ndarray:
     started = time.perf_counter()
     points, method = compute_map(np.asarray(data.embeddings, np.float32), verbose=progress)
     seconds = time.perf_counter() - started
+    store_map(data, points, method, seconds)
+    log.info("map of %d items (%s) in %.1fs", len(points), method, seconds)
+    return points
+
+
+def store_map(data: ModelData, points: np.ndarray, method: str, seconds: float = 0.0) -> None:
+    """Store ``points`` as the map of ``data``'s items (map.npy and map.json together)."""
+    if points.shape != (len(data.ids), 2):
+        raise ValueError(f"a map of shape {points.shape} for {len(data.ids)} items")
     info = {
         "version": MAP_VERSION,
         "method": method,
@@ -91,12 +100,10 @@ def collection_map(data: ModelData, *, progress: bool = False) -> np.ndarray:
     atomic.commit_files(
         data.folder,
         {
-            MAP_FILE: lambda path: _save_npy(path, points),
+            MAP_FILE: lambda path: _save_npy(path, np.asarray(points, np.float32)),
             MAP_MANIFEST: lambda path: path.write_text(json.dumps(info, indent=1), "utf-8"),
         },
     )
-    log.info("map of %d items (%s) in %.1fs", len(points), method, seconds)
-    return points
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
