@@ -163,7 +163,7 @@ def test_names_are_escaped_everywhere(covers_report):
         text = (out / page).read_text("utf-8")
         assert "<b>&" not in text, page
     html_text = (out / "index.html").read_text("utf-8")
-    assert "we&lt;b&gt;&amp;&quot;ird" in html_text
+    assert "we&lt;b&gt;&amp;&#34;ird" in html_text  # Jinja2's autoescape
     assert WEIRD in [s["id"] for s in Page(out / "index.html").sections]  # round-trips
     md = (out / "similar.md").read_text("utf-8")
     assert "we&lt;b&gt;&amp;" in md

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import math
 import os
 import re
@@ -66,6 +65,7 @@ from .images import load_image
 from .matching import unique_order
 from .progress import progress_bar
 from .steam.endpoints import is_app_id
+from .templating import render
 
 NEIGHBOURS = 10  # shown per query: two rows of COLUMNS
 COLUMNS = 5
@@ -615,79 +615,38 @@ def _remove_stale(out_dir: Path, pages: set[str], thumbs: set[str], grids: set[s
             path.unlink(missing_ok=True)
 
 
-# HTML ------------------------------------------------------------------------
-
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1em auto;max-width:1120px;padding:0 1em;
-background:#16181d;color:#ddd}
-a{color:#8cf}
-nav{margin:.5em 0}nav a,nav span{margin-right:.5em}
-.query{display:flex;gap:1.5em;align-items:flex-start;border-top:1px solid #333;padding:1em 0}
-figure{margin:0;width:150px;font-size:12px;overflow-wrap:anywhere}
-img{width:150px;height:225px;object-fit:contain;background:#000;display:block}
-ol.neighbours{display:grid;grid-template-columns:repeat(5,150px);gap:12px;
-list-style:none;margin:0;padding:0}
-.score{color:#9c9}code{color:#aaa}
-table{border-collapse:collapse}td{padding:.4em;vertical-align:top;border-top:1px solid #333}
-"""
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _figure(entry: Entry, caption: str, href: str | None) -> str:
-    img = (
-        f'<img src="{_e(entry.src)}" alt="{_e(entry.name)}" '
-        'width="150" height="225" loading="lazy">'
-    )
-    if href:
-        img = f'<a href="{_e(href)}">{img}</a>'
-    return f"<figure>{img}<figcaption>{caption}</figcaption></figure>"
-
-
-def _html_title(entry: Entry) -> str:
-    """The name in bold, and the id under it when it is not the same."""
-    title = f"<b>{_e(entry.name)}</b>"
-    return title if entry.name == entry.id else f"{title}<br><code>{_e(entry.id)}</code>"
+# HTML (Jinja2 templates: templates/report_*.html) -------------------------------
 
 
 def _href(entry: Entry, anchors: dict[str, str]) -> str | None:
     return entry.store or anchors.get(entry.id)
 
 
-def _document(title: str, nav: str, body: Iterable[str]) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{_e(title)}</h1>\n{nav}\n" + "\n".join(body) + f"\n{nav}\n</body>\n</html>\n"
-    )
-
-
-def _nav(pages: list[str], current: int | None, map_link: str | None = None) -> str:
-    links = []
+def _nav(
+    pages: list[str], current: int | None, map_link: str | None = None
+) -> list[dict[str, str | None]]:
+    """The links between pages: previous, numbers (with gaps), next, the other pages.
+    ``text`` is trusted markup (entities); hrefs are escaped by the template."""
+    links: list[dict[str, str | None]] = []
     if current is not None and current > 0:
-        links.append(f'<a href="{pages[current - 1]}" rel="prev">&laquo; previous</a>')
+        links.append({"href": pages[current - 1], "text": "&laquo; previous", "rel": "prev"})
     shown = {0, len(pages) - 1}
     if current is not None:
         shown |= set(range(max(0, current - 3), min(len(pages), current + 4)))
     last = -1
     for p in sorted(shown):
         if p > last + 1:
-            links.append("<span>&hellip;</span>")
-        links.append(
-            f"<span>{p + 1}</span>" if p == current else f'<a href="{pages[p]}">{p + 1}</a>'
-        )
+            links.append({"href": None, "text": "&hellip;", "rel": None})
+        links.append({"href": None if p == current else pages[p], "text": str(p + 1), "rel": None})
         last = p
     if current is not None and current < len(pages) - 1:
-        links.append(f'<a href="{pages[current + 1]}" rel="next">next &raquo;</a>')
-    links.append('<a href="unique.html">most unique</a>')
+        links.append({"href": pages[current + 1], "text": "next &raquo;", "rel": "next"})
+    links.append({"href": "unique.html", "text": "most unique", "rel": None})
     if map_link:
-        links.append(f'<a href="{_e(map_link)}">map</a>')
-    links.append('<a href="similar.md">Markdown</a>')
-    links.append('<a href="similar.bbcode.txt">BBCode</a>')
-    return "<nav>" + "".join(links) + "</nav>"
+        links.append({"href": map_link, "text": "map", "rel": None})
+    links.append({"href": "similar.md", "text": "Markdown", "rel": None})
+    links.append({"href": "similar.bbcode.txt", "text": "BBCode", "rel": None})
+    return links
 
 
 def similar_html(
@@ -702,51 +661,29 @@ def similar_html(
 ) -> str:
     """One page of queries, each with its neighbours in two rows of five."""
     first = current * PER_PAGE
-    body = [
-        f"<p>Queries {first + 1 if blocks else 0}-{first + len(blocks)} of {total}, "
-        "each with its nearest neighbours (cosine similarity).</p>"
-    ]
-    for block in blocks:
-        q = block.query
-        caption = _html_title(q)
-        if block.grid:
-            caption += f'<br><a href="{_e(base + block.grid)}">grid image</a>'
-        items = []
-        for nb in block.neighbours:
-            nb_caption = f'{nb.rank}. {_e(nb.name)} <span class="score">{nb.score:.3f}</span>'
-            items.append(
-                f'<li data-id="{_e(nb.id)}" data-score="{nb.score:.4f}">'
-                f"{_figure(nb, nb_caption, _href(nb, anchors))}</li>"
-            )
-        body.append(
-            f'<section class="query" id="{block.anchor}" data-id="{_e(q.id)}">'
-            f"{_figure(q, caption, q.store)}"
-            f'<ol class="neighbours">{"".join(items)}</ol></section>'
-        )
-    map_link = base + map_image if map_image else None
-    return _document(f"Similar images: {title}", _nav(pages, current, map_link), body)
+    return render(
+        "report_similar.html",
+        title=f"Similar images: {title}",
+        links=_nav(pages, current, base + map_image if map_image else None),
+        blocks=blocks,
+        first=first + 1 if blocks else 0,
+        last=first + len(blocks),
+        total=total,
+        base=base,
+        href_of=lambda entry: _href(entry, anchors),
+    )
 
 
 def unique_html(title: str, rows: list[UniqueRow], anchors: dict[str, str], base: str = "") -> str:
     """The most unique items, each beside its nearest neighbour."""
-    body = [
-        "<p>Items least similar to their nearest neighbour, most unique first. "
-        + (f'<a href="{_e(base + UNIQUE_GRID)}">grid image</a>' if rows else "")
-        + "</p>",
-        "<table><thead><tr><th>#</th><th>item</th><th>nearest neighbour</th>"
-        "<th>similarity</th></tr></thead><tbody>",
-    ]
-    for row in rows:
-        it, nb = row.item, row.nearest
-        item_fig = _figure(it, _html_title(it), _href(it, anchors))
-        nb_fig = _figure(nb, _html_title(nb), _href(nb, anchors))
-        body.append(
-            f'<tr class="unique" data-id="{_e(it.id)}" data-nearest="{_e(nb.id)}" '
-            f'data-score="{it.score:.4f}"><td>{it.rank}</td>'
-            f'<td>{item_fig}</td><td>{nb_fig}</td><td class="score">{it.score:.3f}</td></tr>'
-        )
-    body.append("</tbody></table>")
-    return _document(f"Most unique images: {title}", _nav(["index.html"], None), body)
+    return render(
+        "report_unique.html",
+        title=f"Most unique images: {title}",
+        links=_nav(["index.html"], None),
+        rows=rows,
+        unique_grid=base + UNIQUE_GRID,
+        href_of=lambda entry: _href(entry, anchors),
+    )
 
 
 # Markdown --------------------------------------------------------------------

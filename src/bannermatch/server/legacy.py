@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
@@ -185,10 +185,10 @@ def _add_pages(
     router: APIRouter, suffix: str, mx: bool, fy: bool, match_rows: Rows, served: ServedCollection
 ) -> None:
     for kind in ("render", "store"):
-        page = _page_endpoint(kind, suffix, mx, fy, match_rows, served)
+        pages = _page_endpoints(kind, suffix, mx, fy, match_rows, served)
         links = "its own result page" if kind == "render" else "its Steam store page"
         base = f"/{kind}{suffix}"
-        for path in (base, base + "/{id}", base + "/{id}/{n}"):
+        for path, page in zip((base, base + "/{id}", base + "/{id}/{n}"), pages, strict=True):
             router.add_api_route(
                 path,
                 page,
@@ -201,20 +201,34 @@ def _add_pages(
             )
 
 
-def _page_endpoint(
+PathN = Annotated[int, Path(ge=1, description=f"grid length, the app included (capped at {MAX_N})")]
+
+
+def _page_endpoints(
     kind: str, suffix: str, mx: bool, fy: bool, match_rows: Rows, served: ServedCollection
-) -> Callable[..., Awaitable[HTMLResponse]]:
+) -> tuple[Callable[..., Awaitable[HTMLResponse]], ...]:
+    """The endpoints of ``/{kind}{suffix}``, ``.../{id}`` and ``.../{id}/{n}``."""
+
     async def page(
-        request: Request,
-        id: str | None = None,
-        n: int = DEFAULT_N,
-        mirror: Flag = 0,
-        flip: Flag = 0,
+        request: Request, id: str | None, n: int, mirror: int, flip: int
     ) -> HTMLResponse:
-        if n < 1:
-            raise HTTPException(422, "n must be 1 or more")
         row = served.random_row() if id is None else row_or_404(served, id)
         rows = await match_rows(row, n, mx or bool(mirror), fy or bool(flip))
         return HTMLResponse(grid_page(served, rows, request, kind, suffix, min(n, MAX_N)))
 
-    return page
+    async def random_page(
+        request: Request, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
+    ) -> HTMLResponse:
+        return await page(request, None, n, mirror, flip)
+
+    async def id_page(
+        request: Request, id: str, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
+    ) -> HTMLResponse:
+        return await page(request, id, n, mirror, flip)
+
+    async def id_n_page(
+        request: Request, id: str, n: PathN, mirror: Flag = 0, flip: Flag = 0
+    ) -> HTMLResponse:
+        return await page(request, id, n, mirror, flip)
+
+    return random_page, id_page, id_n_page

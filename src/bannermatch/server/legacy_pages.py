@@ -3,24 +3,13 @@ from the Jinja2 template ``templates/legacy_grid.html``."""
 
 from __future__ import annotations
 
-import functools
 from urllib.parse import quote
 
-import jinja2
 from fastapi import Request
 
+from ..templating import render
 from .data import ServedCollection
 from .views import STORE_URL, image_path, is_steam_id, root_path
-
-
-@functools.cache
-def environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("bannermatch", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def grid_page(
@@ -43,8 +32,12 @@ def grid_page(
         }
 
     query, *neighbours = (entry(r) for r in rows)
-    return (
-        environment()
-        .get_template("legacy_grid.html")
-        .render(query=query, neighbours=neighbours, kind=kind, suffix=suffix, n=n, root=root)
+    return render(
+        "legacy_grid.html",
+        query=query,
+        neighbours=neighbours,
+        kind=kind,
+        suffix=suffix,
+        n=n,
+        root=root,
     )
