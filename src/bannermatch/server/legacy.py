@@ -29,6 +29,13 @@ from .transformed import SUFFIXES, similar_transformed
 from .views import legacy_app, row_or_404
 
 NOT_FOUND = {404: {"model": schemas.Message, "description": "no such app"}}
+#: a page's 404 is JSON like every other error (the page itself is HTML)
+HTML_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "description": "no such app",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Message"}}},
+    }
+}
 Id = Annotated[str, Query(min_length=1, max_length=200, description="a Steam appID or item id")]
 Name = Annotated[str, Query(min_length=1, max_length=200, description="an app name (fuzzy)")]
 Index = Annotated[int, Query(ge=0, description="the app's row index")]
@@ -194,7 +201,7 @@ def _add_pages(
                 page,
                 methods=["GET"],
                 response_class=HTMLResponse,
-                responses=NOT_FOUND,
+                responses=HTML_NOT_FOUND,
                 summary=f"HTML grid of similar banners ({kind}{suffix})",
                 description=f"The query banner and its neighbours, each linking to {links}. "
                 "Without an id: a random app.",
