@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from bannermatch.maps import MAP_FILE, stored_map
+from bannermatch.maps import MAP_FILE, MAP_MANIFEST, stored_map
 from bannermatch.matching import load_duplicates
 from bannermatch.server import ServedCollection, create_app
 from bannermatch.server.maproutes import MAX_MAP_PAGE
@@ -20,7 +20,8 @@ def client(served: ServedCollection) -> TestClient:
 def test_map_has_one_point_per_item_and_is_stored(
     client: TestClient, served: ServedCollection
 ) -> None:
-    assert not (served.data.folder / MAP_FILE).exists()  # computed on the first request
+    for name in (MAP_FILE, MAP_MANIFEST):  # the collection is shared: start without a map
+        (served.data.folder / name).unlink(missing_ok=True)
     body = client.get(f"/api/map?limit={MAX_MAP_PAGE}").json()
     assert body["count"] == served.count == len(body["points"])
     assert body["method"] == "umap"
