@@ -459,6 +459,11 @@ def test_base_url_makes_every_image_link_absolute_and_names_are_shown(
     assert "Title [" in html_text and "&amp; co" in html_text  # names, escaped
     assert "Title (620) &amp; co" not in html_text and "Title (620) & co" in bb  # BBCode: ()
     assert f'href="{base}/{result["map_image"]}"' in html_text
+    with Image.open(out / result["map_image"]) as im:  # the map, drawn with thumbnails
+        assert im.format == "WEBP"
+        grey = np.asarray(im.convert("L"), float)
+        # eight 40x60 thumbnails (2,400 px each) on the dark background
+        assert (np.abs(grey - np.median(grey)) > 20).sum() > 8 * 1500
     # Steam store links for the Steam items only
     stores = set(re.findall(r"store\.steampowered\.com/app/([^/]+)/", bb + md + html_text))
     assert stores == set(STEAM_IDS[:2])
