@@ -200,6 +200,8 @@ const bannermatchMap = (() => {
     m.canvas.addEventListener("wheel", (event) => {
       event.preventDefault();
       zoomAt(event.clientX, event.clientY, Math.exp(-event.deltaY * 0.0015));
+      m.hover = pick(event.clientX, event.clientY);  // the dot under the pointer changes
+      showTip(m.hover, event.clientX, event.clientY);
     }, { passive: false });
     m.canvas.addEventListener("pointerdown", (event) => {
       drag = { x: event.clientX, y: event.clientY, moved: false };
