@@ -493,3 +493,21 @@ def test_each_thumbnail_is_written_once_and_shared(covers_report):
     files = {f"thumbs/{p.name}" for p in (out / "thumbs").iterdir()}
     assert set(srcs) == files  # every page points into the one set of thumbnails
     assert len(srcs) > 3 * len(files)  # and each is shown several times
+
+
+@pytest.mark.slow
+def test_the_635_covers_report_is_at_most_15_mb_with_their_titles(tmp_path, covers_dir, model):
+    import csv
+
+    coll = tmp_path / "coll"
+    index(covers_dir / "images", coll, model, progress=False)
+    match(coll, k=10, progress=False)
+    with open(covers_dir / "covers.tsv", encoding="utf-8") as fh:
+        titles = {Path(r["file"]).stem: r["title"] for r in csv.DictReader(fh, delimiter="\t")}
+    with Collection(coll).catalog() as cat:
+        cat.upsert([replace(it, name=titles[it.id]) for it in cat.items() if it.id in titles])
+    result = report(coll, base_url="https://example.org/covers/", progress=False)
+    assert result.queries == 635 and result.thumbnails == 635
+    assert result.bytes <= 15_000_000, result.bytes
+    html_text = (Path(result.out) / "index.html").read_text("utf-8")
+    assert "<b>60 Parsecs</b>" in html_text and "<b>A Hat in Time</b>" in html_text
