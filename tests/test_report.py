@@ -1,4 +1,4 @@
-"""``bannermatch report``: pages, thumbnails and PNG grids from real covers."""
+"""``bannermatch report``: pages, thumbnails, grid images and links from real covers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import tarfile
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bannermatch.catalog import app_meta
 from bannermatch.collection import Collection
 from bannermatch.errors import BannermatchError
 from bannermatch.indexer import index
@@ -54,7 +56,7 @@ def covers_coll(tmp_path_factory, covers_dir, model) -> Path:
 @pytest.fixture(scope="module")
 def covers_report(covers_coll, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    return report(covers_coll, out=out, n_unique=15, max_grids=5, progress=False)
+    return report(covers_coll, out=out, n_unique=15, max_grids=5, with_map=False, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +170,7 @@ def test_names_are_escaped_everywhere(covers_report):
         text = (out / page).read_text("utf-8")
         assert "<b>&" not in text, page
     html_text = (out / "index.html").read_text("utf-8")
-    assert "we&lt;b&gt;&amp;&quot;ird" in html_text
+    assert "we&lt;b&gt;&amp;&#34;ird" in html_text  # Jinja2's autoescape
     assert WEIRD in [s["id"] for s in Page(out / "index.html").sections]  # round-trips
     md = (out / "similar.md").read_text("utf-8")
     assert "we&lt;b&gt;&amp;" in md
@@ -194,7 +196,7 @@ def test_markdown_and_bbcode_show_two_rows_of_five(covers_coll, covers_report):
     assert unique_md.count("![") == 2 * 15
 
 
-def test_png_grids_have_the_expected_size_and_show_the_query(covers_report):
+def test_grids_have_the_expected_size_and_show_the_query(covers_report):
     out = Path(covers_report.out)
     tile_w, tile_h = report_module.TILE_WIDTH, report_module.TILE_HEIGHT
     cap, gap = report_module.CAPTION, report_module.GAP
@@ -202,7 +204,7 @@ def test_png_grids_have_the_expected_size_and_show_the_query(covers_report):
     assert len(similar) == 5
     for grid in similar:
         with Image.open(out / grid) as im:
-            assert im.format == "PNG"
+            assert im.format == "WEBP"
             # query + separator + 5 columns; 2 rows of tile + caption
             assert im.size == (6 * tile_w + 9 * gap, 2 * (tile_h + cap) + 3 * gap)
     html_text = (out / "index.html").read_text("utf-8")
@@ -219,7 +221,7 @@ def test_png_grids_have_the_expected_size_and_show_the_query(covers_report):
 
     assert diff(query_thumb) < diff(first_nb_thumb)
     assert tile.std() > 10  # an image, not the background
-    with Image.open(out / "grids/unique.png") as im:
+    with Image.open(out / "grids/unique.webp") as im:
         pair = 2 * tile_w + gap
         assert im.size == (gap + 5 * pair + 4 * 3 * gap + gap, 3 * (tile_h + cap) + 4 * gap)
 
@@ -267,7 +269,7 @@ def test_pages_split_reruns_reuse_thumbnails_and_drop_stale_files(
     assert second.pages == ["index.html"]
     assert not (out / "page-2.html").exists() and not (out / "page-3.html").exists()
     assert [s["id"] for s in Page(out / "index.html").sections] == ids
-    assert len(list((out / "grids").glob("similar-*.png"))) == 1
+    assert len(list((out / "grids").glob("similar-*.webp"))) == 1
     kept = {p.name: p.stat().st_mtime_ns for p in (out / "thumbs").iterdir()}
     assert kept and all(mtimes[name] == t for name, t in kept.items())  # not remade
     assert len(kept) < len(mtimes)  # thumbnails no page shows any more are gone
@@ -398,8 +400,8 @@ def test_unreadable_images_get_a_grey_placeholder(tmp_path, covers_dir, model):
     sections = {s["id"]: s for s in Page(out / "index.html").sections}
     assert set(sections) == {p.stem for p in paths}
     html_text = (out / "index.html").read_text("utf-8")
-    assert html_text.count('src="thumbs/missing.jpg"') == 2 + 2 * 5  # 2 queries + neighbours
-    with Image.open(out / "thumbs" / "missing.jpg") as im:
+    assert html_text.count('src="thumbs/missing.webp"') == 2 + 2 * 5  # 2 queries + neighbours
+    with Image.open(out / "thumbs" / "missing.webp") as im:
         r, g, b = np.asarray(im.convert("RGB"), float).reshape(-1, 3).mean(axis=0)
         assert abs(r - g) < 5 and abs(g - b) < 5 and 90 < r < 160
     assert "without a readable image" in result.summary()
@@ -423,3 +425,104 @@ def test_tar_shard_sources_and_fewer_than_ten_neighbours(tmp_path, covers_dir, m
     with Image.open(coll / "report" / result.grids[0]) as im:
         assert im.size == (6 * tile_w + 9 * gap, (tile_h + cap) + 2 * gap)  # one row
     assert "game 0" in (coll / "report" / "index.html").read_text("utf-8")
+
+
+def _named_coll(tmp_path: Path, covers_dir: Path, model) -> Path:
+    """Eight covers, two of them Steam apps (as `steam download` records them), every item
+    with a catalogue name."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for n, path in enumerate(_covers(covers_dir, 8, start=500)):
+        shutil.copy(path, images / (f"{STEAM_IDS[n]}.jpg" if n < 2 else path.name))
+    coll = _build(images, tmp_path / "coll", model, k=5)
+    with Collection(coll).catalog() as cat:
+        cat.upsert(
+            [
+                replace(
+                    it,
+                    name=f"Title [{it.id}] & co",
+                    meta=app_meta(it.id) if it.id in STEAM_IDS else it.meta,
+                )
+                for it in cat.items()
+            ]
+        )
+    return coll
+
+
+def test_base_url_makes_every_image_link_absolute_and_names_are_shown(
+    tmp_path, covers_dir, model, cli
+):
+    coll = _named_coll(tmp_path, covers_dir, model)
+    base = "https://example.org/banners/report"
+    proc = cli("report", coll, "--base-url", base + "/", "--json", "-q")
+    result = json.loads(proc.stdout)
+    out = coll / "report"
+    assert result["base_url"] == base + "/"
+    assert result["bytes"] == sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    bb = (out / "similar.bbcode.txt").read_text("utf-8") + (out / "unique.bbcode.txt").read_text(
+        "utf-8"
+    )
+    images = re.findall(r"\[img\](.*?)\[/img\]", bb)
+    assert images and all(src.startswith(base + "/thumbs/") for src in images)
+    assert "relative" not in bb.splitlines()[0]
+    md = (out / "similar.md").read_text("utf-8")
+    md_images = re.findall(r"\]\(([^)]*\.webp)\)", md)
+    assert md_images and all(src.startswith(base + "/") for src in md_images)
+    page = Page(out / "index.html")
+    assert page.images and all(src.startswith(base + "/") for src in page.images)
+    html_text = (out / "index.html").read_text("utf-8")
+    assert "Title [" in html_text and "&amp; co" in html_text  # names, escaped
+    assert "Title (620) &amp; co" not in html_text and "Title (620) & co" in bb  # BBCode: ()
+    assert f'href="{base}/{result["map_image"]}"' in html_text
+    with Image.open(out / result["map_image"]) as im:  # the map, drawn with thumbnails
+        assert im.format == "WEBP"
+        grey = np.asarray(im.convert("L"), float)
+        # eight 40x60 thumbnails (2,400 px each) on the dark background
+        assert (np.abs(grey - np.median(grey)) > 20).sum() > 8 * 1500
+    # Steam store links for the Steam items only
+    stores = set(re.findall(r"store\.steampowered\.com/app/([^/]+)/", bb + md + html_text))
+    assert stores == set(STEAM_IDS[:2])
+
+
+def test_without_base_url_the_shared_texts_say_their_links_are_relative(
+    tmp_path, covers_dir, model, cli
+):
+    coll = _named_coll(tmp_path, covers_dir, model)
+    proc = cli("report", coll, "--no-map", "-q")
+    assert re.search(r"total size [0-9.]+ MB; image links relative", proc.stdout)
+    out = coll / "report"
+    for name in ["similar.md", "unique.md", "similar.bbcode.txt", "unique.bbcode.txt"]:
+        first = (out / name).read_text("utf-8").splitlines()
+        assert any("relative" in line and "--base-url" in line for line in first[:3]), name
+    assert "[img]thumbs/" in (out / "similar.bbcode.txt").read_text("utf-8")
+    assert not list(out.glob("map.*"))
+    bad = cli("report", coll, "--base-url", "example.org/x", check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0 and "--base-url" in bad.stderr
+
+
+def test_each_thumbnail_is_written_once_and_shared(covers_report):
+    out = Path(covers_report.out)
+    srcs = [src for page in covers_report.pages for src in Page(out / page).images]
+    srcs += Page(out / "unique.html").images
+    files = {f"thumbs/{p.name}" for p in (out / "thumbs").iterdir()}
+    assert set(srcs) == files  # every page points into the one set of thumbnails
+    assert len(srcs) > 3 * len(files)  # and each is shown several times
+
+
+@pytest.mark.slow
+def test_the_635_covers_report_is_at_most_15_mb_with_their_titles(tmp_path, covers_dir, model):
+    import csv
+
+    coll = tmp_path / "coll"
+    index(covers_dir / "images", coll, model, progress=False)
+    match(coll, k=10, progress=False)
+    with open(covers_dir / "covers.tsv", encoding="utf-8") as fh:
+        titles = {Path(r["file"]).stem: r["title"] for r in csv.DictReader(fh, delimiter="\t")}
+    with Collection(coll).catalog() as cat:
+        cat.upsert([replace(it, name=titles[it.id]) for it in cat.items() if it.id in titles])
+    result = report(coll, base_url="https://example.org/covers/", progress=False)
+    assert result.queries == 635 and result.thumbnails == 635
+    assert result.bytes <= 15_000_000, result.bytes
+    html_text = (Path(result.out) / "index.html").read_text("utf-8")
+    assert "<b>60 Parsecs</b>" in html_text and "<b>A Hat in Time</b>" in html_text

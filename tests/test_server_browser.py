@@ -268,3 +268,58 @@ def test_typed_text_picks_what_the_api_picks(page, base_url: str, typed: str) ->
         expect(page.get_by_role("link", name="SteamDB")).to_have_count(0)
     else:
         expect(steam).to_have_attribute("href", want["store_url"])
+
+
+def test_map_renders_zooms_hovers_and_click_opens_the_similar_view(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/?view=map")
+    canvas = page.locator("#map")
+    expect(canvas).to_be_visible()
+    # the first request computes the map (UMAP compiles with numba first: seconds)
+    expect(canvas).to_have_attribute("data-labels", "loaded", timeout=120_000)
+    count = page.evaluate("bannermatchMap.state.count")
+    assert count == page.evaluate("fetch('api/info').then(r => r.json()).then(i => i.count)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "map-whole.png"))
+    # the canvas shows dots: pixels that are not the background
+    lit = page.evaluate(
+        """() => { const c = document.getElementById('map');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 1] > 100) n++; return n; }"""
+    )
+    assert lit > count  # every item drawn as a dot of several pixels
+
+    # zoom in with the wheel on the first item: the scale grows and thumbnails appear
+    scale = float(canvas.get_attribute("data-scale"))
+    target = page.evaluate("bannermatchMap.point(0)")
+    page.mouse.move(target["x"], target["y"])
+    for _ in range(6):
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(50)
+    expect(canvas).not_to_have_attribute("data-thumbs", "0")
+    assert float(canvas.get_attribute("data-scale")) > 4 * scale
+    page.wait_for_timeout(500)  # let the thumbnails arrive
+    page.screenshot(path=str(ARTIFACTS / "map-zoomed.png"))
+
+    # drag pans the view
+    before = page.evaluate("bannermatchMap.point(0)")
+    page.mouse.move(before["x"], before["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(before["x"] + 60, before["y"] + 40, steps=5)
+    page.mouse.up()
+    after = page.evaluate("bannermatchMap.point(0)")
+    assert abs(after["x"] - before["x"] - 60) < 2
+
+    # hover shows the name; a click opens the item's similar view
+    target = page.evaluate("bannermatchMap.point(0)")
+    name = page.evaluate("bannermatchMap.state.names[0]")
+    page.mouse.move(target["x"], target["y"])
+    expect(page.locator("#map-tip")).to_have_text(name)
+    page.mouse.click(target["x"], target["y"])
+    expect(page).to_have_url(f"{base_url}/?id={target['id']}")
+    expect(page.locator("#query-name")).to_have_text(name)
+    expect(page.locator("#map-view")).to_be_hidden()
+    expect(page.locator("#grid .card").first).to_be_visible()
+    page.go_back()
+    expect(canvas).to_be_visible()

@@ -129,6 +129,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         n_unique=args.n_unique,
         max_grids=args.max_grids,
         model=args.model,
+        base_url=args.base_url,
+        with_map=not args.no_map,
         progress=not args.quiet,
     )
     return emit(args, result)
@@ -506,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (text tower)")
     p.set_defaults(handler=cmd_search)
 
-    p = sub.add_parser("report", parents=[common], help="HTML/Markdown/BBCode pages and PNG grids")
+    p = sub.add_parser("report", parents=[common], help="HTML/Markdown/BBCode pages, grids, a map")
     p.add_argument("collection")
     p.add_argument("--out", default=None, help="report folder (default: COLLECTION/report)")
     p.add_argument(
@@ -524,9 +526,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-grids",
         type=int,
         default=100,
-        help="at most this many PNG grids of queries (default: 100)",
+        help="at most this many grid images of queries (default: 100)",
     )
     p.add_argument("--model", default=None, help="model key or preset (if several)")
+    p.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="where the report folder will be uploaded: every image link becomes absolute "
+        "(for forum posts)",
+    )
+    p.add_argument("--no-map", action="store_true", help="leave out the map of the collection")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser(

@@ -1,4 +1,4 @@
-"""``bannermatch report``: static HTML, Markdown and BBCode pages, and PNG grids.
+"""``bannermatch report``: static HTML, Markdown and BBCode pages, and image grids.
 
 For each query item (default: every item) the report shows its 10 nearest
 neighbours from ``neighbors.npy`` in two rows of five, and a second page lists
@@ -9,33 +9,41 @@ that neighbour. Layout of the report folder (default ``COLLECTION/report``)::
     unique.html                    the most unique items and their nearest neighbour
     similar.md, unique.md          the same as Markdown tables of five columns
     similar.bbcode.txt, unique.bbcode.txt   the same as BBCode, for forum posts
-    thumbs/<slug>-<hash>.jpg       small JPEG thumbnails (THUMB_HEIGHT px high)
-    thumbs/missing.jpg             grey placeholder for an image that is no longer readable
-    grids/similar-<slug>-<hash>.png  query on the left, 2 x 5 neighbours (first max_grids queries)
-    grids/unique.png               the UNIQUE_GRID_LIMIT most unique items beside their neighbour
+    thumbs/<slug>-<hash>.webp      small thumbnails (THUMB_HEIGHT px high), one per image,
+                                   shared by every page and grid that shows it
+    thumbs/missing.webp            grey placeholder for an image that is no longer readable
+    grids/similar-<slug>-<hash>.webp query on the left, 2 x 5 neighbours (first max_grids queries)
+    grids/unique.webp              the UNIQUE_GRID_LIMIT most unique items beside their neighbour
+    map.webp                       the map of the collection (see :mod:`bannermatch.maps`)
+
+Every image is WebP at :data:`QUALITY`, chosen by measurement (docs/performance.md,
+"Report weight"): the PNG grids of the first version made the 635 covers' report
+weigh 80 MB; JPEG at a quality that looks as good is 1.5-2x the size of WebP.
 
 The report is self-contained: pages use relative links to its own thumbnails,
-so the folder can be moved or uploaded as it is. File names are a readable
+so the folder can be moved or uploaded as it is; ``base_url`` (``--base-url``) makes
+every image link absolute instead (where the folder will be uploaded), which forums
+need. Without it the Markdown and BBCode files say in their first line that their
+image links are relative. File names are a readable
 slug of the id plus a SHA-1 of it (and of the image's sha256 for thumbnails),
 safe for any id (slashes, unicode, case-insensitive file systems), and a
 thumbnail already made for the same image is reused on the next run. The
 folder belongs to the report: a rerun removes the pages, thumbnails and grids
 (in ``thumbs/`` and ``grids/``) that it no longer shows.
 
-Steam: an id that is a Steam appID links to its store page
-(:func:`bannermatch.steam.endpoints.store_page_url`). Forums only show images
-from absolute URLs, so the BBCode pages use the URL an item's banner was
-downloaded from (the store API's current asset URL) where there is one; other
-items' BBCode images point at the thumbnail's path inside the report folder,
-to be prefixed with wherever the folder is uploaded. BBCode has no escape, so
-square brackets in names become parentheses there.
+Steam: an item that is a Steam app (:func:`bannermatch.catalog.steam_appid`: from
+``steam download`` or metadata that gives its app id) links to its store page; other
+items get no store link. Forums only show images from absolute URLs: with
+``base_url`` every thumbnail link is absolute; without it the BBCode pages use the URL
+an item's banner was downloaded from (the store API's current asset URL) where there
+is one, and the thumbnail's relative path otherwise. BBCode has no escape, so square
+brackets in names become parentheses there.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import math
 import os
 import re
@@ -46,36 +54,47 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from . import atomic
 from .catalog import Catalog, Item, steam_appid
-from .collection import Collection
+from .collection import Collection, ModelData
 from .errors import BannermatchError, ImageError
 from .images import load_image
 from .matching import shown_score, unique_order
 from .progress import progress_bar
 from .steam.endpoints import store_page_url
+from .templating import render
 
 NEIGHBOURS = 10  # shown per query: two rows of COLUMNS
 COLUMNS = 5
 PER_PAGE = 100  # queries per HTML page
 THUMB_HEIGHT = 225
 THUMB_MAX_WIDTH = 450  # very wide images are shrunk to this width instead
-TILE_WIDTH, TILE_HEIGHT = 150, 225  # one image in a PNG grid (2:3, like a Steam banner)
+TILE_WIDTH, TILE_HEIGHT = 150, 225  # one image in a grid (2:3, like a Steam banner)
 CAPTION = 30  # two lines of text under each tile
 GAP = 8
-UNIQUE_GRID_LIMIT = 100  # pairs in grids/unique.png
+UNIQUE_GRID_LIMIT = 100  # pairs in grids/unique.webp
 UNIQUE_PAIRS_PER_ROW = 5
 BACKGROUND = (24, 26, 31)
 TEXT = (225, 225, 225)
 DIM_TEXT = (150, 170, 150)
 PLACEHOLDER = (128, 128, 128)
-MISSING_THUMB = "thumbs/missing.jpg"
-UNIQUE_GRID = "grids/unique.png"
+EXT = ".webp"
+#: WebP quality chosen by measurement on the 635 covers (docs/performance.md)
+QUALITY = 80
+MISSING_THUMB = f"thumbs/missing{EXT}"
+UNIQUE_GRID = f"grids/unique{EXT}"
+MAP_IMAGE = f"map{EXT}"
 PAGES = ["unique.html", "similar.md", "unique.md", "similar.bbcode.txt", "unique.bbcode.txt"]
+
+
+def item_name(item: Item | None, item_id: str) -> str:
+    """The name the report shows for an item: the catalogue's, else its id."""
+    return item.name if item is not None and item.name else item_id
 
 
 def safe_name(item_id: str, salt: str = "") -> str:
@@ -99,6 +118,12 @@ class Entry:
     rank: int | None = None
     image_url: str | None = None  # where the image was downloaded from, if from the web
     appid: str | None = None  # the Steam app the item is (catalog.steam_appid), if any
+    base_url: str = ""  # prefix of every image link ("" : relative links)
+
+    @property
+    def src(self) -> str:
+        """The thumbnail's link as the pages write it."""
+        return self.base_url + self.thumb
 
     @property
     def store(self) -> str | None:
@@ -130,8 +155,11 @@ class ReportResult:
     unique: int
     pages: list[str]  # HTML pages of queries, relative to ``out``
     files: list[str]  # every page written, relative to ``out``
-    grids: list[str]  # PNG grids, relative to ``out``
+    grids: list[str]  # grids, relative to ``out``
     thumbnails: int
+    bytes: int = 0  # every file of the report folder
+    base_url: str | None = None
+    map_image: str | None = None
     unreadable: list[str] = field(default_factory=list)  # ids shown with a placeholder
     skipped: list[str] = field(default_factory=list)  # stored query ids without an embedding
     seconds: float = 0.0
@@ -153,6 +181,9 @@ class ReportResult:
             "files": self.files,
             "grids": self.grids,
             "thumbnails": self.thumbnails,
+            "bytes": self.bytes,
+            "base_url": self.base_url,
+            "map_image": self.map_image,
             "unreadable": self.unreadable,
             "skipped": self.skipped,
             "seconds": round(self.seconds, 3),
@@ -165,8 +196,10 @@ class ReportResult:
             f"{self.index}",
             f"{len(self.pages)} HTML page(s) of queries + unique.html; Markdown: similar.md, "
             "unique.md; BBCode: similar.bbcode.txt, unique.bbcode.txt",
-            f"{len(self.grids)} PNG grid(s) in {Path(self.out) / 'grids'}; "
+            f"{len(self.grids)} grid image(s) in {Path(self.out) / 'grids'}; "
             f"{self.thumbnails} thumbnail(s); done in {self.seconds:.1f}s",
+            f"total size {self.bytes / 1e6:.1f} MB; image links "
+            + (f"absolute under {self.base_url}" if self.base_url else "relative (--base-url)"),
         ]
         if self.skipped:
             lines.append(
@@ -195,15 +228,20 @@ def report(
     n_unique: int = 100,
     max_grids: int = 100,
     model: str | None = None,
+    base_url: str | None = None,
+    with_map: bool = True,
     progress: bool = True,
 ) -> ReportResult:
     """Write the report of ``collection`` into ``out`` (default ``COLLECTION/report``).
 
     The query items are ``queries`` (ids) or the ids of ``queries_file`` (one a
     line); else the query set stored in the catalogue, if any; else every item.
-    Needs ``bannermatch match`` to have been run.
+    Needs ``bannermatch match`` to have been run. ``base_url``: where the folder will
+    be uploaded; every image link of every page then starts with it. ``with_map``: draw
+    ``map.webp``, the map of the collection (computed and stored where absent).
     """
     started = time.perf_counter()
+    base = check_base_url(base_url)
     if n_unique < 0:
         raise BannermatchError("n_unique must be 0 or more")
     if max_grids < 0:
@@ -244,12 +282,11 @@ def report(
     def entry(row: int, score: float | None = None, rank: int | None = None) -> Entry:
         item_id = data.ids[row]
         item = items[item_id]
-        name = item.name if item and item.name else item_id
-        url = (
-            item.url if item and item.url and item.url.startswith(("http://", "https://")) else None
-        )
+        web = item is not None and (item.url or "").startswith(("http://", "https://"))
+        url = item.url if web and item is not None else None
         appid = steam_appid(item) if item is not None else None
-        return Entry(item_id, name, thumbs[item_id], score, rank, url, appid)
+        name = item_name(item, item_id)
+        return Entry(item_id, name, thumbs[item_id], score, rank, url, appid, base)
 
     def block(n: int) -> QueryBlock:
         """The ``n``-th query (from 0), built on demand to keep memory small."""
@@ -258,7 +295,7 @@ def report(
             entry(int(r), shown_score(s), rank)
             for rank, (r, s) in enumerate(zip(nb_rows[n], nb_scores[n], strict=True), start=1)
         ]
-        grid = f"grids/similar-{safe_name(query.id)}.png" if n < max_grids else None
+        grid = f"grids/similar-{safe_name(query.id)}{EXT}" if n < max_grids else None
         return QueryBlock(n + 1, query, neighbours, _anchor(query.id), grid)
 
     def blocks(start: int = 0, stop: int | None = None) -> Iterator[QueryBlock]:
@@ -276,22 +313,23 @@ def report(
 
     title = f"{coll.root.resolve().name} [{data.key}]"
     pages = [page_file(p) for p in range(max(1, math.ceil(len(query_rows) / PER_PAGE)))]
+    map_image = _draw_map(data, out_dir, thumbs, progress) if with_map else None
     anchors = {  # where each query's section is, for links from its appearances elsewhere
         data.ids[row]: f"{page_file(n // PER_PAGE)}#{_anchor(data.ids[row])}"
         for n, row in enumerate(query_rows.tolist())
     }
     for p, page in enumerate(pages):
         chunk = list(blocks(p * PER_PAGE, min(len(query_rows), (p + 1) * PER_PAGE)))
-        html_page = similar_html(title, chunk, anchors, pages, p, len(query_rows))
+        html_page = similar_html(title, chunk, anchors, pages, p, len(query_rows), base, map_image)
         atomic.write_text(out_dir / page, html_page)
-    atomic.write_text(out_dir / "unique.html", unique_html(title, uniques, anchors))
-    _write_chunks(out_dir / "similar.md", similar_markdown(title, blocks()))
-    _write_chunks(out_dir / "unique.md", unique_markdown(title, uniques))
-    _write_chunks(out_dir / "similar.bbcode.txt", similar_bbcode(blocks()))
-    _write_chunks(out_dir / "unique.bbcode.txt", unique_bbcode(uniques))
+    atomic.write_text(out_dir / "unique.html", unique_html(title, uniques, anchors, base))
+    _write_chunks(out_dir / "similar.md", similar_markdown(title, blocks(), base))
+    _write_chunks(out_dir / "unique.md", unique_markdown(title, uniques, base))
+    _write_chunks(out_dir / "similar.bbcode.txt", similar_bbcode(blocks(), base))
+    _write_chunks(out_dir / "unique.bbcode.txt", unique_bbcode(uniques, base))
     files = [*pages, *PAGES]
 
-    _remove_stale(out_dir, set(files), set(thumbs.values()), set(grids))
+    _remove_stale(out_dir, set(files), set(thumbs.values()), set(grids) | {map_image or ""})
     return ReportResult(
         collection=str(coll.root),
         out=str(out_dir),
@@ -303,6 +341,9 @@ def report(
         files=files,
         grids=grids,
         thumbnails=len(set(thumbs.values())),
+        bytes=folder_bytes(out_dir),
+        base_url=base or None,
+        map_image=map_image,
         unreadable=unreadable,
         skipped=skipped,
         seconds=time.perf_counter() - started,
@@ -316,7 +357,7 @@ def _make_thumbnails(
     thumbs: dict[str, str] = {}
     todo: list[tuple[str, str | None, Path]] = []
     for item_id, item in items.items():
-        rel = f"thumbs/{safe_name(item_id, (item.sha256 or '') if item else '')}.jpg"
+        rel = f"thumbs/{safe_name(item_id, (item.sha256 or '') if item else '')}{EXT}"
         thumbs[item_id] = rel
         if not (out_dir / rel).exists():
             source = coll.resolve_source(item.source) if item and item.source else None
@@ -339,7 +380,7 @@ def _make_thumbnails(
 def _make_grids(
     blocks: list[QueryBlock], uniques: list[UniqueRow], out_dir: Path, progress: bool
 ) -> list[str]:
-    """Write the PNG grids of ``blocks`` and of the unique items; their paths."""
+    """Write the grids of ``blocks`` and of the unique items; their paths."""
     jobs: list[tuple[str, Callable[[], Image.Image]]] = [
         (b.grid, functools.partial(similar_grid, b, out_dir)) for b in blocks if b.grid
     ]
@@ -348,10 +389,40 @@ def _make_grids(
         jobs.append((UNIQUE_GRID, make_unique))
     bar = progress_bar(len(jobs), "grids", enabled=progress, unit="grid")
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        for _ in pool.map(lambda job: _save_png(job[1](), out_dir / job[0]), jobs):
+        for _ in pool.map(lambda job: save_image(job[1](), out_dir / job[0]), jobs):
             bar.update()
     bar.close()
     return [path for path, _ in jobs]
+
+
+def check_base_url(base_url: str | None) -> str:
+    """``base_url`` ending in one slash ("" for none); an error unless it is http(s)."""
+    if base_url is None:
+        return ""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise BannermatchError(
+            f"--base-url must be an absolute http(s) URL without query or fragment, "
+            f"not {base_url!r}"
+        )
+    return base_url.rstrip("/") + "/"
+
+
+def folder_bytes(folder: Path) -> int:
+    """The size of every file under ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _draw_map(data: ModelData, out_dir: Path, thumbs: dict[str, str], progress: bool) -> str | None:
+    """Draw the map image from the stored map (computed where absent); its path."""
+    from .maps import collection_map, draw_map
+
+    if len(data.ids) < 2:
+        return None
+    points = collection_map(data, progress=progress)
+    image = draw_map(points, data.ids, lambda i: out_dir / thumbs[i] if i in thumbs else None)
+    save_image(image, out_dir / MAP_IMAGE)
+    return MAP_IMAGE
 
 
 def _write_chunks(path: Path, chunks: Iterable[str]) -> None:
@@ -414,7 +485,7 @@ def _catalog_items(cat: Catalog, ids: list[str]) -> dict[str, Item | None]:
 
 
 def make_thumbnail(source: str | None, path: Path) -> bool:
-    """Write a JPEG thumbnail of ``source`` to ``path``; False if it cannot be read."""
+    """Write a thumbnail of ``source`` to ``path``; False if it cannot be read."""
     if not source:
         return False
     size = (THUMB_MAX_WIDTH, THUMB_HEIGHT)
@@ -423,8 +494,7 @@ def make_thumbnail(source: str | None, path: Path) -> bool:
         im.thumbnail(size, Image.Resampling.LANCZOS)
     except (ImageError, OSError, ValueError):
         return False
-    with atomic.atomic_open(path, "wb") as fh:
-        im.save(fh, format="JPEG", quality=85)
+    save_image(im.convert("RGB"), path)
     return True
 
 
@@ -432,8 +502,7 @@ def _write_placeholder(path: Path) -> None:
     im = Image.new("RGB", (TILE_WIDTH, TILE_HEIGHT), PLACEHOLDER)
     draw = ImageDraw.Draw(im)
     draw.text((TILE_WIDTH / 2, TILE_HEIGHT / 2), "no image", fill=TEXT, font=_font(), anchor="mm")
-    with atomic.atomic_open(path, "wb") as fh:
-        im.save(fh, format="JPEG", quality=85)
+    save_image(im, path)
 
 
 _fonts = threading.local()  # one font per thread: a FreeType face is not thread-safe
@@ -519,9 +588,10 @@ def unique_grid(rows: list[UniqueRow], out_dir: Path) -> Image.Image:
     return canvas
 
 
-def _save_png(im: Image.Image, path: Path) -> None:
+def save_image(im: Image.Image, path: Path) -> None:
+    """Every image of the report: WebP at :data:`QUALITY`, written atomically."""
     with atomic.atomic_open(path, "wb") as fh:
-        im.save(fh, format="PNG", compress_level=3)
+        im.save(fh, format="WEBP", quality=QUALITY, method=4)
 
 
 def _remove_stale(out_dir: Path, pages: set[str], thumbs: set[str], grids: set[str]) -> None:
@@ -529,85 +599,49 @@ def _remove_stale(out_dir: Path, pages: set[str], thumbs: set[str], grids: set[s
     for path in out_dir.glob("page-*.html"):
         if re.fullmatch(r"page-[0-9]+\.html", path.name) and path.name not in pages:
             path.unlink(missing_ok=True)
-    for path in (out_dir / "thumbs").glob("*.jpg"):
-        if f"thumbs/{path.name}" not in thumbs:
+    for path in (out_dir / "thumbs").glob("*.*"):
+        if path.suffix in (".jpg", EXT) and f"thumbs/{path.name}" not in thumbs:
             path.unlink(missing_ok=True)
-    for path in (out_dir / "grids").glob("*.png"):
-        if f"grids/{path.name}" not in grids:
+    for path in (out_dir / "grids").glob("*.*"):
+        if path.suffix in (".png", ".jpg", EXT) and f"grids/{path.name}" not in grids:
+            path.unlink(missing_ok=True)
+    for path in out_dir.glob("map.*"):
+        if path.name not in grids:
             path.unlink(missing_ok=True)
 
 
-# HTML ------------------------------------------------------------------------
-
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:1em auto;max-width:1120px;padding:0 1em;
-background:#16181d;color:#ddd}
-a{color:#8cf}
-nav{margin:.5em 0}nav a,nav span{margin-right:.5em}
-.query{display:flex;gap:1.5em;align-items:flex-start;border-top:1px solid #333;padding:1em 0}
-figure{margin:0;width:150px;font-size:12px;overflow-wrap:anywhere}
-img{width:150px;height:225px;object-fit:contain;background:#000;display:block}
-ol.neighbours{display:grid;grid-template-columns:repeat(5,150px);gap:12px;
-list-style:none;margin:0;padding:0}
-.score{color:#9c9}code{color:#aaa}
-table{border-collapse:collapse}td{padding:.4em;vertical-align:top;border-top:1px solid #333}
-"""
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _figure(entry: Entry, caption: str, href: str | None) -> str:
-    img = (
-        f'<img src="{_e(entry.thumb)}" alt="{_e(entry.name)}" '
-        'width="150" height="225" loading="lazy">'
-    )
-    if href:
-        img = f'<a href="{_e(href)}">{img}</a>'
-    return f"<figure>{img}<figcaption>{caption}</figcaption></figure>"
-
-
-def _html_title(entry: Entry) -> str:
-    """The name in bold, and the id under it when it is not the same."""
-    title = f"<b>{_e(entry.name)}</b>"
-    return title if entry.name == entry.id else f"{title}<br><code>{_e(entry.id)}</code>"
+# HTML (Jinja2 templates: templates/report_*.html) -------------------------------
 
 
 def _href(entry: Entry, anchors: dict[str, str]) -> str | None:
     return entry.store or anchors.get(entry.id)
 
 
-def _document(title: str, nav: str, body: Iterable[str]) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{_e(title)}</h1>\n{nav}\n" + "\n".join(body) + f"\n{nav}\n</body>\n</html>\n"
-    )
-
-
-def _nav(pages: list[str], current: int | None) -> str:
-    links = []
+def _nav(
+    pages: list[str], current: int | None, map_link: str | None = None
+) -> list[dict[str, str | None]]:
+    """The links between pages: previous, numbers (with gaps), next, the other pages.
+    ``text`` is trusted markup (entities); hrefs are escaped by the template."""
+    links: list[dict[str, str | None]] = []
     if current is not None and current > 0:
-        links.append(f'<a href="{pages[current - 1]}" rel="prev">&laquo; previous</a>')
+        links.append({"href": pages[current - 1], "text": "&laquo; previous", "rel": "prev"})
     shown = {0, len(pages) - 1}
     if current is not None:
         shown |= set(range(max(0, current - 3), min(len(pages), current + 4)))
     last = -1
     for p in sorted(shown):
         if p > last + 1:
-            links.append("<span>&hellip;</span>")
-        links.append(
-            f"<span>{p + 1}</span>" if p == current else f'<a href="{pages[p]}">{p + 1}</a>'
-        )
+            links.append({"href": None, "text": "&hellip;", "rel": None})
+        links.append({"href": None if p == current else pages[p], "text": str(p + 1), "rel": None})
         last = p
     if current is not None and current < len(pages) - 1:
-        links.append(f'<a href="{pages[current + 1]}" rel="next">next &raquo;</a>')
-    links.append('<a href="unique.html">most unique</a>')
-    links.append('<a href="similar.md">Markdown</a>')
-    links.append('<a href="similar.bbcode.txt">BBCode</a>')
-    return "<nav>" + "".join(links) + "</nav>"
+        links.append({"href": pages[current + 1], "text": "next &raquo;", "rel": "next"})
+    links.append({"href": "unique.html", "text": "most unique", "rel": None})
+    if map_link:
+        links.append({"href": map_link, "text": "map", "rel": None})
+    links.append({"href": "similar.md", "text": "Markdown", "rel": None})
+    links.append({"href": "similar.bbcode.txt", "text": "BBCode", "rel": None})
+    return links
 
 
 def similar_html(
@@ -617,53 +651,34 @@ def similar_html(
     pages: list[str],
     current: int,
     total: int,
+    base: str = "",
+    map_image: str | None = None,
 ) -> str:
     """One page of queries, each with its neighbours in two rows of five."""
     first = current * PER_PAGE
-    body = [
-        f"<p>Queries {first + 1 if blocks else 0}-{first + len(blocks)} of {total}, "
-        "each with its nearest neighbours (cosine similarity).</p>"
-    ]
-    for block in blocks:
-        q = block.query
-        caption = _html_title(q)
-        if block.grid:
-            caption += f'<br><a href="{_e(block.grid)}">PNG grid</a>'
-        items = []
-        for nb in block.neighbours:
-            nb_caption = f'{nb.rank}. {_e(nb.name)} <span class="score">{nb.score:.3f}</span>'
-            items.append(
-                f'<li data-id="{_e(nb.id)}" data-score="{nb.score:.4f}">'
-                f"{_figure(nb, nb_caption, _href(nb, anchors))}</li>"
-            )
-        body.append(
-            f'<section class="query" id="{block.anchor}" data-id="{_e(q.id)}">'
-            f"{_figure(q, caption, q.store)}"
-            f'<ol class="neighbours">{"".join(items)}</ol></section>'
-        )
-    return _document(f"Similar images: {title}", _nav(pages, current), body)
+    return render(
+        "report_similar.html",
+        title=f"Similar images: {title}",
+        links=_nav(pages, current, base + map_image if map_image else None),
+        blocks=blocks,
+        first=first + 1 if blocks else 0,
+        last=first + len(blocks),
+        total=total,
+        base=base,
+        href_of=lambda entry: _href(entry, anchors),
+    )
 
 
-def unique_html(title: str, rows: list[UniqueRow], anchors: dict[str, str]) -> str:
+def unique_html(title: str, rows: list[UniqueRow], anchors: dict[str, str], base: str = "") -> str:
     """The most unique items, each beside its nearest neighbour."""
-    body = [
-        "<p>Items least similar to their nearest neighbour, most unique first. "
-        + ('<a href="grids/unique.png">PNG grid</a>' if rows else "")
-        + "</p>",
-        "<table><thead><tr><th>#</th><th>item</th><th>nearest neighbour</th>"
-        "<th>similarity</th></tr></thead><tbody>",
-    ]
-    for row in rows:
-        it, nb = row.item, row.nearest
-        item_fig = _figure(it, _html_title(it), _href(it, anchors))
-        nb_fig = _figure(nb, _html_title(nb), _href(nb, anchors))
-        body.append(
-            f'<tr class="unique" data-id="{_e(it.id)}" data-nearest="{_e(nb.id)}" '
-            f'data-score="{it.score:.4f}"><td>{it.rank}</td>'
-            f'<td>{item_fig}</td><td>{nb_fig}</td><td class="score">{it.score:.3f}</td></tr>'
-        )
-    body.append("</tbody></table>")
-    return _document(f"Most unique images: {title}", _nav(["index.html"], None), body)
+    return render(
+        "report_unique.html",
+        title=f"Most unique images: {title}",
+        links=_nav(["index.html"], None),
+        rows=rows,
+        unique_grid=base + UNIQUE_GRID,
+        href_of=lambda entry: _href(entry, anchors),
+    )
 
 
 # Markdown --------------------------------------------------------------------
@@ -679,7 +694,7 @@ def md_escape(text: str) -> str:
 
 
 def _md_image(entry: Entry) -> str:
-    image = f"![{md_escape(entry.name)}]({entry.thumb})"
+    image = f"![{md_escape(entry.name)}]({entry.src})"
     return f"[{image}]({entry.store})" if entry.store else image
 
 
@@ -700,9 +715,16 @@ def _md_table(cells: list[str]) -> list[str]:
     return lines
 
 
-def similar_markdown(title: str, blocks: Iterable[QueryBlock]) -> Iterator[str]:
+RELATIVE_NOTE = (
+    "Image links are relative to the report folder; "
+    "run `bannermatch report --base-url URL` to make them absolute for posting."
+)
+
+
+def similar_markdown(title: str, blocks: Iterable[QueryBlock], base: str = "") -> Iterator[str]:
     """The queries as Markdown, one chunk a query: tables of five columns, two rows."""
-    yield f"# Similar images: {md_escape(title)}\n\n"
+    note = "" if base else f"> {RELATIVE_NOTE}\n\n"
+    yield f"# Similar images: {md_escape(title)}\n\n{note}"
     for block in blocks:
         q = block.query
         ident = "" if q.name == q.id else f" (`{q.id.replace('`', '')}`)"
@@ -714,9 +736,10 @@ def similar_markdown(title: str, blocks: Iterable[QueryBlock]) -> Iterator[str]:
         yield "\n".join([*lines, *_md_table(cells), "", ""])
 
 
-def unique_markdown(title: str, rows: list[UniqueRow]) -> Iterator[str]:
+def unique_markdown(title: str, rows: list[UniqueRow], base: str = "") -> Iterator[str]:
+    note = "" if base else f"> {RELATIVE_NOTE}\n\n"
     yield (
-        f"# Most unique images: {md_escape(title)}\n\n"
+        f"# Most unique images: {md_escape(title)}\n\n{note}"
         "| # | item | nearest neighbour | similarity |\n|--:|:-:|:-:|--:|\n"
     )
     for row in rows:
@@ -735,7 +758,10 @@ def bb_escape(text: str) -> str:
 
 
 def _bb_image(entry: Entry) -> str:
-    image = f"[img]{entry.image_url or entry.thumb}[/img]"
+    """The thumbnail (absolute with a base URL; else the banner's download URL where it
+    has one, the relative path otherwise), linked to the store for Steam apps."""
+    src = entry.src if entry.base_url else (entry.image_url or entry.thumb)
+    image = f"[img]{src}[/img]"
     return f"[url={entry.store}]{image}[/url]" if entry.store else image
 
 
@@ -744,8 +770,10 @@ def _bb_title(entry: Entry) -> str:
     return f"[url={entry.store}]{name}[/url]" if entry.store else name
 
 
-def similar_bbcode(blocks: Iterable[QueryBlock]) -> Iterator[str]:
+def similar_bbcode(blocks: Iterable[QueryBlock], base: str = "") -> Iterator[str]:
     """The queries as BBCode, one chunk a query: the query, then rows of five images."""
+    if not base:
+        yield f"{RELATIVE_NOTE}\n\n"
     for block in blocks:
         q = block.query
         ident = "" if q.name == q.id else f" ({bb_escape(q.id)})"
@@ -759,7 +787,9 @@ def similar_bbcode(blocks: Iterable[QueryBlock]) -> Iterator[str]:
         yield "\n".join(lines) + "\n\n"
 
 
-def unique_bbcode(rows: list[UniqueRow]) -> Iterator[str]:
+def unique_bbcode(rows: list[UniqueRow], base: str = "") -> Iterator[str]:
+    if not base:
+        yield f"{RELATIVE_NOTE}\n\n"
     for row in rows:
         yield (
             f"[b]{row.item.rank}. {_bb_title(row.item)}[/b] - nearest: {_bb_title(row.nearest)} "

@@ -13,14 +13,17 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..errors import BannermatchError
-from . import api, legacy
+from . import api, legacy, maproutes
 from .data import ServedCollection
 from .ratelimit import Rate, RateLimitMiddleware
 from .uploads import BodyLimitMiddleware
 
 STATIC = Path(__file__).with_name("static")
 #: paths the rate limit applies to (image files and the page itself are not limited)
-LIMITED = ("/api/", "/app_from_", "/similar_apps_from_")
+LIMITED = (
+    "/api/",
+    *("/app", "/similar_apps", "/matches", "/render", "/store", "/index", "/id", "/name"),
+)
 
 DESCRIPTION = """
 Find the items of a collection (Steam games or any folder of images) whose images look
@@ -56,6 +59,7 @@ def create_app(
     app.state.served = served
     app.state.rate_limit = rate
     app.include_router(api.build_router(served, max_upload=max_upload))
+    app.include_router(maproutes.build_router(served))
     app.include_router(legacy.build_router(served))
 
     @app.exception_handler(BannermatchError)

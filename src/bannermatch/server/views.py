@@ -62,10 +62,16 @@ def legacy_app(served: ServedCollection, row: int, request: Request) -> dict[str
     illustration = url if url and url.startswith(("http://", "https://")) else None
     return {
         "index": row,
-        "id": int(appid) if appid else item_id,
+        "id": legacy_id(served, row),
         "name": served.names[row],
         "steam_store_url": store_page_url(appid) if appid else None,
         "steam_illustration_url": illustration or base + image_path(item_id),
         "steamdb_url": steamdb_url(appid) if appid else None,
         "query_url": f"{base}/similar_apps_from_id?id={quote(item_id, safe='')}",
     }
+
+
+def legacy_id(served: ServedCollection, row: int) -> int | str:
+    """An id as the original API wrote it: the Steam app id (an int) for Steam apps."""
+    appid = served.steam_ids[row]
+    return int(appid) if appid else served.ids[row]

@@ -104,11 +104,13 @@ async function render() {
   closeList();
   el.pager.hidden = true;
   el.textMode.hidden = true;
+  bannermatchMap.hide();
   try {
     if (params.id) await renderItem(params.id, Number(params.n) || defaultN(), token);
     else if (params.view === "unique") await renderUnique(Math.max(1, Number(params.page) || 1), token);
     else if (params.view === "image") renderImageResults();
     else if (params.view === "text") renderTextMode();
+    else if (params.view === "map") await renderMap(token);
     else await renderFeatured(token);
   } catch (error) {
     if (token !== state.renderToken) return;
@@ -444,6 +446,16 @@ const textSearch = {
     }
   },
 };
+
+async function renderMap(token) {
+  markNav("map");
+  el.query.hidden = true;
+  showGrid("", []);
+  setStatus("Loading the map…");
+  const count = await bannermatchMap.show((id) => navigate({ id }));
+  if (stale(token)) return;
+  setStatus(`${count.toLocaleString()} banners, placed by how alike they look.`);
+}
 
 function renderTextMode() {
   markNav("text");
