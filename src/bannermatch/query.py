@@ -182,7 +182,7 @@ def similar(
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
         if q.kind in {"image", "steam-app"}:
-            model = create_model_for(data.manifest, engine=engine, device=device)
+            model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
             draft = model.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = load_image(query, draft_size=draft)
@@ -210,7 +210,9 @@ def _steam_banner(appid: str, cdn_url: str | None, draft: Draft = None) -> Decod
         raise BannermatchError(f"app {appid} is not in the collection, and {exc}") from None
 
 
-def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu") -> Any:
+def create_model_for(
+    manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu", few_images: bool = False
+) -> Any:
     """The model that wrote ``manifest``: same preset, preprocessing, strategy and weights
     (random weights too, for a collection a test built with them)."""
     from .models import create_model
@@ -227,6 +229,7 @@ def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: 
         strategy=manifest["strategy"],
         augment=manifest.get("augment", "none"),
         pretrained=False if manifest.get("weights", {}).get("random") else None,
+        few_images=few_images,
         **options,
     )
     if model.key != manifest["key"]:
