@@ -180,7 +180,7 @@ def similar(
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
         if q.kind in {"image", "steam-app"}:
-            model = create_model_for(data.manifest, engine=engine, device=device)
+            model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
             draft = model.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = _query_image(query, draft)
@@ -219,7 +219,9 @@ def _steam_banner(
         raise BannermatchError(f"app {appid} is not in the collection, and {exc}") from None
 
 
-def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu") -> Any:
+def create_model_for(
+    manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu", few_images: bool = False
+) -> Any:
     """The model that wrote ``manifest``: same preset, preprocessing, strategy and weights
     (random weights too, for a collection a test built with them)."""
     from .models import create_model
@@ -236,6 +238,7 @@ def create_model_for(manifest: dict[str, Any], *, engine: str = "auto", device: 
         strategy=manifest["strategy"],
         augment=manifest.get("augment", "none"),
         pretrained=False if manifest.get("weights", {}).get("random") else None,
+        few_images=few_images,
         **options,
     )
     if model.key != manifest["key"]:

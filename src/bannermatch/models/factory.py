@@ -171,6 +171,7 @@ def create_model(
     interpolation: str | None = None,
     draft: bool | None = None,
     pretrained: bool | None = None,
+    few_images: bool = False,
 ) -> EmbeddingModel:
     """Load a model with its weights, its preprocessing and an inference engine.
 
@@ -181,7 +182,8 @@ def create_model(
     ``auto`` engine then runs PyTorch in half precision, channels-last), else the
     CPU (the ``auto`` engine then runs ONNX Runtime, the model exported once).
     ``pretrained=False`` (or ``BANNERMATCH_RANDOM_WEIGHTS=1``) builds seeded
-    random weights instead: for tests only.
+    random weights instead: for tests only. ``few_images``: for a query of an image or
+    two, resample with Pillow rather than import PyTorch for its faster kernels.
     """
     spec = get_spec(name)
     if strategy not in spec.strategies:
@@ -204,7 +206,7 @@ def create_model(
         keep_ratio=keep_ratio,
         interpolation=interpolation,
         draft=draft,
-    ).load()
+    ).load(torch_kernels=not few_images)
     size = preprocess.crop_size
 
     @functools.cache

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -165,10 +166,12 @@ class Preprocess:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def load(self) -> Preprocess:
+    def load(self, torch_kernels: bool = True) -> Preprocess:
         """Load what the resampling runs on (PyTorch, for bilinear and bicubic) now, with
-        the model, rather than on the first image."""
-        if self.interpolation in TORCH_FILTERS:
+        the model, rather than on the first image. ``torch_kernels=False``, for a query of
+        a few images: Pillow's own filters, whose pixels PyTorch's kernels reproduce to
+        within 2 levels, without the 1.3 s import of PyTorch."""
+        if torch_kernels and self.interpolation in TORCH_FILTERS:
             import torch  # noqa: F401
 
         return self
@@ -222,11 +225,13 @@ class Preprocess:
         and fixed-point arithmetic, vectorised: five times faster than Pillow here), in
         the order of Pillow's two passes (:func:`_horizontal_first`), so the pixels are
         Pillow's to within 2 levels on a few values in a thousand
-        (tests/test_preprocess.py). The other filters are Pillow's own.
+        (tests/test_preprocess.py). The other filters, or all without PyTorch loaded,
+        are Pillow's own.
         """
         if size == im.size:
             return np.asarray(im)
-        if self.interpolation not in TORCH_FILTERS:
+        if self.interpolation not in TORCH_FILTERS or "torch" not in sys.modules:
+            # other filters, or PyTorch not loaded (see load): Pillow's own
             return np.asarray(im.resize(size, INTERPOLATIONS[self.interpolation]))
         return _torch_resample(np.asarray(im), size, self.interpolation)
 
