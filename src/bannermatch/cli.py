@@ -52,6 +52,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not args.json:
         for bad in result.bad:
             print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)
+    if args.local:
+        from .verify.features import index_local
+
+        local = index_local(args.out, workers=args.workers, progress=not args.quiet)
+        if not args.json:
+            for item_id, reason in local.bad.items():
+                print(f"no local features for {item_id}: {reason}", file=sys.stderr)
     return emit(args, result)
 
 
@@ -99,6 +106,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         engine=args.engine,
         device=args.device,
         cdn_url=args.cdn_url,
+        rerank=args.rerank,
     )
     return emit(args, result)
 
@@ -324,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="decoding threads (with --engine ray: decoding tasks in flight)",
     )
     p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="also extract local features (ORB) for `--rerank` (see docs/verification.md)",
+    )
     g = p.add_argument_group("distributed (--engine ray)")
     g.add_argument(
         "--address",
@@ -434,6 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Steam CDN for app ids outside the collection "
         "(default: $BANNERMATCH_STEAM_CDN or Steam's)",
+    )
+    p.add_argument(
+        "--rerank",
+        type=positive_int,
+        nargs="?",
+        const=50,
+        default=None,
+        metavar="K",
+        help="verify the top K global candidates with local features (default K: 50; "
+        "needs `index --local`)",
     )
     p.set_defaults(handler=cmd_similar)
 
