@@ -1,0 +1,121 @@
+"""Local features (index --local) and the verified re-rank (similar --rerank), on real covers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bannermatch.verify.features import LocalStore, extract_file, index_local
+from bannermatch.verify.rerank import MIN_INLIERS, combined, rerank
+
+
+def _plant(original: Path, out: Path) -> None:
+    """A crop, a 12-degree rotation and a rescale of ``original``."""
+    im = Image.open(original).convert("RGB")
+    w, h = im.size
+    im = im.crop((w // 8, h // 10, w - w // 10, h - h // 8)).rotate(12, expand=True)
+    im.resize((im.width * 3 // 4, im.height * 3 // 4)).save(out, quality=85)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> tuple[Path, Path]:
+    src = tmp_path_factory.mktemp("verify_src")
+    covers = sorted((covers_dir / "images").iterdir())[:24]
+    for p in covers:
+        shutil.copy(p, src / p.name)
+    _plant(covers[0], src / "zz_planted.jpg")
+    (src / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return src, covers[0]
+
+
+@pytest.fixture(scope="module")
+def coll(tmp_path_factory: pytest.TempPathFactory, planted: tuple[Path, Path]) -> Path:
+    from conftest import run_cli
+
+    out = tmp_path_factory.mktemp("verify_coll") / "c"
+    proc = run_cli("index", planted[0], "--out", out, "--local", "-q")
+    assert "no local features" not in proc.stderr or "zz_broken" in proc.stderr
+    return out
+
+
+def _ids(coll: Path) -> dict[str, str]:
+    from bannermatch.collection import Collection
+
+    c = Collection(coll)
+    data = c.load()
+    with c.catalog() as cat:
+        return {Path(cat.get(i).source).name: i for i in data.ids}  # type: ignore[union-attr]
+
+
+def test_index_local_stores_bounded_features(coll: Path) -> None:
+    store = LocalStore.load(coll)
+    assert store is not None
+    assert len(store.ids) == 25  # 24 covers and the planted copy; the broken file is not indexed
+    assert store.bytes_per_item() <= 16 * 1024
+    assert int(np.min(store.counts)) > 50
+    assert isinstance(store.descriptors, np.memmap)
+
+
+def test_similar_rerank_finds_planted_copy(coll: Path, planted: tuple[Path, Path], cli) -> None:
+    ids = _ids(coll)
+    proc = cli("similar", coll, ids["zz_planted.jpg"], "-k", "3", "--rerank", "24", "--json")
+    hits = json.loads(proc.stdout)["results"]
+    assert hits[0]["id"] == ids[planted[1].name]
+    assert hits[0]["verified"] and hits[0]["inliers"] >= MIN_INLIERS
+    assert not any(h["verified"] for h in hits[1:])
+    assert all(0.0 <= h["score"] <= 1.0 for h in hits)
+
+
+def test_rerank_lifts_a_candidate_ranked_last(coll: Path, planted: tuple[Path, Path]) -> None:
+    """The global ranking is reversed on purpose: the original comes last, with the lowest score."""
+    ids = _ids(coll)
+    store = LocalStore.load(coll)
+    assert store is not None
+    order = [i for i in store.ids if i not in (ids["zz_planted.jpg"], ids[planted[1].name])]
+    order.append(ids[planted[1].name])
+    rows = np.arange(len(order))
+    scores = np.linspace(0.6, 0.1, len(order)).astype(np.float32)
+    query = extract_file(str(planted[0] / "zz_planted.jpg"))
+    out = rerank(query, store, order, rows, scores)
+    assert order[int(out.rows[0])] == ids[planted[1].name]
+    assert out.inliers[0] >= MIN_INLIERS
+
+
+def test_rerank_needs_local_features(tmp_path: Path, planted: tuple[Path, Path], cli) -> None:
+    out = tmp_path / "c"
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(planted[0].glob("*.jpg"))[:3]:
+        shutil.copy(p, src / p.name)
+    cli("index", src, "--out", out, "-q")
+    item = next(iter(_ids(out).values()))
+    proc = cli("similar", out, item, "--rerank", "5", check=False)
+    assert proc.returncode != 0
+    assert "index INPUT" in proc.stderr and "--local" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a rerun with --local extracts them, and one more is incremental
+    first = index_local(out, progress=False)
+    again = index_local(out, progress=False)
+    assert (first.added, again.added, again.kept) == (3, 0, 3)
+
+
+def test_bad_image_gets_a_reason_and_no_features(tmp_path: Path) -> None:
+    from bannermatch.verify.features import _extract_one
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    out = _extract_one(str(bad))
+    assert isinstance(out, str) and out
+
+
+def test_combined_score_stays_in_unit_interval_and_never_lowers() -> None:
+    for s in (0.0, 0.3, 0.9, 1.0):
+        for n in (0, MIN_INLIERS - 1, MIN_INLIERS, 500):
+            c = combined(s, n)
+            assert s <= c <= 1.0
+    assert combined(0.5, MIN_INLIERS - 1) == 0.5
