@@ -452,10 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--rerank",
         type=positive_int,
         nargs="?",
-        const=50,
+        const=100,
         default=None,
         metavar="K",
-        help="verify the top K global candidates with local features (default K: 50; "
+        help="verify the top K global candidates with local features (default K: 100; "
         "needs `index --local`)",
     )
     p.set_defaults(handler=cmd_similar)
