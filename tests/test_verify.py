@@ -119,3 +119,41 @@ def test_combined_score_stays_in_unit_interval_and_never_lowers() -> None:
             c = combined(s, n)
             assert s <= c <= 1.0
     assert combined(0.5, MIN_INLIERS - 1) == 0.5
+
+
+def test_local_features_survive_a_kill_and_a_rerun(tmp_path: Path, covers_dir: Path, cli) -> None:
+    """SIGKILL once the first chunk of local features is committed; a rerun keeps it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bannermatch.verify.features import CHUNK, LOCAL_DIR
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted((covers_dir / "images").iterdir())[: CHUNK * 3]:
+        os.symlink(p, src / p.name)
+    out = tmp_path / "c"
+    cli("index", src, "--out", out, "-q")
+    args = ["index", str(src), "--out", str(out), "--local", "-q", "--workers", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bannermatch.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / LOCAL_DIR / "ids.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = LocalStore.load(out)
+    assert kept is not None and CHUNK <= len(kept.ids) < CHUNK * 3
+    rerun = index_local(out, progress=False)
+    assert rerun.kept == len(kept.ids)
+    assert rerun.kept + rerun.added == CHUNK * 3
+    store = LocalStore.load(out)
+    assert store is not None and len(set(store.ids)) == CHUNK * 3
+    assert np.array_equal(store.descriptors[: len(kept.ids)], kept.descriptors)

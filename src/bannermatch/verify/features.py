@@ -142,15 +142,18 @@ class LocalStore:
             },
         )
 
-    def append(self, item_id: str, feats: Features) -> None:
-        n = len(feats.descriptors)
-        desc = np.zeros((1, MAX_FEATURES, DESCRIPTOR_BYTES), np.uint8)
-        kps = np.zeros((1, MAX_FEATURES, 2), np.float16)
-        desc[0, :n], kps[0, :n] = feats.descriptors, feats.keypoints
-        self.ids.append(item_id)
+    def extend(self, found: list[tuple[str, Features]]) -> None:
+        """Add rows (one concatenation per chunk, not per item)."""
+        desc = np.zeros((len(found), MAX_FEATURES, DESCRIPTOR_BYTES), np.uint8)
+        kps = np.zeros((len(found), MAX_FEATURES, 2), np.float16)
+        counts = np.zeros(len(found), np.int16)
+        for i, (item_id, feats) in enumerate(found):
+            n = counts[i] = len(feats.descriptors)
+            desc[i, :n], kps[i, :n] = feats.descriptors, feats.keypoints
+            self.ids.append(item_id)
         self.descriptors = np.concatenate([np.asarray(self.descriptors), desc])
         self.keypoints = np.concatenate([np.asarray(self.keypoints), kps])
-        self.counts = np.concatenate([np.asarray(self.counts), np.array([n], np.int16)])
+        self.counts = np.concatenate([np.asarray(self.counts), counts])
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
@@ -214,14 +217,16 @@ def index_local(
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             paths = [_source_path(coll, sources[i]) for i in chunk]
+            found = []
             for item_id, out in zip(chunk, pool.map(_extract_one, paths), strict=True):
                 if isinstance(out, str):
                     log.warning("no local features for %s: %s", item_id, out)
                     store.bad[item_id] = out
                 else:
-                    store.append(item_id, out)
-                    added += 1
+                    found.append((item_id, out))
                 bar.update(1)
+            store.extend(found)
+            added += len(found)
             store.save(collection)
     bar.close()
     if not todo and not (Path(collection) / LOCAL_DIR / "ids.json").is_file():
