@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bannermatch.verify.features import LocalStore, extract_file, index_local
-from bannermatch.verify.rerank import MIN_INLIERS, combined, rerank
+from bannermatch.verify.features import LocalStore, extract_array, extract_file, index_local
+from bannermatch.verify.rerank import MIN_INLIERS, combined, inliers, rerank
 
 
 def _plant(original: Path, out: Path) -> None:
@@ -157,3 +157,36 @@ def test_local_features_survive_a_kill_and_a_rerun(tmp_path: Path, covers_dir: P
     store = LocalStore.load(out)
     assert store is not None and len(set(store.ids)) == CHUNK * 3
     assert np.array_equal(store.descriptors[: len(kept.ids)], kept.descriptors)
+
+
+def _framed(art: Image.Image, frame: Image.Image) -> Image.Image:
+    """``art`` inside a copy of ``frame`` (a 60-px band pasted over its edges)."""
+    out = frame.copy()
+    out.paste(art.resize((frame.width - 120, frame.height - 120)), (60, 60))
+    return out
+
+
+def test_a_shared_template_does_not_outrank_the_real_match(covers_dir: Path) -> None:
+    """Ten unrelated covers wear the same frame as the query; the real match (the query's
+    art, cropped and rescaled, without the frame) must still come first, although the
+    framed ones come first in the global order."""
+    covers = sorted((covers_dir / "images").iterdir())
+    frame = Image.open(covers[-1]).convert("RGB").resize((400, 560))
+    art = Image.open(covers[0]).convert("RGB")
+    query = _framed(art, frame)
+    w, h = art.size
+    real = art.crop((w // 10, h // 10, w - w // 12, h - h // 12))
+    real = real.resize((real.width * 4 // 5, real.height * 4 // 5))
+    distractors = [_framed(Image.open(p).convert("RGB"), frame) for p in covers[5:15]]
+    images = [*distractors, real]
+    store = LocalStore.empty()
+    store.extend([(f"i{n}", extract_array(np.asarray(im))) for n, im in enumerate(images)])
+    rows = np.arange(len(images))
+    scores = np.linspace(0.8, 0.5, len(images)).astype(np.float32)  # real match last
+    q = extract_array(np.asarray(query))
+    plain = [inliers(q, store.features(i)) for i in range(len(distractors))]
+    assert max(plain) >= inliers(q, store.features(len(distractors))) // 2  # frames do match
+    out = rerank(q, store, store.ids, rows, scores)
+    assert int(out.rows[0]) == len(distractors)
+    assert out.inliers[0] >= MIN_INLIERS
+    assert not any(out.inliers[1:] >= MIN_INLIERS)

@@ -27,24 +27,52 @@ RATIO = 0.8
 MIN_INLIERS = 10
 HALF = 20.0  # inliers at which the evidence is one half
 RANSAC_PX = 8.0  # reprojection error allowed, in pixels of the 512-px images
+BURST = 1.0  # a query feature matching more candidates than this is down-weighted
 
 _matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
 
 
+def good_matches(query: Features, cand: Features) -> np.ndarray:
+    """``(m, 2)`` query / candidate feature indices that pass the ratio test."""
+    if len(query.descriptors) < 2 or len(cand.descriptors) < 2:
+        return np.zeros((0, 2), np.int64)
+    pairs = _matcher.knnMatch(query.descriptors, cand.descriptors, k=2)
+    good = [
+        (p[0].queryIdx, p[0].trainIdx)
+        for p in pairs
+        if len(p) == 2 and p[0].distance < RATIO * p[1].distance
+    ]
+    return np.array(good, np.int64).reshape(-1, 2)
+
+
+def inlier_mask(query: Features, cand: Features, good: np.ndarray) -> np.ndarray:
+    """Which of ``good`` agree on one similarity transform (RANSAC)."""
+    if len(good) < MIN_INLIERS:
+        return np.zeros(len(good), bool)
+    model, mask = cv2.estimateAffinePartial2D(
+        query.keypoints[good[:, 0]],
+        cand.keypoints[good[:, 1]],
+        method=cv2.RANSAC,
+        ransacReprojThreshold=RANSAC_PX,
+        maxIters=500,
+    )
+    return np.zeros(len(good), bool) if model is None else mask.ravel().astype(bool)
+
+
 def inliers(query: Features, cand: Features) -> int:
     """Inliers of a similarity transform fitted to the ratio-test matches."""
-    if len(query.descriptors) < 2 or len(cand.descriptors) < 2:
-        return 0
-    pairs = _matcher.knnMatch(query.descriptors, cand.descriptors, k=2)
-    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
-    if len(good) < MIN_INLIERS:
-        return 0
-    src = query.keypoints[[m.queryIdx for m in good]]
-    dst = cand.keypoints[[m.trainIdx for m in good]]
-    model, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=500
-    )
-    return 0 if model is None else int(mask.sum())
+    return int(inlier_mask(query, cand, good_matches(query, cand)).sum())
+
+
+def burst_weights(matched: list[np.ndarray], n_query: int) -> np.ndarray:
+    """Per query feature: ``min(1, BURST / c)`` where ``c`` is how many candidates it
+    matched. A feature of a shared template (frame, rating box, publisher logo)
+    matches many candidates and counts little in each; one that matches a single
+    candidate counts fully."""
+    counts = np.zeros(n_query, np.int64)
+    for good in matched:
+        counts[np.unique(good[:, 0])] += 1
+    return np.minimum(1.0, BURST / np.maximum(counts, 1))
 
 
 def combined(score: float, n_inliers: int) -> float:
@@ -74,12 +102,25 @@ def rerank(
     their global score and 0 inliers."""
     local = store.row_of
 
-    def one(row: int) -> int:
+    def feats(row: int) -> Features | None:
         r = local.get(ids[int(row)])
-        return 0 if r is None else inliers(query, store.features(r))
+        return None if r is None else store.features(r)
 
+    cands = [feats(r) for r in rows]
+    none = np.zeros((0, 2), np.int64)
     with ThreadPoolExecutor(workers) as pool:
-        counts = np.array(list(pool.map(one, rows)), np.int64)
+        matched = list(pool.map(lambda c: none if c is None else good_matches(query, c), cands))
+        masks = list(
+            pool.map(
+                lambda cg: np.zeros(0, bool) if cg[0] is None else inlier_mask(query, *cg),
+                zip(cands, matched, strict=True),
+            )
+        )
+    weights = burst_weights(matched, len(query.descriptors))
+    counts = np.array(
+        [weights[g[m, 0]].sum() if len(g) else 0.0 for g, m in zip(matched, masks, strict=True)]
+    )
+    counts = np.floor(counts + 1e-9).astype(np.int64)
     new = np.array([combined(float(s), int(n)) for s, n in zip(scores, counts, strict=True)])
     order = np.lexsort((-counts, -new))
     return Verified(np.asarray(rows)[order], new[order].astype(np.float32), counts[order])
