@@ -174,6 +174,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "several values of --model, --fit, --strategy or --augment need --compare"
         )
     options = {**shared, **runs[0]}
+    if args.rerank and (args.copies or not args.groups):
+        raise BannermatchError("--rerank works with --groups only for now (not --copies)")
     if args.copies:
         from .copydetect import evaluate_copies
 
@@ -194,6 +196,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.groups,
         file_column=args.file_column,
         group_column=args.group_column,
+        rerank=args.rerank,
         **task,
         **options,
     )
@@ -518,6 +521,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--alterations",
         default=None,
         help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text,mix (default: all)",
+    )
+    p.add_argument(
+        "--rerank",
+        type=positive_int,
+        nargs="?",
+        const=100,
+        default=None,
+        metavar="K",
+        help="--groups: re-rank the top K (default 100) with local features",
     )
     p.add_argument("--seed", type=int, default=0, help="--copies: seed of the alterations")
     p.add_argument("--keep", default=None, metavar="DIR", help="--copies: keep the copies in DIR")
