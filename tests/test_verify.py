@@ -190,3 +190,15 @@ def test_a_shared_template_does_not_outrank_the_real_match(covers_dir: Path) -> 
     assert int(out.rows[0]) == len(distractors)
     assert out.inliers[0] >= MIN_INLIERS
     assert not any(out.inliers[1:] >= MIN_INLIERS)
+
+
+def test_eval_rerank_reports_the_reranked_metrics(planted: tuple[Path, Path], cli) -> None:
+    src, original = planted
+    groups = src.parent / "groups.tsv"
+    groups.write_text(f"file\tgroup\n{original.name}\tg\nzz_planted.jpg\tg\n", "utf-8")
+    proc = cli("eval", src, "--groups", groups, "--rerank", "24", "--json", "-q")
+    result = json.loads(proc.stdout)
+    assert result["rerank"] == 24
+    assert result["recall@1"] == 1.0 and result["n_queries"] == 2
+    bad = cli("eval", src, "--copies", "--rerank", check=False)
+    assert bad.returncode != 0 and "--rerank" in bad.stderr and "Traceback" not in bad.stderr
