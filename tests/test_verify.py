@@ -202,3 +202,10 @@ def test_eval_rerank_reports_the_reranked_metrics(planted: tuple[Path, Path], cl
     assert result["recall@1"] == 1.0 and result["n_queries"] == 2
     bad = cli("eval", src, "--copies", "--rerank", check=False)
     assert bad.returncode != 0 and "--rerank" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_audit_counts_local_features(coll: Path, cli) -> None:
+    result = json.loads(cli("audit", coll, "--json", "-q").stdout)
+    local = result["local_features"]
+    assert local["items"] == 25 and local["bytes_per_item"] <= 16 * 1024
+    assert "local features: 25 items" in cli("audit", coll, "-q").stdout

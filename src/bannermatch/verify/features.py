@@ -238,3 +238,17 @@ def _source_path(coll: Collection, item: Any) -> str:
     if item is None or not item.source:
         return ""
     return coll.resolve_source(item.source)
+
+
+def local_summary(collection: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What ``audit`` reports of the local features; None when there are none."""
+    store = LocalStore.load(collection)
+    if store is None:
+        return None
+    counts = np.asarray(store.counts)
+    return {
+        "items": len(store.ids),
+        "features_mean": round(float(counts.mean()), 1) if len(counts) else 0.0,
+        "bytes_per_item": store.bytes_per_item(),
+        "without": store.bad,
+    }
