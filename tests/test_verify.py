@@ -209,3 +209,15 @@ def test_audit_counts_local_features(coll: Path, cli) -> None:
     local = result["local_features"]
     assert local["items"] == 25 and local["bytes_per_item"] <= 16 * 1024
     assert "local features: 25 items" in cli("audit", coll, "-q").stdout
+
+
+def test_local_candidates_find_the_planted_copy(coll: Path, planted: tuple[Path, Path]) -> None:
+    from bannermatch.verify.candidates import LocalCandidates
+
+    ids = _ids(coll)
+    store = LocalStore.load(coll)
+    assert store is not None
+    q = store.row_of[ids["zz_planted.jpg"]]
+    found = LocalCandidates(store).search(store.features(q), 3, exclude=q)
+    assert store.ids[int(found[0])] == ids[planted[1].name]
+    assert q not in found
