@@ -465,6 +465,12 @@ class AuditResult:
             lines += [f"  {flag.ljust(width)}  {n:>7,}" for flag, n in counts.items()]
         lines.append(f"exact duplicates: {len(r['duplicate_groups'])} group(s)")
         lines.append(f"near-duplicates: {r['near_duplicates']['note']}")
+        if local := r.get("local_features"):
+            lines.append(
+                f"local features: {local['items']:,} items "
+                f"({local['features_mean']} features per item, {local['bytes_per_item']:,} B), "
+                f"{len(local['without']):,} without"
+            )
         lines.append(f"wrote {self.md_path} and {self.json_path.name}")
         return "\n".join(lines)
 
@@ -562,6 +568,9 @@ def audit(
         coll, settings, expected, len(rows), findings, dups, near, probes, names, sources
     )
     report["seconds"] = round(time.perf_counter() - started, 3)
+    from .verify.features import local_summary
+
+    report["local_features"] = local_summary(coll.root)
     folder = coll.root / AUDIT_DIR
     json_path, md_path = folder / AUDIT_JSON, folder / AUDIT_MD
     atomic.write_json(json_path, report)

@@ -53,6 +53,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not args.json:
         for bad in result.bad:
             print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)
+    if args.local:
+        from .verify.features import index_local
+
+        local = index_local(args.out, workers=args.workers, progress=not args.quiet)
+        if not args.json:
+            for item_id, reason in local.bad.items():
+                print(f"no local features for {item_id}: {reason}", file=sys.stderr)
     return emit(args, result)
 
 
@@ -101,6 +108,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         device=args.device,
         cdn_url=args.cdn_url,
         steam_api_url=args.steam_api_url,
+        rerank=args.rerank,
     )
     return emit(args, result)
 
@@ -170,6 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "several values of --model, --fit, --strategy or --augment need --compare"
         )
     options = {**shared, **runs[0]}
+    if args.rerank and (args.copies or not args.groups):
+        raise BannermatchError("--rerank works with --groups only for now (not --copies)")
     if args.copies:
         from .copydetect import evaluate_copies
 
@@ -190,6 +200,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.groups,
         file_column=args.file_column,
         group_column=args.group_column,
+        rerank=args.rerank,
         **task,
         **options,
     )
@@ -371,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="decoding threads (with --engine ray: decoding tasks in flight)",
     )
     p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="also extract local features (ORB) for `--rerank` (see docs/verification.md)",
+    )
     g = p.add_argument_group("distributed (--engine ray)")
     g.add_argument(
         "--address",
@@ -488,6 +504,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="Steam store API, asked where an app's current banner is "
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
+    p.add_argument(
+        "--rerank",
+        type=positive_int,
+        nargs="?",
+        const=100,
+        default=None,
+        metavar="K",
+        help="verify the top K global candidates with local features (default K: 100; "
+        "needs `index --local`)",
+    )
     p.set_defaults(handler=cmd_similar)
 
     p = sub.add_parser("unique", parents=[common], help="items least like any other")
@@ -556,6 +582,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--alterations",
         default=None,
         help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text,mix (default: all)",
+    )
+    p.add_argument(
+        "--rerank",
+        type=positive_int,
+        nargs="?",
+        const=100,
+        default=None,
+        metavar="K",
+        help="--groups: re-rank the top K (default 100) with local features",
     )
     p.add_argument("--seed", type=int, default=0, help="--copies: seed of the alterations")
     p.add_argument("--keep", default=None, metavar="DIR", help="--copies: keep the copies in DIR")

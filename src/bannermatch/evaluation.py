@@ -112,6 +112,7 @@ class EvalResult(EvalRun):
     n_listed: int
     n_distractors: int
     n_groups: int
+    rerank: int | None = None  # top K re-ranked with local features
 
     task = "groups"
 
@@ -125,6 +126,7 @@ class EvalResult(EvalRun):
             "n_listed": self.n_listed,
             "n_distractors": self.n_distractors,
             "n_groups": self.n_groups,
+            "rerank": self.rerank,
             **self.metrics.to_dict(),
             **self._run_dict(),
         }
@@ -327,6 +329,7 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     ks: Sequence[int] = RECALL_KS,
+    rerank: int | None = None,
     **model_options: Any,
 ) -> EvalResult:
     """Embed the folder ``images`` and measure how well same-group images find each other.
@@ -352,6 +355,11 @@ def evaluate(
     bad += [{"file": _relpath(it, folder), "reason": reason} for it, reason in failed]
     labels, n_groups = _labels(ok, folder, listed)
     metrics = retrieval_metrics(emb, labels, ks=ks)
+    if rerank:  # the top `rerank` verified with local features (docs/verification.md)
+        from .verify.evaluate import extract_many, reranked_metrics, store_of
+
+        store, ids = store_of(extract_many([it.source for it in ok]))
+        metrics = reranked_metrics(emb, labels, store, ids, rerank, ks)[0]
     listed_keys = {_norm(folder / name) for name in listed}
     n_listed = sum(_norm(it.source) in listed_keys for it in ok)
     return EvalResult(
@@ -364,6 +372,7 @@ def evaluate(
         n_listed=n_listed,
         n_distractors=len(ok) - n_listed,
         n_groups=n_groups,
+        rerank=rerank,
         metrics=metrics,
         bad=bad,
         n_read=len(items),

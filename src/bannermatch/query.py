@@ -29,6 +29,8 @@ class Hit:
     score: float
     source: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # a names sidecar's columns, ...
+    inliers: int | None = None  # with --rerank: verified local-feature inliers
+    verified: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,15 +172,19 @@ def similar(
     device: str = "cpu",
     cdn_url: str | None = None,
     steam_api_url: str | None = None,
+    rerank: int | None = None,
 ) -> SimilarResult:
     """The ``k`` items most similar to ``query``: an item id, a name, an image file, or the
-    app id of a Steam game outside the collection, whose current banner the store API names."""
+    app id of a Steam game outside the collection, whose current banner the store API names.
+    With ``rerank=K`` the top ``max(K, k)`` are verified with local features first."""
+    want, k = k, max(k, rerank or 0)
     if k < 1:
         raise BannermatchError("k must be at least 1")
     coll = Collection(collection)
     data = coll.load(model)
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
+        img: DecodedImage | None = None
         if q.kind in {"image", "steam-app"}:
             model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
             draft = model.preprocess.draft_size  # decoded as the collection's images were
@@ -195,7 +201,30 @@ def similar(
                 rows, scores = np.asarray(nb[row, :k]), np.asarray(sc[row, :k], np.float32)
             else:
                 rows, scores = _nearest(data, data.embeddings[row], k, exclude=row)
-        return SimilarResult(q, data.key, _hits(cat, data, rows, scores))
+        if rerank:
+            return _reranked(coll, data, cat, q, img, (rows, scores), want)
+        return SimilarResult(q, data.key, _hits(cat, data, rows[:want], scores[:want]))
+
+
+def _reranked(
+    coll: Collection,
+    data: ModelData,
+    cat: Catalog,
+    q: Query,
+    img: DecodedImage | None,
+    candidates: tuple[np.ndarray, np.ndarray],
+    k: int,
+) -> SimilarResult:
+    from .verify.features import extract_array
+    from .verify.rerank import MIN_INLIERS, rerank_for_query
+
+    rows, scores = candidates
+    query = q.id if img is None else extract_array(np.asarray(img.image))
+    out = rerank_for_query(coll.root, data.ids, query, rows, scores, k)
+    hits = _hits(cat, data, out.rows, out.scores)
+    for hit, n in zip(hits, out.inliers, strict=True):
+        hit.inliers, hit.verified = int(n), bool(n >= MIN_INLIERS)
+    return SimilarResult(q, data.key, hits)
 
 
 def _query_image(path: str, draft: Draft) -> DecodedImage:

@@ -1,0 +1,223 @@
+"""Local features (index --local) and the verified re-rank (similar --rerank), on real covers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bannermatch.verify.features import LocalStore, extract_array, extract_file, index_local
+from bannermatch.verify.rerank import MIN_INLIERS, combined, inliers, rerank
+
+
+def _plant(original: Path, out: Path) -> None:
+    """A crop, a 12-degree rotation and a rescale of ``original``."""
+    im = Image.open(original).convert("RGB")
+    w, h = im.size
+    im = im.crop((w // 8, h // 10, w - w // 10, h - h // 8)).rotate(12, expand=True)
+    im.resize((im.width * 3 // 4, im.height * 3 // 4)).save(out, quality=85)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> tuple[Path, Path]:
+    src = tmp_path_factory.mktemp("verify_src")
+    covers = sorted((covers_dir / "images").iterdir())[:24]
+    for p in covers:
+        shutil.copy(p, src / p.name)
+    _plant(covers[0], src / "zz_planted.jpg")
+    (src / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return src, covers[0]
+
+
+@pytest.fixture(scope="module")
+def coll(tmp_path_factory: pytest.TempPathFactory, planted: tuple[Path, Path]) -> Path:
+    from conftest import run_cli
+
+    out = tmp_path_factory.mktemp("verify_coll") / "c"
+    proc = run_cli("index", planted[0], "--out", out, "--local", "-q")
+    assert "no local features" not in proc.stderr or "zz_broken" in proc.stderr
+    return out
+
+
+def _ids(coll: Path) -> dict[str, str]:
+    from bannermatch.collection import Collection
+
+    c = Collection(coll)
+    data = c.load()
+    with c.catalog() as cat:
+        return {Path(cat.get(i).source).name: i for i in data.ids}  # type: ignore[union-attr]
+
+
+def test_index_local_stores_bounded_features(coll: Path) -> None:
+    store = LocalStore.load(coll)
+    assert store is not None
+    assert len(store.ids) == 25  # 24 covers and the planted copy; the broken file is not indexed
+    assert store.bytes_per_item() <= 16 * 1024
+    assert int(np.min(store.counts)) > 50
+    assert isinstance(store.descriptors, np.memmap)
+
+
+def test_similar_rerank_finds_planted_copy(coll: Path, planted: tuple[Path, Path], cli) -> None:
+    ids = _ids(coll)
+    proc = cli("similar", coll, ids["zz_planted.jpg"], "-k", "3", "--rerank", "24", "--json")
+    hits = json.loads(proc.stdout)["results"]
+    assert hits[0]["id"] == ids[planted[1].name]
+    assert hits[0]["verified"] and hits[0]["inliers"] >= MIN_INLIERS
+    assert not any(h["verified"] for h in hits[1:])
+    assert all(0.0 <= h["score"] <= 1.0 for h in hits)
+
+
+def test_rerank_lifts_a_candidate_ranked_last(coll: Path, planted: tuple[Path, Path]) -> None:
+    """The global ranking is reversed on purpose: the original comes last, with the lowest score."""
+    ids = _ids(coll)
+    store = LocalStore.load(coll)
+    assert store is not None
+    order = [i for i in store.ids if i not in (ids["zz_planted.jpg"], ids[planted[1].name])]
+    order.append(ids[planted[1].name])
+    rows = np.arange(len(order))
+    scores = np.linspace(0.6, 0.1, len(order)).astype(np.float32)
+    query = extract_file(str(planted[0] / "zz_planted.jpg"))
+    out = rerank(query, store, order, rows, scores)
+    assert order[int(out.rows[0])] == ids[planted[1].name]
+    assert out.inliers[0] >= MIN_INLIERS
+
+
+def test_rerank_needs_local_features(tmp_path: Path, planted: tuple[Path, Path], cli) -> None:
+    out = tmp_path / "c"
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(planted[0].glob("*.jpg"))[:3]:
+        shutil.copy(p, src / p.name)
+    cli("index", src, "--out", out, "-q")
+    item = next(iter(_ids(out).values()))
+    proc = cli("similar", out, item, "--rerank", "5", check=False)
+    assert proc.returncode != 0
+    assert "index INPUT" in proc.stderr and "--local" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a rerun with --local extracts them, and one more is incremental
+    first = index_local(out, progress=False)
+    again = index_local(out, progress=False)
+    assert (first.added, again.added, again.kept) == (3, 0, 3)
+
+
+def test_bad_image_gets_a_reason_and_no_features(tmp_path: Path) -> None:
+    from bannermatch.verify.features import _extract_one
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    out = _extract_one(str(bad))
+    assert isinstance(out, str) and out
+
+
+def test_combined_score_stays_in_unit_interval_and_never_lowers() -> None:
+    for s in (0.0, 0.3, 0.9, 1.0):
+        for n in (0, MIN_INLIERS - 1, MIN_INLIERS, 500):
+            c = combined(s, n)
+            assert s <= c <= 1.0
+    assert combined(0.5, MIN_INLIERS - 1) == 0.5
+
+
+def test_local_features_survive_a_kill_and_a_rerun(tmp_path: Path, covers_dir: Path, cli) -> None:
+    """SIGKILL once the first chunk of local features is committed; a rerun keeps it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bannermatch.verify.features import CHUNK, LOCAL_DIR
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted((covers_dir / "images").iterdir())[: CHUNK * 3]:
+        os.symlink(p, src / p.name)
+    out = tmp_path / "c"
+    cli("index", src, "--out", out, "-q")
+    args = ["index", str(src), "--out", str(out), "--local", "-q", "--workers", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bannermatch.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / LOCAL_DIR / "ids.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = LocalStore.load(out)
+    assert kept is not None and CHUNK <= len(kept.ids) < CHUNK * 3
+    rerun = index_local(out, progress=False)
+    assert rerun.kept == len(kept.ids)
+    assert rerun.kept + rerun.added == CHUNK * 3
+    store = LocalStore.load(out)
+    assert store is not None and len(set(store.ids)) == CHUNK * 3
+    assert np.array_equal(store.descriptors[: len(kept.ids)], kept.descriptors)
+
+
+def _framed(art: Image.Image, frame: Image.Image) -> Image.Image:
+    """``art`` inside a copy of ``frame`` (a 60-px band pasted over its edges)."""
+    out = frame.copy()
+    out.paste(art.resize((frame.width - 120, frame.height - 120)), (60, 60))
+    return out
+
+
+def test_a_shared_template_does_not_outrank_the_real_match(covers_dir: Path) -> None:
+    """Ten unrelated covers wear the same frame as the query; the real match (the query's
+    art, cropped and rescaled, without the frame) must still come first, although the
+    framed ones come first in the global order."""
+    covers = sorted((covers_dir / "images").iterdir())
+    frame = Image.open(covers[-1]).convert("RGB").resize((400, 560))
+    art = Image.open(covers[0]).convert("RGB")
+    query = _framed(art, frame)
+    w, h = art.size
+    real = art.crop((w // 10, h // 10, w - w // 12, h - h // 12))
+    real = real.resize((real.width * 4 // 5, real.height * 4 // 5))
+    distractors = [_framed(Image.open(p).convert("RGB"), frame) for p in covers[5:15]]
+    images = [*distractors, real]
+    store = LocalStore.empty()
+    store.extend([(f"i{n}", extract_array(np.asarray(im))) for n, im in enumerate(images)])
+    rows = np.arange(len(images))
+    scores = np.linspace(0.8, 0.5, len(images)).astype(np.float32)  # real match last
+    q = extract_array(np.asarray(query))
+    plain = [inliers(q, store.features(i)) for i in range(len(distractors))]
+    assert max(plain) >= inliers(q, store.features(len(distractors))) // 2  # frames do match
+    out = rerank(q, store, store.ids, rows, scores)
+    assert int(out.rows[0]) == len(distractors)
+    assert out.inliers[0] >= MIN_INLIERS
+    assert not any(out.inliers[1:] >= MIN_INLIERS)
+
+
+def test_eval_rerank_reports_the_reranked_metrics(planted: tuple[Path, Path], cli) -> None:
+    src, original = planted
+    groups = src.parent / "groups.tsv"
+    groups.write_text(f"file\tgroup\n{original.name}\tg\nzz_planted.jpg\tg\n", "utf-8")
+    proc = cli("eval", src, "--groups", groups, "--rerank", "24", "--json", "-q")
+    result = json.loads(proc.stdout)
+    assert result["rerank"] == 24
+    assert result["recall@1"] == 1.0 and result["n_queries"] == 2
+    bad = cli("eval", src, "--copies", "--rerank", check=False)
+    assert bad.returncode != 0 and "--rerank" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_audit_counts_local_features(coll: Path, cli) -> None:
+    result = json.loads(cli("audit", coll, "--json", "-q").stdout)
+    local = result["local_features"]
+    assert local["items"] == 25 and local["bytes_per_item"] <= 16 * 1024
+    assert "local features: 25 items" in cli("audit", coll, "-q").stdout
+
+
+def test_local_candidates_find_the_planted_copy(coll: Path, planted: tuple[Path, Path]) -> None:
+    from bannermatch.verify.candidates import LocalCandidates
+
+    ids = _ids(coll)
+    store = LocalStore.load(coll)
+    assert store is not None
+    q = store.row_of[ids["zz_planted.jpg"]]
+    found = LocalCandidates(store).search(store.features(q), 3, exclude=q)
+    assert store.ids[int(found[0])] == ids[planted[1].name]
+    assert q not in found
