@@ -334,6 +334,12 @@ def _add_limit(p: argparse.ArgumentParser, dest: str, default: int, what: str, *
                    metavar="N", help=what)  # fmt: skip
 
 
+def _add_rerank(p: argparse.ArgumentParser, what: str) -> None:
+    """``--rerank [K]``: verification with the local features of ``index --local``."""
+    p.add_argument("--rerank", type=positive_int, nargs="?", const=100, default=None,
+                   metavar="K", help=f"{what} (K: 100 if not given; needs `index --local`)")  # fmt: skip
+
+
 def _formatted(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``parser`` and its subcommands' parsers with :class:`HelpFormatter`."""
     parser.formatter_class = HelpFormatter
@@ -504,16 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Steam store API, asked where an app's current banner is "
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
-    p.add_argument(
-        "--rerank",
-        type=positive_int,
-        nargs="?",
-        const=100,
-        default=None,
-        metavar="K",
-        help="verify the top K global candidates with local features (default K: 100; "
-        "needs `index --local`)",
-    )
+    _add_rerank(p, "verify the top K global candidates with local features")
     p.set_defaults(handler=cmd_similar)
 
     p = sub.add_parser("unique", parents=[common], help="items least like any other")
@@ -583,15 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text,mix (default: all)",
     )
-    p.add_argument(
-        "--rerank",
-        type=positive_int,
-        nargs="?",
-        const=100,
-        default=None,
-        metavar="K",
-        help="--groups: re-rank the top K (default 100) with local features",
-    )
+    _add_rerank(p, "--groups: re-rank the top K with local features")
     p.add_argument("--seed", type=int, default=0, help="--copies: seed of the alterations")
     p.add_argument("--keep", default=None, metavar="DIR", help="--copies: keep the copies in DIR")
     p.add_argument(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -171,6 +170,9 @@ class Preprocess:
         the model, rather than on the first image. ``torch_kernels=False``, for a query of
         a few images: Pillow's own filters, whose pixels PyTorch's kernels reproduce to
         within 2 levels, without the 1.3 s import of PyTorch."""
+        # not a field: the key and the manifest do not depend on it, and a copy sent to
+        # another process (Ray's decoding tasks) keeps it
+        object.__setattr__(self, "_pillow_only", not torch_kernels)
         if torch_kernels and self.interpolation in TORCH_FILTERS:
             import torch  # noqa: F401
 
@@ -225,13 +227,13 @@ class Preprocess:
         and fixed-point arithmetic, vectorised: five times faster than Pillow here), in
         the order of Pillow's two passes (:func:`_horizontal_first`), so the pixels are
         Pillow's to within 2 levels on a few values in a thousand
-        (tests/test_preprocess.py). The other filters, or all without PyTorch loaded,
-        are Pillow's own.
+        (tests/test_preprocess.py). The other filters, or all after ``load(torch_kernels=
+        False)``, are Pillow's own.
         """
         if size == im.size:
             return np.asarray(im)
-        if self.interpolation not in TORCH_FILTERS or "torch" not in sys.modules:
-            # other filters, or PyTorch not loaded (see load): Pillow's own
+        if self.interpolation not in TORCH_FILTERS or getattr(self, "_pillow_only", False):
+            # other filters, or a query of a few images (see load): Pillow's own
             return np.asarray(im.resize(size, INTERPOLATIONS[self.interpolation]))
         return _torch_resample(np.asarray(im), size, self.interpolation)
 
