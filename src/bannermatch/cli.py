@@ -336,8 +336,15 @@ def _add_limit(p: argparse.ArgumentParser, dest: str, default: int, what: str, *
 
 def _add_rerank(p: argparse.ArgumentParser, what: str) -> None:
     """``--rerank [K]``: verification with the local features of ``index --local``."""
-    p.add_argument("--rerank", type=positive_int, nargs="?", const=100, default=None,
-                   metavar="K", help=f"{what} (K: 100 if not given; needs `index --local`)")  # fmt: skip
+    p.add_argument(
+        "--rerank",
+        type=positive_int,
+        nargs="?",
+        const=100,
+        default=None,
+        metavar="K",
+        help=f"{what} (K: 100 if not given; needs `index --local`)",
+    )
 
 
 def _formatted(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
