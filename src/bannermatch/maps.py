@@ -71,13 +71,14 @@ def stored_map(data: ModelData) -> np.ndarray | None:
     return points if info.get("digest") == digest(data) else None
 
 
-def collection_map(data: ModelData, *, progress: bool = False) -> np.ndarray:
+def collection_map(data: ModelData) -> np.ndarray:
     """The map of ``data``'s items, from the store or computed and stored now."""
     points = stored_map(data)
     if points is not None:
         return points
     started = time.perf_counter()
-    points, method = compute_map(np.asarray(data.embeddings, np.float32), verbose=progress)
+    # UMAP's own verbose output is a page of timestamps on stdout: the CLI's bars suffice
+    points, method = compute_map(np.asarray(data.embeddings, np.float32))
     seconds = time.perf_counter() - started
     store_map(data, points, method, seconds)
     log.info("map of %d items (%s) in %.1fs", len(points), method, seconds)

@@ -313,7 +313,7 @@ def report(
 
     title = f"{coll.root.resolve().name} [{data.key}]"
     pages = [page_file(p) for p in range(max(1, math.ceil(len(query_rows) / PER_PAGE)))]
-    map_image = _draw_map(data, out_dir, thumbs, progress) if with_map else None
+    map_image = _draw_map(data, out_dir, thumbs) if with_map else None
     anchors = {  # where each query's section is, for links from its appearances elsewhere
         data.ids[row]: f"{page_file(n // PER_PAGE)}#{_anchor(data.ids[row])}"
         for n, row in enumerate(query_rows.tolist())
@@ -413,13 +413,13 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _draw_map(data: ModelData, out_dir: Path, thumbs: dict[str, str], progress: bool) -> str | None:
+def _draw_map(data: ModelData, out_dir: Path, thumbs: dict[str, str]) -> str | None:
     """Draw the map image from the stored map (computed where absent); its path."""
     from .maps import collection_map, draw_map
 
     if len(data.ids) < 2:
         return None
-    points = collection_map(data, progress=progress)
+    points = collection_map(data)
     image = draw_map(points, data.ids, lambda i: out_dir / thumbs[i] if i in thumbs else None)
     save_image(image, out_dir / MAP_IMAGE)
     return MAP_IMAGE
