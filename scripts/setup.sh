@@ -24,7 +24,7 @@ install_chromium() {
         return 0
     fi
     echo "installing Debian's chromium for the browser tests (details in $log)"
-    if ! plan=$( { apt-get update -qq && apt-get install -s --no-install-recommends chromium; } \
+    if ! plan=$( { apt-get update -qq && apt-get install -s --no-install-recommends --no-upgrade chromium; } \
         2>>"$log"); then
         echo "note: apt-get cannot install chromium (see $log): the browser tests will skip" >&2
         return 0
@@ -36,7 +36,7 @@ install_chromium() {
             "left out and the browser tests will skip" >&2
         return 0
     fi
-    apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 ||
+    apt-get install -y -q --no-install-recommends --no-upgrade chromium >>"$log" 2>&1 ||
         echo "note: installing chromium failed (see $log): the browser tests will skip" >&2
 }
 if [[ ",${extras}," == *",test,"* ]]; then

@@ -26,6 +26,13 @@ def _catalogue(coll: Path, ids: list[str], name: str = "") -> None:
         cat.upsert(Item(i, name) for i in ids)
 
 
+def _collection_of(steam: SteamToday, tmp_path: Path) -> Path:
+    """A collection whose catalogue lists every app of ``steam``, nameless."""
+    coll = tmp_path / "coll"
+    _catalogue(coll, list(steam.apps))
+    return coll
+
+
 def _rows(coll: Path) -> dict[str, Item]:
     with Catalog(coll / "catalog.sqlite") as cat:
         return {it.id: it for it in cat.items()}
@@ -57,8 +64,7 @@ def _right_stale_wrong(steam: SteamToday, coll: Path) -> tuple[int, int, int]:
 
 def test_every_app_ends_with_its_current_art_or_missing(cli, tmp_path):
     steam = SteamToday.mixed(PER_KIND)
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         out = json.loads(_download(cli, coll, server.url).stdout)
     assert _right_stale_wrong(steam, coll) == (len(steam.apps), 0, 0)
@@ -83,8 +89,7 @@ def test_every_app_ends_with_its_current_art_or_missing(cli, tmp_path):
 
 def test_changed_art_is_downloaded_again_and_embedded_again(cli, tmp_path):
     steam = SteamToday.mixed(2)
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         _download(cli, coll, server.url)
         cli("index", coll, "--out", coll, "-q")
@@ -124,8 +129,7 @@ def _age_art_checks(coll: Path, days: float) -> None:
 
 def test_refresh_after_zero_checks_every_run(cli, tmp_path):
     steam = SteamToday.mixed(1)
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         _download(cli, coll, server.url)
         steam.update_art("12", make_jpeg(77))  # the legacy app: its art is replaced
@@ -138,8 +142,7 @@ def test_refresh_after_zero_checks_every_run(cli, tmp_path):
 def test_api_429_and_5xx_are_retried(cli, tmp_path):
     steam = SteamToday.mixed(1)
     steam.api_faults = ["429", "503", "500"]
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         out = json.loads(_download(cli, coll, server.url).stdout)
         gets = [s for s in server.seen if "GetItems" in s.path]
@@ -150,8 +153,7 @@ def test_api_429_and_5xx_are_retried(cli, tmp_path):
 
 def test_unreachable_api_falls_back_to_legacy_urls_and_says_so(cli, tmp_path):
     steam = SteamToday.mixed(2)
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         proc = _download(cli, coll, server.url, "--steam-api-url", closed_port_url())
     out = json.loads(proc.stdout)
@@ -170,8 +172,7 @@ def test_unreachable_api_falls_back_to_legacy_urls_and_says_so(cli, tmp_path):
 def test_api_answering_html_is_one_line(cli, tmp_path):
     steam = SteamToday.mixed(1)
     steam.api_faults = ["html"]
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         proc = _download(cli, coll, server.url, check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
@@ -182,8 +183,7 @@ def test_api_answering_html_is_one_line(cli, tmp_path):
 @pytest.mark.parametrize("what", ["html", "404"])
 def test_a_wrong_cdn_stops_the_run_and_marks_nothing(cli, tmp_path, what):
     steam = SteamToday.mixed(10)  # 50 apps, 30 with art
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     wrong = SteamToday({}) if what == "404" else SteamToday({}, html_cdn=True)
     with FakeServer(steam) as api, FakeServer(wrong) as cdn:
         proc = cli(
@@ -202,8 +202,7 @@ def test_language_picks_localised_art_else_english(cli, tmp_path):
     french = make_jpeg(4242)
     steam.apps["10"].localized["french"] = french
     steam.update_art("10", steam.apps["10"].art)  # publish the localised file
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         _download(cli, coll, server.url, "--language", "french")
         proc = _download(cli, coll, server.url, "--language", "klingon", check=False)
@@ -241,8 +240,7 @@ def test_on_demand_banner_is_the_current_art(tmp_path):
 
 def test_report_links_the_art_the_store_named(cli, tmp_path):
     steam = SteamToday.mixed(2)
-    coll = tmp_path / "coll"
-    _catalogue(coll, list(steam.apps))
+    coll = _collection_of(steam, tmp_path)
     with FakeServer(steam) as server:
         _download(cli, coll, server.url)
     cli("index", coll, "--out", coll, "-q")

@@ -148,11 +148,6 @@ class NameIndex:
                 add([row], "fuzzy", score)
         return out
 
-    def best(self, query: str) -> Suggestion | None:
-        """The one item a typed text stands for (the first of :meth:`search`)."""
-        found = self.search(query, 1)
-        return found[0] if found else None
-
     def _all_words(self, q: str) -> np.ndarray:
         """Rows holding every word of ``q`` as a word start, in any order."""
         rows: np.ndarray | None = None

@@ -24,7 +24,7 @@ from ..catalog import Catalog, Item, app_meta
 from ..collection import Collection
 from ..errors import BannermatchError
 from .client import ServiceClient
-from .endpoints import API_KEY_ENV, CURATED_GAMES, STEAM_API, STEAMSPY, redact
+from .endpoints import API_KEY_ENV, API_KEY_PAGE, CURATED_GAMES, STEAM_API, STEAMSPY, redact
 from .lock import exclusive
 from .ratelimit import IntervalGate
 from .retry import RetryPolicy
@@ -232,7 +232,7 @@ def fetch_webapi(
     if not key:
         raise BannermatchError(
             f"the Steam Web API needs a key: set {API_KEY_ENV} "
-            "(get one at https://steamcommunity.com/dev/apikey), or use --source steamspy or FILE"
+            f"(get one at {API_KEY_PAGE}), or use --source steamspy or FILE"
         )
     if cat.get_meta(META_API_DONE) == "1":
         result.complete = True

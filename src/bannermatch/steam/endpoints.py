@@ -49,8 +49,9 @@ STEAM_CDN = Service(
     "https://shared.akamai.steamstatic.com",
 )
 
-#: the environment variable holding the Steam Web API key
+#: the environment variable holding the Steam Web API key, and where to get one
 API_KEY_ENV = "STEAM_API_KEY"
+API_KEY_PAGE = "https://steamcommunity.com/dev/apikey"
 
 #: ``--asset`` name -> the store API's asset fields, best first
 ASSET_FIELDS: dict[str, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import BannermatchError
 from .client import ServiceClient
-from .endpoints import ASSET_FIELDS, GET_ITEMS_PATH, STEAM_API, art_stamp, asset_url, redact
+from .endpoints import ASSET_FIELDS, GET_ITEMS_PATH, STEAM_API, asset_url, redact
 from .ratelimit import IntervalGate
 from .retry import RetryPolicy
 
@@ -43,11 +43,6 @@ class StoreArt:
     known: bool  # the store knows the app (success == 1)
     name: str = ""
     urls: tuple[str, ...] = ()  # the asset's URLs, best first; empty: the app has no such art
-    field: str = ""  # the asset field of urls[0]
-
-    @property
-    def stamp(self) -> str | None:
-        return art_stamp(self.urls[0]) if self.urls else None
 
 
 class StoreApiError(BannermatchError):
@@ -81,7 +76,7 @@ def parse_items(reply: Any, asset: str, cdn: str) -> dict[str, StoreArt]:
         fields = [f for f in ASSET_FIELDS[asset] if url_format and assets.get(f)]
         urls = tuple(asset_url(cdn, url_format, str(assets[f])) for f in fields)
         name = str(entry.get("name") or "")
-        found[appid] = StoreArt(appid, True, name, urls, fields[0] if fields else "")
+        found[appid] = StoreArt(appid, True, name, urls)
     return found
 
 
