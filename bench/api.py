@@ -4,7 +4,7 @@
 
 Builds (once; reused from ``--dir``) a collection in the real layout: random unit
 vectors (d=1280, float16) written with ``write_model_data``, a catalogue with
-game-like names, and neighbours from ``bannermatch.matching.match``. Then starts
+game-like names, and neighbours from ``bannermatch.query.match.match``. Then starts
 ``bannermatch serve`` in a subprocess, measures the time until it answers, and
 drives it over loopback with a concurrent httpx load generator (bounded by a
 request count and a time limit per scenario):
@@ -68,9 +68,9 @@ def synthetic_names(n: int, rng: random.Random) -> list[str]:
 
 def build(root: Path, n: int, dim: int, k: int, seed: int) -> dict[str, float]:
     """Write a synthetic collection at ``root``; returns the seconds each step took."""
-    from bannermatch.catalog import Item
-    from bannermatch.collection import Collection
-    from bannermatch.matching import match
+    from bannermatch.query.match import match
+    from bannermatch.store.catalog import Item
+    from bannermatch.store.collection import Collection
 
     rng = random.Random(seed)
     times: dict[str, float] = {}
@@ -90,8 +90,8 @@ def build(root: Path, n: int, dim: int, k: int, seed: int) -> dict[str, float]:
 
 
 def ready_collection(root: Path, n: int, dim: int, k: int, seed: int) -> dict[str, float]:
-    from bannermatch.collection import Collection
     from bannermatch.errors import CollectionError
+    from bannermatch.store.collection import Collection
 
     try:
         data = Collection(root).load()
@@ -226,7 +226,7 @@ def typo(text: str, rng: random.Random) -> str:
 def scenarios(root: Path, rng: random.Random, count: int) -> dict[str, list[str]]:
     from urllib.parse import quote
 
-    from bannermatch.collection import Collection
+    from bannermatch.store.collection import Collection
 
     coll = Collection(root)
     data = coll.load()

@@ -1,4 +1,4 @@
-"""Time and peak memory of the map of the collection (``bannermatch.maps.compute_map``).
+"""Time and peak memory of the map of the collection (``bannermatch.present.maps.compute_map``).
 
     python bench/bench_map.py --n 10000            synthetic clustered 1280-d embeddings
     python bench/bench_map.py --collection COLL    a real collection's embeddings
@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from bannermatch.collection import Collection
-from bannermatch.maps import compute_map
+from bannermatch.present.maps import compute_map
+from bannermatch.store.collection import Collection
 
 
 def synthetic(n: int, dim: int = 1280, clusters: int = 200, seed: int = 0) -> np.ndarray:

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from bannermatch.embedder import embed_paths
-from bannermatch.evaluation import read_groups
-from bannermatch.models import DEFAULT_MODEL, EmbeddingModel, create_model, get_spec
+from bannermatch.embed.batches import embed_paths
+from bannermatch.embed.models import DEFAULT_MODEL, EmbeddingModel, create_model, get_spec
+from bannermatch.evaluation.groups import read_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 COVERS = ROOT.parent / "shared" / "data" / "covers"

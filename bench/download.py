@@ -146,7 +146,7 @@ def _serve(folder: str, latency: float, port_queue: mp.Queue) -> None:
 
 
 def run_bannermatch(url: str, hashes: dict[str, str], work: Path, concurrency: int) -> dict:
-    from bannermatch.catalog import Catalog, Item
+    from bannermatch.store.catalog import Catalog, Item
 
     coll = work / "bm"
     with Catalog(coll / "catalog.sqlite") as cat:

@@ -64,7 +64,7 @@ REFERENCE = textwrap.dedent(
     import sys, time, torch
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
-    from bannermatch.models import create_model
+    from bannermatch.embed.models import create_model
 
     # the same network and weights as bannermatch, as a plain PyTorch module
     net = create_model("effnet-lite0", engine="torch").engine.module.eval()
@@ -176,8 +176,8 @@ class Ceiling:
     """The engine alone on ready tensors, in each configuration, measured in rounds."""
 
     def __init__(self) -> None:
-        from bannermatch.models import create_model
-        from bannermatch.models.engines import OnnxEngine
+        from bannermatch.embed.models import create_model
+        from bannermatch.embed.models.engines import OnnxEngine
 
         model = create_model("effnet-lite0", device="cpu")  # exports the ONNX model once
         engine = model.engine
@@ -235,14 +235,14 @@ def bench_reference(images: Path) -> dict[str, float]:
 
 
 def bench_gpu(images: Path, out: Path) -> None:
-    from bannermatch.models.engines import cuda_available
+    from bannermatch.embed.models.engines import cuda_available
 
     if not cuda_available():
         print("GPU: no CUDA GPU here: the GPU figures are skipped")
         return
     import torch
 
-    from bannermatch.models import create_model
+    from bannermatch.embed.models import create_model
 
     model = create_model("effnet-lite0", device="cuda")
     batch = model.engine.new_batch(model.engine.max_batch, model.preprocess.crop_size)

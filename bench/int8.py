@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bannermatch.models import create_model
-from bannermatch.models.engines import OnnxEngine
-from bannermatch.models.quantize import quantize_int8
+from bannermatch.embed.models import create_model
+from bannermatch.embed.models.engines import OnnxEngine
+from bannermatch.embed.models.quantize import quantize_int8
 
 
 def pixels_of(model, files: list[Path]) -> np.ndarray:  # type: ignore[no-untyped-def]

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from bannermatch.collection import Collection
-from bannermatch.evaluation import query_rows, read_groups
+from bannermatch.evaluation.groups import query_rows, read_groups
+from bannermatch.store.collection import Collection
 from bannermatch.verify.candidates import LocalCandidates
 from bannermatch.verify.features import LocalStore
 

@@ -32,8 +32,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def synthetic_map(root: Path, seed: int = 0) -> None:
-    from bannermatch.collection import Collection
-    from bannermatch.maps import store_map, stored_map
+    from bannermatch.present.maps import store_map, stored_map
+    from bannermatch.store.collection import Collection
 
     data = Collection(root).load()
     if stored_map(data) is not None:

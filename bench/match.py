@@ -68,8 +68,8 @@ def _run(*args: str) -> tuple[str, float]:
 
 def build(root: Path, n: int, dim: int, seed: int = 0) -> Path:
     """A collection of ``n`` random unit vectors; returns its embeddings.npy."""
-    from bannermatch.catalog import Item
-    from bannermatch.collection import Collection
+    from bannermatch.store.catalog import Item
+    from bannermatch.store.collection import Collection
 
     ids = [str(i) for i in range(n)]
     coll = Collection(root)

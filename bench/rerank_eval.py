@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bannermatch.collection import Collection
-from bannermatch.evaluation import read_groups
-from bannermatch.verify.evaluate import reranked_metrics
+from bannermatch.evaluation.groups import read_groups
+from bannermatch.evaluation.rerank import reranked_metrics
+from bannermatch.store.collection import Collection
 from bannermatch.verify.features import LocalStore
 
 

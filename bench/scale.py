@@ -152,8 +152,8 @@ def _gb(n: float) -> str:
 def _latency(emb: np.ndarray, index: object, queries: int = 50) -> tuple[float, float]:
     """Mean milliseconds of one top-``LATENCY_N`` query: the server's exact scan
     (``query.nearest``) and the approximate index (``AnnIndex.nearest``)."""
-    from bannermatch.collection import ModelData
-    from bannermatch.query import nearest
+    from bannermatch.query.similar import nearest
+    from bannermatch.store.collection import ModelData
 
     data = ModelData(Path("."), {}, [""] * len(emb), [], emb)
     rows = np.random.default_rng(9).choice(len(emb), queries, replace=False).tolist()
@@ -172,8 +172,8 @@ def _latency(emb: np.ndarray, index: object, queries: int = 50) -> tuple[float, 
 def bench_ann(sizes: list[int], d: int, kinds: list[str], data: list[str], tmp: Path) -> None:
     import faiss
 
-    from bannermatch import ann
-    from bannermatch.matching import topk_all
+    from bannermatch.query import ann
+    from bannermatch.query.match import topk_all
 
     k = 10
     print(f"== approximate vs exact top-{k}: random vectors, d={d}, float16 rows, "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from bannermatch.collection import Collection
+    from bannermatch.store.collection import Collection
 
 #: makes a process report its own peak RSS (kB) on stderr as it exits: its memory's
 #: high-water mark, VmHWM (``ru_maxrss`` of a forked child also counts its parent's)
@@ -48,7 +48,7 @@ def peak_mb(stderr: str) -> float:
 def write_random_unit(coll: Collection, ids: list[str], dim: int, seed: int) -> Path:
     """Rows of random unit vectors (float16, as ``index`` stores them) for ``ids``, under
     :data:`RANDOM_KEY`; returns the embeddings file."""
-    from bannermatch.collection import EMBEDDINGS, write_model_data
+    from bannermatch.store.collection import EMBEDDINGS, write_model_data
 
     n = len(ids)
     manifest = {

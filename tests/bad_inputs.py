@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms
 
+from bannermatch.acquire.inputs import UNDECODABLE_NAME
 from bannermatch.images import MAX_FILE_BYTES, MAX_PIXELS
-from bannermatch.inputs import UNDECODABLE_NAME
 
 
 @dataclass(frozen=True)

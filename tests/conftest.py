@@ -59,7 +59,7 @@ def served_root(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> P
 @pytest.fixture(scope="module")
 def served(served_root: Path):  # type: ignore[no-untyped-def]
     """``served_root`` opened as the server opens it."""
-    from bannermatch.server import ServedCollection
+    from bannermatch.present.server import ServedCollection
 
     return ServedCollection.open(served_root)
 
@@ -67,7 +67,7 @@ def served(served_root: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def model():
     """The embedded default model on the default CPU engine (ONNX Runtime), loaded once."""
-    from bannermatch.models import create_model
+    from bannermatch.embed.models import create_model
 
     return create_model("effnet-lite0", device="cpu")
 

@@ -26,10 +26,10 @@ def build_collection(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path)
     """~45 real covers, indexed and matched (k=10), with names and a query set."""
     if "root" in _built:
         return _built["root"]
-    from bannermatch.catalog import app_meta
-    from bannermatch.collection import Collection
-    from bannermatch.indexer import index
-    from bannermatch.matching import match
+    from bannermatch.embed.index import index
+    from bannermatch.query.match import match
+    from bannermatch.store.catalog import app_meta
+    from bannermatch.store.collection import Collection
 
     base = tmp_path_factory.mktemp("server")
     images = base / "images-in"

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from bannermatch import ann
-from bannermatch.collection import Collection, write_model_data
 from bannermatch.errors import BannermatchError
-from bannermatch.matching import match
-from bannermatch.query import nearest
-from bannermatch.server import ServedCollection, create_app
+from bannermatch.present.server import ServedCollection, create_app
+from bannermatch.query import ann
+from bannermatch.query.match import match
+from bannermatch.query.similar import nearest
+from bannermatch.store.collection import Collection, write_model_data
 
 KEY = "synthetic__rand__cls"
 N, D, PAIRS = 20_000, 64, 300

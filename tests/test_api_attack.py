@@ -23,8 +23,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from bannermatch.server import ServedCollection, create_app
-from bannermatch.server.api import MAX_N, MAX_UPLOAD, MAX_UPLOAD_PIXELS
+from bannermatch.present.server import ServedCollection, create_app
+from bannermatch.present.server.api import MAX_N, MAX_UPLOAD, MAX_UPLOAD_PIXELS
 from server_support import STEAM, free_port, running_server, wait_until_serving
 from steam_fakes import FakeServer, make_jpeg
 

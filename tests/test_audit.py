@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bannermatch.audit import (
+from bannermatch.cli import main
+from bannermatch.embed.index import index
+from bannermatch.evaluation.audit import (
     AUDIT_DIR,
     AUDIT_JSON,
     AUDIT_MD,
@@ -25,13 +27,11 @@ from bannermatch.audit import (
     id_order,
     pixel_stats,
 )
-from bannermatch.catalog import Catalog, Item
-from bannermatch.cli import main
-from bannermatch.collection import Collection
-from bannermatch.indexer import index
+from bannermatch.store.catalog import Catalog, Item
+from bannermatch.store.collection import Collection
 
-# the package binds `bannermatch.audit` to the function; this is the module
-audit_module = importlib.import_module("bannermatch.audit")
+# the package binds `bannermatch.evaluation.audit` to the function; this is the module
+audit_module = importlib.import_module("bannermatch.evaluation.audit")
 
 SIZE = (342, 482)  # the covers' size: the most common one in the test collection
 #: the kept image (numeric id order: 999 < 1000), its exact pixel copy and a recompressed copy

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bad_inputs import Case, build_corpus, file_modes_hold, unprivileged
-from bannermatch.catalog import Catalog, Item
 from bannermatch.cli import main
-from bannermatch.collection import Collection
-from bannermatch.server import ServedCollection, create_app
+from bannermatch.present.server import ServedCollection, create_app
+from bannermatch.store.catalog import Catalog, Item
+from bannermatch.store.collection import Collection
 from conftest import run_cli
 
 #: the kinds of input the corpus must hold at least (issue 7 asks for 25)

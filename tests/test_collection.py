@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bannermatch import atomic
-from bannermatch.catalog import Catalog, Item
-from bannermatch.collection import Collection, ModelData, write_model_data
 from bannermatch.errors import CollectionError
+from bannermatch.store import atomic
+from bannermatch.store.catalog import Catalog, Item
+from bannermatch.store.collection import Collection, ModelData, write_model_data
 
 # atomic writes ----------------------------------------------------------------
 
@@ -175,7 +175,7 @@ def test_resolve_key(tmp_path: Path) -> None:
 
 
 def test_a_catalogue_of_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
-    from bannermatch.catalog import SCHEMA_VERSION, steam_appid
+    from bannermatch.store.catalog import SCHEMA_VERSION, steam_appid
 
     path = tmp_path / "catalog.sqlite"
     with Catalog(path) as cat:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bannermatch.alterations import ALTERATIONS, alter, parse_alterations
-from bannermatch.copydetect import copy_ranks, evaluate_copies, make_copies
 from bannermatch.errors import BannermatchError
+from bannermatch.evaluation.alterations import ALTERATIONS, alter, parse_alterations
+from bannermatch.evaluation.copies import copy_ranks, evaluate_copies, make_copies
 
 
 @pytest.fixture(scope="module")

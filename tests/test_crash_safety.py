@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bannermatch.catalog import Catalog, Item
 from bannermatch.cli import main
-from bannermatch.collection import Collection, write_model_data
 from bannermatch.errors import CollectionError
-from bannermatch.matching import load_duplicates, match
+from bannermatch.query.match import load_duplicates, match
+from bannermatch.store.catalog import Catalog, Item
+from bannermatch.store.collection import Collection, write_model_data
 from conftest import run_cli
 from steam_fakes import Cdn, FakeServer, make_jpeg
 
@@ -96,7 +96,7 @@ def spawn(args: list[str], env: dict[str, str] | None = None) -> Run:
 #: exits with its code. Output: "<pid>" when a child starts, "<pid> <status>" when it ends.
 FORKER = r"""
 import json, os, sys
-import bannermatch.cli, bannermatch.indexer, bannermatch.models.factory, timm, torch
+import bannermatch.cli, bannermatch.embed.index, bannermatch.embed.models.factory, timm, torch
 for line in sys.stdin:
     pid = os.fork()
     if pid == 0:
@@ -467,7 +467,7 @@ def test_steam_download_killed_at_random_points_resumes_to_the_same_collection(
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> tuple[Path, Path]:
     """Eight covers indexed (and a second model key for "another model's manifest")."""
-    from bannermatch.indexer import index
+    from bannermatch.embed.index import index
 
     base = tmp_path_factory.mktemp("damage")
     imgs = base / "imgs"
@@ -639,7 +639,7 @@ def test_files_that_disagree_give_a_clear_error_never_an_answer(
         assert len(lines) == 1 and lines[0].startswith("bannermatch: error: "), err
         assert says in lines[0] and hint in lines[0], lines[0]
     assert refused >= (1 if hint == REMATCH else len(commands))
-    from bannermatch.server import ServedCollection
+    from bannermatch.present.server import ServedCollection
 
     with pytest.raises(CollectionError, match=hint.split("`")[0]):
         ServedCollection.open(root, KEY).unique_rows()

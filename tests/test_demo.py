@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bannermatch.steam.endpoints import CURATED_GAMES
+from bannermatch.acquire.steam.endpoints import CURATED_GAMES
 from steam_fakes import Cdn, FakeServer, SteamSpy, closed_port_url
 
 

@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from bannermatch.embed.models import Preprocess
+from bannermatch.embed.models.preprocess import DRAFT_MARGIN
 from bannermatch.images import load_image
-from bannermatch.models import Preprocess
-from bannermatch.models.preprocess import DRAFT_MARGIN
-from bannermatch.server import ServedCollection, create_app
+from bannermatch.present.server import ServedCollection, create_app
 
 DEFAULT_KEY = "effnet-lite0__pad224-bicubic__cls"
 FULL_KEY = "effnet-lite0__pad224-bicubic-full__cls"
@@ -62,7 +62,7 @@ def test_drafted_images_keep_the_margin_and_the_features(model, edge_cases_dir: 
 
 @pytest.fixture(scope="module")
 def photos_collection(tmp_path_factory: pytest.TempPathFactory, edge_cases_dir: Path) -> Path:
-    from bannermatch.indexer import index
+    from bannermatch.embed.index import index
 
     base = tmp_path_factory.mktemp("draft")
     images = base / "photos"

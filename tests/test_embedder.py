@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from bannermatch.embedder import embed_paths, embed_simple, iter_batches
+from bannermatch.acquire.inputs import InputItem, scan_input
+from bannermatch.embed.batches import embed_paths, embed_simple, iter_batches
+from bannermatch.embed.models import create_model
 from bannermatch.images import load_image
-from bannermatch.inputs import InputItem, scan_input
-from bannermatch.models import create_model
 
 
 def test_batches_keep_input_order(tmp_path: Path, covers_dir: Path, edge_cases_dir: Path, model):

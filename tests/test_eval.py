@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bannermatch.embedder import embed_paths
+from bannermatch.embed.batches import embed_paths
 from bannermatch.errors import BannermatchError
-from bannermatch.evaluation import evaluate, read_groups, retrieval_metrics
+from bannermatch.evaluation.groups import evaluate, read_groups, retrieval_metrics
 
 #: base_images that are copies of the grouped ukbench photos (kept out of the distractors)
 GROUPED_UKBENCH = ("ukbench00120", "ukbench09268")

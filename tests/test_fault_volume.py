@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bannermatch.catalog import Catalog, Item
+from bannermatch.store.catalog import Catalog, Item
 from steam_fakes import FLAKY_FAULTS, FakeServer, FlakyCdn, Hit, make_jpeg
 
 N = 2000

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bannermatch.collection import Collection
+from bannermatch.embed.index import index
 from bannermatch.errors import CollectionError
-from bannermatch.indexer import index
+from bannermatch.store.collection import Collection
 from conftest import chunked_rows, signal_after_chunks
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
@@ -246,8 +246,8 @@ def test_webdataset_shards(tmp_path: Path, covers_dir: Path, edge_cases_dir: Pat
 
 
 def test_damaged_shards(cli, tmp_path: Path, covers_dir: Path) -> None:
+    from bannermatch.acquire.inputs import scan_input
     from bannermatch.errors import BannermatchError
-    from bannermatch.inputs import scan_input
 
     cover = covers(covers_dir, 1)[0]
     with tarfile.open(tmp_path / "meta.tar", "w") as tar:
@@ -353,7 +353,7 @@ def test_emptied_folder_empties_the_collection(tmp_path: Path, covers_dir: Path,
 
 
 def test_skip_flagged(tmp_path: Path, covers_dir: Path, model) -> None:
-    from bannermatch.catalog import Catalog
+    from bannermatch.store.catalog import Catalog
 
     imgs = tmp_path / "imgs"
     files = copy_into(imgs, covers(covers_dir, 4))
@@ -372,7 +372,7 @@ def test_skip_flagged(tmp_path: Path, covers_dir: Path, model) -> None:
 
 
 def test_audit_flags_survive_another_model(tmp_path: Path, covers_dir: Path, model) -> None:
-    from bannermatch.catalog import Catalog
+    from bannermatch.store.catalog import Catalog
 
     imgs = tmp_path / "imgs"
     files = copy_into(imgs, covers(covers_dir, 3))
@@ -412,7 +412,7 @@ def test_collection_of_its_own_images_through_a_symlink(
     tmp_path: Path, covers_dir: Path, model
 ) -> None:
     """A collection's images/ are stored relative to it, whatever path leads to it."""
-    from bannermatch.catalog import Catalog
+    from bannermatch.store.catalog import Catalog
 
     real = tmp_path / "real" / "coll"
     files = copy_into(real / "images", covers(covers_dir, 2))
@@ -473,9 +473,9 @@ def test_resume_after_kill_between_commit_and_cleanup(
     run_index(imgs, out, model, batch_size=4)
     ids0, emb0, _ = stored(out)
     # put back the chunks the run wrote and removed, as if it died before removing them
-    from bannermatch.embedder import Batch, Decoded
-    from bannermatch.indexer import _write_chunk
-    from bannermatch.inputs import InputItem
+    from bannermatch.acquire.inputs import InputItem
+    from bannermatch.embed.batches import Batch, Decoded
+    from bannermatch.embed.index import _write_chunk
 
     rows = catalog_rows(out)
     for n, start in enumerate(range(0, 10, 4), start=1):
@@ -501,7 +501,7 @@ def test_resume_uses_the_chunk_of_a_modified_file(
 ) -> None:
     """A run that re-embedded a modified file and died before its merge: the chunk's row,
     newer than the committed one, is what the next run keeps."""
-    from bannermatch import indexer
+    from bannermatch.embed import index as indexer
 
     imgs = tmp_path / "imgs"
     files = copy_into(imgs, covers(covers_dir, 4))

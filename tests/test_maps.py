@@ -1,4 +1,4 @@
-"""``bannermatch.maps``: the map is stored, reused, and recomputed when the items change."""
+"""``bannermatch.present.maps``: the map is stored, reused, and recomputed when the items change."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 
-from bannermatch.collection import Collection
-from bannermatch.indexer import index
-from bannermatch.maps import MAP_FILE, MAP_MANIFEST, collection_map, compute_map
+from bannermatch.embed.index import index
+from bannermatch.present.maps import MAP_FILE, MAP_MANIFEST, collection_map, compute_map
+from bannermatch.store.collection import Collection
 
 
 def test_map_is_stored_reused_and_recomputed_when_items_change(tmp_path, covers_dir, model):

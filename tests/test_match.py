@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bannermatch.catalog import Catalog
-from bannermatch.collection import Collection
+from bannermatch.embed.index import index
+from bannermatch.embed.models import get_spec
 from bannermatch.errors import BannermatchError
-from bannermatch.indexer import index
-from bannermatch.matching import match, topk_all
-from bannermatch.models import get_spec
-from bannermatch.query import nearest, similar, unique
+from bannermatch.query.match import match, topk_all
+from bannermatch.query.similar import nearest, similar, unique
+from bannermatch.store.catalog import Catalog
+from bannermatch.store.collection import Collection
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
 N_COVERS = 40
@@ -305,7 +305,7 @@ def test_bad_queries(cli, coll: Path, tmp_path: Path) -> None:
 
 def test_bad_item_is_explained(cli, coll: Path) -> None:
     with Catalog(coll / "catalog.sqlite") as cat:
-        from bannermatch.catalog import Item
+        from bannermatch.store.catalog import Item
 
         cat.upsert([Item("broken-one", "Broken", status="bad", reason="empty file")])
     proc = cli("similar", coll, "broken-one", check=False)

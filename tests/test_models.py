@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from bannermatch.embed.models import Preprocess, create_model, get_spec
+from bannermatch.embed.models.network import load_state_in_order
 from bannermatch.errors import BannermatchError, ModelError
 from bannermatch.images import load_image
-from bannermatch.models import Preprocess, create_model, get_spec
-from bannermatch.models.network import load_state_in_order
 from conftest import assert_pillow_close
 
 
@@ -195,7 +195,7 @@ def test_keep_ratio_off_squashes_before_the_crop(
     assert_pillow_close(square.preprocess(cover), theirs(cover).numpy(), level=1 / (255 * 0.5))
     assert not np.allclose(square.preprocess(cover), model.preprocess(cover), atol=0.1)
     # the key and the manifest carry it; a query rebuilds the same model from the manifest
-    from bannermatch.query import create_model_for
+    from bannermatch.embed.models.factory import create_model_for
 
     assert create_model_for(square.manifest(), engine="torch").key == square.key
     # pad and squash imply it: the same key either way, and a contradiction is an error
@@ -285,10 +285,10 @@ def test_an_exported_model_loads_without_timm(tmp_path: Path) -> None:
     built (seconds of start-up and hundreds of megabytes), the same model as the first
     time. (PyTorch is loaded, for its resampling kernels: models.preprocess.)"""
     code = (
-        "import json, sys; from bannermatch.models import create_model; "
+        "import json, sys; from bannermatch.embed.models import create_model; "
         "m = create_model('effnet-lite0', device='cpu'); "
         "print(json.dumps([m.manifest(), m.labels, 'timm' in sys.modules, "
-        "'bannermatch.models.network' in sys.modules]))"
+        "'bannermatch.embed.models.network' in sys.modules]))"
     )
     env = {**os.environ, "BANNERMATCH_CACHE": str(tmp_path / "cache")}
     runs = [

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from bannermatch.names import NameIndex, fold
+from bannermatch.query.names import NameIndex, fold
 
 IDS = ["620", "400", "570", "x1", "x2", "x3", "x4"]
 NAMES = [

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from bannermatch.catalog import Catalog, steam_appid
-from bannermatch.server.app import create_app
-from bannermatch.server.data import ServedCollection
+from bannermatch.present.server.app import create_app
+from bannermatch.present.server.data import ServedCollection
+from bannermatch.store.catalog import Catalog, steam_appid
 from conftest import run_cli
 
 #: IGDB covers kept (games.json ids): Breath of the Wild, The Witcher 3, Portal 2, and others
@@ -213,7 +213,7 @@ def test_serve_on_a_busy_port_is_one_line_before_serving(coll, cli):
 
 
 def test_names_sidecar_formats(tmp_path, covers_dir):
-    from bannermatch.inputs import read_sidecar
+    from bannermatch.acquire.inputs import read_sidecar
 
     tsv = tmp_path / "a.tsv"
     tsv.write_text("path\tname\tyear\nx/abzu-0.jpg\tAbzu\t2016\n")

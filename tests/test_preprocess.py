@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bannermatch.models import Preprocess
-from bannermatch.models.preprocess import INTERPOLATIONS, TORCH_FILTERS
+from bannermatch.embed.models import Preprocess
+from bannermatch.embed.models.preprocess import INTERPOLATIONS, TORCH_FILTERS
 from conftest import assert_pillow_close
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bannermatch.embed.models.engines import OnnxEngine, export_onnx
+from bannermatch.embed.models.quantize import int8_path, quantize_int8
 from bannermatch.errors import ModelError
-from bannermatch.models.engines import OnnxEngine, export_onnx
-from bannermatch.models.quantize import int8_path, quantize_int8
 
 
 def _export(path: Path, seed: int) -> Path:

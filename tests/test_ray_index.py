@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bannermatch.indexer import index
+from bannermatch.embed.index import index
 from conftest import chunked_rows, signal_after_chunks
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
@@ -193,8 +193,8 @@ def test_ray_options_need_the_ray_engine(cli, tmp_path: Path) -> None:
 def test_actor_plan_follows_the_cluster() -> None:
     """One actor per GPU on a GPU cluster (PyTorch fp16), else one per node (ONNX Runtime);
     a plan that cannot run is a one-line error before any work."""
+    from bannermatch.embed.ray import ActorPlan, RayCluster, plan_actors
     from bannermatch.errors import BannermatchError
-    from bannermatch.ray_index import ActorPlan, RayCluster, plan_actors
 
     gpu = RayCluster(None, False, cpus=64, gpus=8, nodes=2)
     cpu = RayCluster(None, False, cpus=32, gpus=0, nodes=2)

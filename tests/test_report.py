@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bannermatch.catalog import app_meta
-from bannermatch.collection import Collection
+from bannermatch.embed.index import index
 from bannermatch.errors import BannermatchError
-from bannermatch.indexer import index
-from bannermatch.matching import match
-from bannermatch.report import report
+from bannermatch.present.report import report
+from bannermatch.query.match import match
+from bannermatch.store.catalog import app_meta
+from bannermatch.store.collection import Collection
 
-# the package binds `bannermatch.report` to the function; this is the module
-report_module = importlib.import_module("bannermatch.report")
+# the package binds `bannermatch.present.report` to the function; this is the module
+report_module = importlib.import_module("bannermatch.present.report")
 
 WEIRD = 'we<b>&"ird'  # HTML's special characters
 WEIRD_MD = "pipe|star*[x]_y"  # Markdown's

@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from bannermatch.collection import Collection
-from bannermatch.server import ServedCollection, create_app
-from bannermatch.server.api import MAX_N
-from bannermatch.server.ratelimit import Rate, TokenBuckets
-from bannermatch.server.run import default_rate
+from bannermatch.present.server import ServedCollection, create_app
+from bannermatch.present.server.api import MAX_N
+from bannermatch.present.server.ratelimit import Rate, TokenBuckets
+from bannermatch.present.server.run import default_rate
+from bannermatch.store.collection import Collection
 from server_support import NESTED_ID, STEAM, K
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bannermatch.server import create_app
+from bannermatch.present.server import create_app
 from server_support import build_collection, running_server
 
 CHROMIUM = Path(os.environ.get("BANNERMATCH_CHROMIUM", "/usr/bin/chromium"))

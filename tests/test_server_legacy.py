@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from bannermatch.server import ServedCollection, create_app
-from bannermatch.server.api import MAX_N
+from bannermatch.present.server import ServedCollection, create_app
+from bannermatch.present.server.api import MAX_N
 
 LEGACY_KEYS = {
     "index",

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from bannermatch.maps import MAP_FILE, MAP_MANIFEST, stored_map
-from bannermatch.matching import load_duplicates
-from bannermatch.server import ServedCollection, create_app
-from bannermatch.server.maproutes import MAX_MAP_PAGE
+from bannermatch.present.maps import MAP_FILE, MAP_MANIFEST, stored_map
+from bannermatch.present.server import ServedCollection, create_app
+from bannermatch.present.server.maproutes import MAX_MAP_PAGE
+from bannermatch.query.match import load_duplicates
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bannermatch.indexer import index
-from bannermatch.matching import match
+from bannermatch.embed.index import index
+from bannermatch.query.match import match
 from steam_fakes import Cdn, FakeServer, closed_port_url
 
 

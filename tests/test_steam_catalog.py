@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bannermatch.catalog import Catalog, Item
-from bannermatch.steam.catalog import META_SPY_PAGE
-from bannermatch.steam.endpoints import CURATED_GAMES
+from bannermatch.acquire.steam.catalog import META_SPY_PAGE
+from bannermatch.acquire.steam.endpoints import CURATED_GAMES
+from bannermatch.store.catalog import Catalog, Item
 from steam_fakes import FakeServer, SteamSpy, WebApi, closed_port_url
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data" / "steam_catalog"

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bannermatch.catalog import Catalog, Item
-from bannermatch.collection import Collection
+from bannermatch.acquire.inputs import scan_input
+from bannermatch.acquire.steam import BannerNotFound, fetch_banner
 from bannermatch.errors import BannermatchError
-from bannermatch.inputs import scan_input
-from bannermatch.steam import BannerNotFound, fetch_banner
+from bannermatch.store.catalog import Catalog, Item
+from bannermatch.store.collection import Collection
 from steam_fakes import Cdn, FakeServer, cdn_requests, closed_port_url, make_jpeg
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data" / "steam_catalog"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bannermatch.catalog import Catalog, Item
+from bannermatch.store.catalog import Catalog, Item
 from steam_fakes import FakeServer, SteamToday, closed_port_url, make_jpeg, steam_env
 
 PER_KIND = 4
@@ -224,7 +224,7 @@ def test_catalogue_uses_the_store_service_with_a_key_never_getapplist_v2(cli, tm
 
 
 def test_on_demand_banner_is_the_current_art(tmp_path):
-    from bannermatch.steam import BannerNotFound, fetch_banner
+    from bannermatch.acquire.steam import BannerNotFound, fetch_banner
 
     steam = SteamToday.mixed(1)
     with FakeServer(steam) as server:

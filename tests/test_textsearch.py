@@ -13,10 +13,10 @@ import torch
 from fastapi.testclient import TestClient
 
 from bannermatch import Collection, create_app, index, search
+from bannermatch.embed.models import create_model
 from bannermatch.errors import BannermatchError, CollectionError
-from bannermatch.models import create_model
 
-textsearch = importlib.import_module("bannermatch.textsearch")
+textsearch = importlib.import_module("bannermatch.query.text")
 
 
 @pytest.fixture(scope="module")

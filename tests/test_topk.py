@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bannermatch.topk import topk_all_pairs
+from bannermatch.query.topk import topk_all_pairs
 
 
 def unit_rows(n: int, d: int, seed: int, *, coarse: bool = False) -> np.ndarray:

@@ -44,7 +44,7 @@ def coll(tmp_path_factory: pytest.TempPathFactory, planted: tuple[Path, Path]) -
 
 
 def _ids(coll: Path) -> dict[str, str]:
-    from bannermatch.collection import Collection
+    from bannermatch.store.collection import Collection
 
     c = Collection(coll)
     data = c.load()

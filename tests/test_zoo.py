@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from bannermatch.embed.models import PRESETS, create_model, get_spec
+from bannermatch.embed.models.loaders import loader_for
+from bannermatch.embed.models.network import FeatureExtractor
+from bannermatch.embed.models.weights import RANDOM
 from bannermatch.errors import ModelError
-from bannermatch.models import PRESETS, create_model, get_spec
-from bannermatch.models.loaders import loader_for
-from bannermatch.models.network import FeatureExtractor
-from bannermatch.models.weights import RANDOM
 
 #: a port nothing listens on: a download attempt fails at once
 DEAD_ENDPOINT = "http://127.0.0.1:9"
@@ -28,7 +28,7 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Empty weights caches and unreachable hosts: as on a machine without internet."""
     from huggingface_hub import constants
 
-    from bannermatch.models import loaders
+    from bannermatch.embed.models import loaders
 
     cache = tmp_path / "hf"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
@@ -222,7 +222,7 @@ def test_models_command(cli) -> None:
     assert by_name["dinov2-vitg14"]["dim"] == 1536 and by_name["dinov2-vitg14"]["input_size"] == 518
     assert by_name["clip-vit-b32"]["input_size"] == 224
     assert "multiscale" not in by_name["clip-vit-b32"]["strategies"]
-    from bannermatch.models.listing import list_models
+    from bannermatch.embed.models.listing import list_models
 
     table = list_models().summary()
     assert "weights cached" in table and "text tower" in table
@@ -258,7 +258,7 @@ def test_strategies_on_a_vit_and_a_cnn(name: str, crop: int, dim: int, pretraine
 
 
 def test_multiscale_is_the_mean_over_scales() -> None:
-    from bannermatch.models.network import MULTISCALE, scaled_sizes
+    from bannermatch.embed.models.network import MULTISCALE, scaled_sizes
 
     crop = 64
     model = create_model(
@@ -360,8 +360,8 @@ def test_an_export_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_device_and_engine_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bannermatch.models import engines
-    from bannermatch.models.engines import resolve_device, resolve_engine
+    from bannermatch.embed.models import engines
+    from bannermatch.embed.models.engines import resolve_device, resolve_engine
 
     assert resolve_engine("auto", "cpu") == "onnx" and resolve_engine("auto", "cuda") == "torch"
     with pytest.raises(ModelError, match="the onnx engine runs on the CPU only"):

@@ -15,30 +15,27 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# functions named like the module that holds them are bound eagerly: once a submodule
-# is imported, Python would otherwise let the module shadow the function
-from .audit import audit
-from .demo import demo
-from .report import report
-
 _EXPORTS = {
-    "index": "indexer",
-    "match": "matching",
-    "similar": "query",
-    "unique": "query",
-    "search": "textsearch",
-    "evaluate": "evaluation",
-    "create_model": "models",
-    "create_app": "server.app",
-    "Collection": "collection",
+    "index": "embed.index",
+    "match": "query.match",
+    "similar": "query.similar",
+    "unique": "query.similar",
+    "search": "query.text",
+    "audit": "evaluation.audit",
+    "demo": "present.demo",
+    "evaluate": "evaluation.groups",
+    "report": "present.report",
+    "create_model": "embed.models",
+    "create_app": "present.server.app",
+    "Collection": "store.collection",
     "BannermatchError": "errors",
 }
 
-__all__ = ["__version__", "audit", "demo", "report", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        module = importlib.import_module(f"bannermatch.{_EXPORTS[name]}")
         return getattr(module, name)
     raise AttributeError(f"module 'bannermatch' has no attribute {name!r}")

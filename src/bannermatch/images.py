@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from bannermatch.errors import ImageError
 
 IMAGE_EXTENSIONS = frozenset(
     {

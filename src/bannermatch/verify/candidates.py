@@ -12,8 +12,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from .features import DESCRIPTOR_BYTES, Features, LocalStore
-from .rerank import RATIO
+from bannermatch.verify.features import DESCRIPTOR_BYTES, Features, LocalStore
+from bannermatch.verify.rerank import RATIO
 
 
 class LocalCandidates:

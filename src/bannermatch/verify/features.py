@@ -26,11 +26,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..atomic import commit_files, recover, write_json
-from ..collection import Collection
-from ..errors import BannermatchError
-from ..images import ImageError, load_image
-from ..progress import progress_bar
+from bannermatch.errors import BannermatchError
+from bannermatch.images import ImageError, load_image
+from bannermatch.progress import progress_bar
+from bannermatch.store.atomic import commit_files, recover, write_json
+from bannermatch.store.collection import Collection
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import CollectionError
-from .features import Features, LocalStore
+from bannermatch.errors import CollectionError
+from bannermatch.verify.features import Features, LocalStore
 
 RATIO = 0.8
 MIN_INLIERS = 10

@@ -1,0 +1,271 @@
+"""One factory returns a model together with its own preprocessing (open_clip style)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from bannermatch import __version__
+from bannermatch.defaults import DEFAULT_MODEL
+from bannermatch.embed.models.engines import (
+    EXPORT_VERSION,
+    ONNX_OPSET,
+    Engine,
+    OnnxEngine,
+    TorchEngine,
+    cache_dir,
+    export_onnx,
+    resolve_device,
+    resolve_engine,
+)
+from bannermatch.embed.models.loaders import Built, LabelHead, loader_for
+from bannermatch.embed.models.preprocess import Preprocess
+from bannermatch.embed.models.registry import AUGMENTS, ModelSpec, get_spec
+from bannermatch.embed.models.weights import Weights, random_requested
+from bannermatch.errors import BannermatchError, ModelError
+from bannermatch.store.collection import safe_name
+
+if TYPE_CHECKING:
+    from bannermatch.embed.models.network import FeatureExtractor
+
+#: guards the creation of a model's engine threads
+_POOL_LOCK = threading.Lock()
+
+
+@dataclass
+class EmbeddingModel:
+    """A ready model: ``preprocess`` turns a PIL image into pixels, ``embed`` pixels into
+    L2-normalised float32 rows. ``key`` names model, preprocessing and strategy."""
+
+    spec: ModelSpec
+    preprocess: Preprocess
+    strategy: str
+    engine: Engine
+    weights: Weights
+    augment: str = "none"
+    #: the ImageNet classes a classifier head predicts from these features (label search)
+    labels: str | None = None
+    #: builds (once) the PyTorch network, for the text tower and the classifier head
+    network: Callable[[], Built] = field(default=lambda: None, repr=False)  # type: ignore[assignment,return-value]
+    _executor: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _slots: threading.BoundedSemaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.engine.streams)
+
+    @property
+    def key(self) -> str:
+        return model_key(self.spec.name, self.preprocess, self.strategy, self.augment)
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.weights.sha256
+
+    @property
+    def dim(self) -> int:
+        return self.engine.dim
+
+    def embed_with_norms(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """L2-normalised features of a float32 NCHW batch, and the raw features' norms.
+
+        The batch runs in engine-sized slices, side by side on the engine's streams; any
+        thread may call this, and at most ``engine.streams`` calls run the engine at once.
+        """
+        step = self.engine.max_batch
+        slices = [pixels[i : i + step] for i in range(0, max(len(pixels), 1), step)]
+        if len(slices) == 1 or self.engine.streams == 1:
+            feats = [self._run(x) for x in slices]
+        else:
+            feats = list(self._pool().map(self._run, slices))
+        out = np.concatenate(feats) if len(feats) > 1 else feats[0]
+        norms = np.linalg.norm(out, axis=1)
+        return out / np.maximum(norms, 1e-12)[:, None], norms.astype(np.float32)
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        with self._slots:
+            return np.asarray(self.engine(np.ascontiguousarray(pixels, np.float32)), np.float32)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with _POOL_LOCK:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.engine.streams, "engine")
+            return self._executor
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """L2-normalised features of a float32 NCHW batch."""
+        return self.embed_with_norms(pixels)[0]
+
+    def embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed(np.stack([self.preprocess(im) for im in images]))
+
+    # text: CLIP's text tower, or ImageNet labels ------------------------------
+
+    @property
+    def has_text(self) -> bool:
+        """Whether texts embed into the space of the image rows (CLIP, ``cls`` strategy)."""
+        return self.spec.text and self.strategy == "cls"
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised text embeddings, comparable by cosine with the image rows."""
+        if not self.has_text:
+            raise ModelError(
+                f"{self.key} has no text tower in its image space "
+                "(text search needs a CLIP model with --strategy cls)"
+            )
+        built = self.network()
+        assert built.text is not None
+        return built.text(list(texts))
+
+    def label_head(self) -> LabelHead | None:
+        """The ImageNet classifier that reads these features (``cls`` strategy only)."""
+        if self.strategy != "cls" or self.spec.text:
+            return None
+        return self.network().head
+
+    def manifest(self) -> dict[str, Any]:
+        """What a collection records of the model that embedded it."""
+        return {
+            "model": self.spec.name,
+            "source": self.spec.source,
+            "arch": self.spec.arch,
+            "weights": {
+                "source": self.weights.source,
+                "sha256": self.weights.sha256,
+                "random": self.weights.random,
+            },
+            "preprocess": self.preprocess.to_dict(),
+            "strategy": self.strategy,
+            "augment": self.augment,
+            "dim": self.dim,
+            "key": self.key,
+            "engine": self.engine.name,
+            "text": self.has_text,
+            "labels": self.labels,
+            "bannermatch": __version__,
+        }
+
+
+def model_key(name: str, preprocess: Preprocess, strategy: str, augment: str = "none") -> str:
+    suffix = "" if augment == "none" else f"-{augment}"
+    return f"{safe_name(name)}__{preprocess.key}__{strategy}{suffix}"
+
+
+def create_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    engine: str = "auto",
+    device: str = "auto",
+    strategy: str = "cls",
+    augment: str = "none",
+    fit: str | None = None,
+    resize_size: int | None = None,
+    crop_size: int | None = None,
+    keep_ratio: bool | None = None,
+    interpolation: str | None = None,
+    draft: bool | None = None,
+    pretrained: bool | None = None,
+    few_images: bool = False,
+) -> EmbeddingModel:
+    """Load a model with its weights, its preprocessing and an inference engine.
+
+    ``name``: a preset, ``timm:<name>``, ``open_clip:<arch>/<tag>`` or
+    ``hub:<owner/repo or dir>:<entrypoint>``. Weights come from the libraries'
+    caches, downloaded on first use; offline, a missing file is a quick
+    :class:`ModelError`. ``device="auto"`` picks CUDA when there is a GPU (the
+    ``auto`` engine then runs PyTorch in half precision, channels-last), else the
+    CPU (the ``auto`` engine then runs ONNX Runtime, the model exported once).
+    ``pretrained=False`` (or ``BANNERMATCH_RANDOM_WEIGHTS=1``) builds seeded
+    random weights instead: for tests only. ``few_images``: for a query of an image or
+    two, resample with Pillow rather than import PyTorch for its faster kernels.
+    """
+    spec = get_spec(name)
+    if strategy not in spec.strategies:
+        raise ModelError(
+            f"strategy {strategy!r} is not available for {name}; "
+            f"choose one of {', '.join(spec.strategies)}"
+        )
+    if augment not in AUGMENTS:
+        raise ModelError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
+    device = resolve_device(device)
+    engine = resolve_engine(engine, device)
+    loader = loader_for(spec)
+    weights = loader.weights(random_requested(pretrained))
+    config = loader.data_config()
+    preprocess = Preprocess.from_timm_config(
+        {**config, "fit": spec.fit} if spec.fit else config,
+        fit=fit,
+        resize_size=resize_size,
+        crop_size=crop_size,
+        keep_ratio=keep_ratio,
+        interpolation=interpolation,
+        draft=draft,
+    ).load(torch_kernels=not few_images)
+    size = preprocess.crop_size
+
+    @functools.cache
+    def network() -> Built:
+        return loader.build(weights, size)
+
+    def extractor() -> FeatureExtractor:
+        from bannermatch.embed.models.network import FeatureExtractor
+
+        built = network()
+        return FeatureExtractor(
+            built.image,
+            built.kind,
+            strategy,
+            augment=augment,
+            patch_size=built.patch_size,
+            input_size=size,
+        )
+
+    if engine == "onnx":
+        tag = strategy if augment == "none" else f"{strategy}-{augment}"
+        path = (
+            cache_dir() / "onnx" / f"{safe_name(spec.arch)}-{weights.sha256[:16]}-{size}px-{tag}"
+            f"-opset{ONNX_OPSET}-v{EXPORT_VERSION}.onnx"
+        )
+        if not path.is_file():
+            export_onnx(extractor(), path, size, name)
+        runner: Engine = OnnxEngine(path)
+    else:
+        runner = TorchEngine(extractor(), size, device)
+    labels = loader.labels() if strategy == "cls" and not spec.text else None
+    return EmbeddingModel(spec, preprocess, strategy, runner, weights, augment, labels, network)
+
+
+def create_model_for(
+    manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu", few_images: bool = False
+) -> Any:
+    """The model that wrote ``manifest``: same preset, preprocessing, strategy and weights
+    (random weights too, for a collection a test built with them)."""
+    pre = manifest["preprocess"]
+    options = {k: pre[k] for k in ("fit", "resize_size", "crop_size", "interpolation") if k in pre}
+    if "keep_ratio" in pre:
+        options["keep_ratio"] = pre["keep_ratio"]
+    options["draft"] = pre.get("draft", False)  # written before drafts: every pixel decoded
+    model = create_model(
+        manifest["model"],
+        engine=engine,
+        device=device,
+        strategy=manifest["strategy"],
+        augment=manifest.get("augment", "none"),
+        pretrained=False if manifest.get("weights", {}).get("random") else None,
+        few_images=few_images,
+        **options,
+    )
+    if model.key != manifest["key"]:
+        raise BannermatchError(
+            f"cannot rebuild model {manifest['key']}: this bannermatch gives {model.key} "
+            "(written by another version); run `bannermatch index` again to re-embed it"
+        )
+    return model

@@ -1,0 +1,284 @@
+"""The JSON API under ``/api/``: items, similar items, names, images, unique, random."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
+
+from bannermatch.errors import BannermatchError, CollectionError, ImageError
+from bannermatch.images import ReadError, read_source
+from bannermatch.present.server import schemas
+from bannermatch.present.server.data import ServedCollection
+from bannermatch.present.server.views import hits, item, root_path, row_or_404
+
+DEFAULT_N = 10
+MAX_N = 100
+MAX_SUGGESTIONS = 50
+MAX_PAGE = 200
+MAX_UPLOAD = 10 * 1024 * 1024
+#: an uploaded image may have at most this many pixels (6000 x 4000, a 24-megapixel photo):
+#: decoding takes several bytes a pixel, and a small PNG can declare 64 megapixels
+MAX_UPLOAD_PIXELS = 24_000_000
+#: uploads decoded at once; the others wait their turn, so memory stays bounded
+UPLOAD_SLOTS = 2
+IMAGE_PATH = "/api/search/image"
+CACHE_CONTROL = "public, max-age=86400"
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+NOT_FOUND = {404: {"model": schemas.Message, "description": "no such item"}}
+
+N = Annotated[int, Query(ge=1, le=MAX_N, description=f"how many results (1 to {MAX_N})")]
+
+
+def media_type(name: str, head: bytes) -> str:
+    """The image's MIME type from its first bytes, else from its name."""
+    for magic, mime in _MAGIC:
+        if head.startswith(magic):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["api"])
+    upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
+
+    @router.get("/info", response_model=schemas.Info)
+    async def info() -> dict[str, Any]:
+        """The collection and model this server answers for."""
+        manifest = served.data.manifest
+        return {
+            "name": served.root.resolve().name,
+            "count": served.count,
+            "model_key": served.data.key,
+            "model": str(manifest.get("model", "")),
+            "dim": int(manifest.get("dim", 0)),
+            "stored_k": served.stored_k,
+            "max_n": MAX_N,
+            "featured_from": served.featured_from,
+            "text_search": served.text.mode is not None,
+            "text_mode": served.text.mode,
+            "index": served.ann.params.kind if served.ann else "exact",
+            "index_recall": served.ann_recall,
+            "load_seconds": round(served.load_seconds, 3),
+        }
+
+    @router.get(
+        "/items/{item_id:path}/similar", response_model=schemas.Similar, responses=NOT_FOUND
+    )
+    async def similar(item_id: str, request: Request, n: N = DEFAULT_N) -> dict[str, Any]:
+        """The ``n`` items whose images look most like this item's, most similar first.
+
+        From the stored neighbours when ``n`` is at most the stored k, else the approximate
+        index `match --index` stored, else an exact scan.
+        """
+        row = row_or_404(served, item_id)
+        if n <= served.stored_k:
+            rows, scores, source = served.similar(row, n)
+        else:
+            rows, scores, source = await run_in_threadpool(served.similar, row, n)
+        root = root_path(request)
+        return {
+            "query": item(served, row, root),
+            "model_key": served.data.key,
+            "source": source,
+            "results": hits(served, rows.tolist(), scores, root),
+        }
+
+    @router.get(
+        "/items/{item_id:path}/image",
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"image/*": {}}, "description": "the image file"},
+            304: {"description": "not modified (If-None-Match)"},
+            **NOT_FOUND,
+        },
+    )
+    def image(item_id: str, request: Request) -> Response:
+        """The item's image file, from the collection's catalogue; cacheable."""
+        row = row_or_404(served, item_id)
+        source = served.image_source(row)
+        if source is None:
+            raise HTTPException(404, f"item {item_id!r} has no image file")
+        headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+        if served.is_tar_member(source):
+            try:
+                data = read_source(source)
+            except ReadError as exc:
+                raise HTTPException(404, f"the image of {item_id!r} is unreadable: {exc}") from None
+            return Response(data, media_type=media_type(source, data[:16]), headers=headers)
+        path = Path(source)
+        try:
+            st = path.stat()
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except OSError:
+            raise HTTPException(404, f"the image file of {item_id!r} is missing") from None
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        headers["ETag"] = etag
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(
+            path, media_type=media_type(path.name, head), headers=headers, stat_result=st
+        )
+
+    @router.get("/items/{item_id:path}", response_model=schemas.Item, responses=NOT_FOUND)
+    async def get_item(item_id: str, request: Request) -> dict[str, Any]:
+        """One item by id."""
+        return item(served, row_or_404(served, item_id), root_path(request))
+
+    @router.get("/names", response_model=schemas.Suggestions)
+    def names(
+        request: Request,
+        q: Annotated[str, Query(min_length=1, max_length=200, description="name or id")],
+        limit: Annotated[int, Query(ge=1, le=MAX_SUGGESTIONS)] = 10,
+    ) -> dict[str, Any]:
+        """Autocomplete: the id itself, then names starting with ``q``, names with a word
+        starting with ``q``, names containing it, then close (fuzzy) matches."""
+        root = root_path(request)
+        results = [
+            item(served, s.row, root) | {"match": s.match, "score": s.score}
+            for s in served.name_index.search(q, limit)
+        ]
+        return {"query": q, "results": results}
+
+    @router.post(
+        "/search/image",
+        response_model=schemas.ImageSearch,
+        responses={
+            400: {"model": schemas.Message, "description": "a malformed multipart body"},
+            413: {"model": schemas.Message, "description": "upload over the size cap"},
+            415: {"model": schemas.Message, "description": "not an image type"},
+            422: {"description": "not a decodable image (the reason), or bad parameters"},
+        },
+    )
+    def search_image(
+        request: Request,
+        file: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, ...)")],
+        n: N = DEFAULT_N,
+    ) -> dict[str, Any]:
+        """The ``n`` items that look most like an uploaded image (not in the collection)."""
+        ctype = (file.content_type or "").split(";")[0].strip().lower()
+        if not ctype.startswith("image/"):
+            raise HTTPException(415, f"expected an image upload, got {ctype or 'no type'}")
+        data = file.file.read(max_upload + 1)
+        if len(data) > max_upload:
+            raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
+        with upload_slots:
+            try:
+                decoded = served.decode(data, MAX_UPLOAD_PIXELS)
+            except ImageError as exc:
+                raise HTTPException(422, f"cannot use this image: {exc}") from None
+            vector = served.embed(decoded)
+            query = {
+                "filename": os.path.basename(file.filename or "") or None,
+                "sha256": decoded.sha256,
+                "width": decoded.width,
+                "height": decoded.height,
+                "format": decoded.format,
+            }
+            del decoded, data  # the pixels and bytes go before the slot does
+        rows, scores = served.nearest_to(vector, n)
+        return {
+            "query": query,
+            "model_key": served.data.key,
+            "results": hits(served, rows.tolist(), scores, root_path(request)),
+        }
+
+    @router.get("/unique", response_model=schemas.UniquePage)
+    def unique(
+        request: Request,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> dict[str, Any]:
+        """Items least like any other (by similarity to their nearest neighbour), paged."""
+        order = served.unique_rows()
+        page = order[offset : offset + limit]
+        root = root_path(request)
+        assert served.scores is not None and served.neighbors is not None
+        first = np.asarray(served.scores[page, 0], np.float32) if len(page) else np.zeros(0)
+        nearest = served.neighbors[page, 0].tolist() if len(page) else []
+        results = [
+            h | {"rank": offset + h["rank"], "nearest": item(served, int(nb), root)}
+            for h, nb in zip(hits(served, page.tolist(), first, root), nearest, strict=True)
+        ]
+        return {
+            "model_key": served.data.key,
+            "total": len(order),
+            "offset": offset,
+            "limit": limit,
+            "results": results,
+        }
+
+    @router.get("/random", response_model=schemas.Item)
+    async def random_item(
+        request: Request,
+        featured: Annotated[bool, Query(description="pick among the featured items")] = False,
+    ) -> dict[str, Any]:
+        """A random item (for "surprise me")."""
+        import random
+
+        if featured and served.featured_rows:
+            row = random.choice(served.featured_rows)
+        else:
+            row = served.random_row()
+        return item(served, row, root_path(request))
+
+    @router.get("/featured", response_model=schemas.Featured)
+    async def featured(request: Request) -> dict[str, Any]:
+        """The catalogue's query set when it has one, else an even sample of the items."""
+        root = root_path(request)
+        return {
+            "source": served.featured_from,
+            "results": [item(served, r, root) for r in served.featured_rows],
+        }
+
+    @router.get(
+        "/search/text",
+        response_model=schemas.TextSearch,
+        responses={
+            404: {"model": schemas.Message, "description": "text search is not available"},
+            409: {"model": schemas.Message, "description": "the collection needs re-indexing"},
+            422: {"description": "no ImageNet class matches the text, or bad parameters"},
+        },
+    )
+    def search_text(
+        request: Request,
+        q: Annotated[str, Query(min_length=1, max_length=300, description="what to look for")],
+        n: N = DEFAULT_N,
+    ) -> dict[str, Any]:
+        """Images matching a text: CLIP text-to-image search (``mode: clip``), or for an
+        ImageNet model a label search (``mode: labels``, with the matched ``classes``)."""
+        if served.text.mode is None:
+            raise HTTPException(404, f"{served.data.key} cannot search by text")
+        try:
+            rows, scores, classes, unmatched = served.search_text(q, n)
+        except CollectionError:
+            raise
+        except BannermatchError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {
+            "query": q,
+            "mode": served.text.mode,
+            "model_key": served.data.key,
+            "classes": [c.to_dict() for c in classes],
+            "unmatched_words": unmatched,
+            "results": hits(served, rows.tolist(), scores, root_path(request)),
+        }
+
+    return router

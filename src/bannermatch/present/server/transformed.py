@@ -1,0 +1,51 @@
+"""Similar items to a mirrored or flipped query image (the original API's ``mirror=1``,
+``flip=1`` and ``_x``, ``_y``, ``_xy`` routes).
+
+The query item's own image is read, mirrored left to right and/or flipped upside down,
+embedded on the fly with the collection's model (loaded once, on first use, by
+:meth:`ServedCollection.model`), and searched; text on a banner then reads backwards,
+which weakens its pull on the match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from fastapi import HTTPException
+from PIL import ImageOps
+
+from bannermatch.errors import ImageError
+from bannermatch.images import load_image
+from bannermatch.present.server.data import ServedCollection
+
+#: route suffix -> (mirror, flip)
+SUFFIXES = {"": (False, False), "_x": (True, False), "_y": (False, True), "_xy": (True, True)}
+
+
+def transformed_vector(served: ServedCollection, row: int, mirror: bool, flip: bool) -> np.ndarray:
+    """The embedding of ``row``'s image mirrored and/or flipped; a 404 without an image."""
+    source = served.image_source(row)
+    if source is None:
+        raise HTTPException(404, f"item {served.ids[row]!r} has no image to transform")
+    try:
+        decoded = load_image(source, draft_size=served.model().preprocess.draft_size)
+    except (ImageError, OSError) as exc:
+        what = f"the image of {served.ids[row]!r} cannot be read: {exc}"
+        raise HTTPException(404, what) from None
+    image = decoded.image
+    if mirror:
+        image = ImageOps.mirror(image)
+    if flip:
+        image = ImageOps.flip(image)
+    return served.embed(dataclasses.replace(decoded, image=image))
+
+
+def similar_transformed(
+    served: ServedCollection, row: int, k: int, mirror: bool, flip: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows nearest the transformed query, the query item itself left out."""
+    vector = transformed_vector(served, row, mirror, flip)
+    rows, scores = served.nearest_to(vector, k + 1)
+    keep = rows != row
+    return rows[keep][:k], scores[keep][:k]

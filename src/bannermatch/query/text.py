@@ -1,0 +1,244 @@
+"""``bannermatch search``: find images by a text, with CLIP or, offline, by ImageNet labels.
+
+Two modes, chosen by the collection's model:
+
+- ``clip``: a CLIP model (``cls`` strategy) embeds the text with its own tokenizer
+  and text tower; the text embedding is L2-normalised and every stored image
+  embedding is ranked by cosine similarity to it.
+- ``labels``: a model with an ImageNet classifier (the embedded
+  ``effnet-lite0``; ``cls`` strategy) cannot read text. The honest fallback ranks
+  the images by the probability the classifier gives to the ImageNet classes
+  whose names match the query: a class matches a word when the word (or its
+  plural) is one of the words of the class's names or of its WordNet definition
+  (timm's ``ImageNetInfo``), so "dog" matches the dog breeds described as dogs.
+  When some classes match every word of the query, only those count. An image's
+  score is the summed probability of the matched classes, computed exactly from
+  the stored rows: ``p(c|x) = softmax(|f| * (W @ f_hat) + b)``, with ``f_hat`` the
+  stored L2-normalised row and ``|f|`` its norm from ``norms.npy``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bannermatch.defaults import DEFAULT_K
+from bannermatch.embed.models.factory import create_model_for
+from bannermatch.errors import BannermatchError
+from bannermatch.query.similar import Hit, _hits, nearest
+from bannermatch.store.collection import Collection, ModelData
+from bannermatch.tables import format_table
+
+#: rows scored at once in the label mode (block x classes probabilities in memory)
+LABEL_BLOCK = 4096
+#: words that never select a class
+STOPWORDS = frozenset(
+    {"a", "an", "and", "the", "of", "in", "on", "at", "to", "with", "for", "from", "by"}
+    | {"or", "is", "are", "as", "its", "it", "this", "that"}
+)
+_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+
+
+@dataclass
+class LabelClass:
+    index: int
+    name: str  # the class's names, as timm gives them
+    definition: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def text_mode(manifest: dict[str, Any]) -> str | None:
+    """ "clip", "labels", or None: how a collection made with this model answers text."""
+    if manifest.get("strategy") != "cls":
+        return None
+    if manifest.get("text"):
+        return "clip"
+    if "labels" in manifest:
+        return "labels" if manifest["labels"] else None
+    from bannermatch.embed.models.loaders import loader_for
+    from bannermatch.embed.models.registry import get_spec
+    from bannermatch.errors import ModelError
+
+    try:  # a manifest older than the "labels" entry: ask the preset
+        spec = get_spec(str(manifest.get("model")))
+        return None if spec.text else ("labels" if loader_for(spec).labels() else None)
+    except ModelError:
+        return None
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.casefold()) if w not in STOPWORDS]
+
+
+def _has_word(words: set[str], word: str) -> bool:
+    return any(w in words for w in (word, word + "s", word + "es")) or (
+        word.endswith("s") and word[:-1] in words
+    )
+
+
+def match_classes(query: str, subset: str = "imagenet-1k") -> list[LabelClass]:
+    """The ImageNet classes whose names or definition contain the query's words."""
+    return label_match(query, subset)[0]
+
+
+def label_match(query: str, subset: str = "imagenet-1k") -> tuple[list[LabelClass], list[str]]:
+    """The ImageNet classes whose names or definition contain the query's words, and the
+    words that no class has (they play no part in the ranking)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo(subset)
+    words = _words(query)
+    if not words:
+        raise BannermatchError(f"no words to search in {query!r}")
+    classes, hits = [], []
+    used: set[str] = set()
+    for index in range(info.num_classes()):
+        name = info.index_to_description(index)
+        detailed = info.index_to_description(index, detailed=True)
+        definition = detailed.split(": ", 1)[1] if ": " in detailed else ""
+        vocab = set(_WORD.findall(detailed.casefold()))
+        matched = [w for w in words if _has_word(vocab, w)]
+        used.update(matched)
+        found = len(matched)
+        if found:
+            classes.append(LabelClass(index, name, definition))
+            hits.append(found)
+    if not classes:
+        raise BannermatchError(
+            f"no ImageNet class matches {query!r}: without a CLIP model, text search can only "
+            "look for ImageNet's classes (animals, objects, foods, vehicles, places)"
+        )
+    if max(hits) == len(words) and len(words) > 1:  # classes that match every word
+        classes = [c for c, n in zip(classes, hits, strict=True) if n == len(words)]
+    return classes, [w for w in dict.fromkeys(words) if w not in used]
+
+
+def label_scores(data: ModelData, head: Any, indices: list[int]) -> np.ndarray:
+    """Each row's summed probability of the classes ``indices`` (float32, N), exact."""
+    norms = data.require_norms()
+    weight = np.asarray(head.weight, np.float32)
+    bias = np.asarray(head.bias, np.float32)
+    out = np.empty(len(data.ids), np.float32)
+    for start in range(0, len(data.ids), LABEL_BLOCK):
+        rows = np.asarray(data.embeddings[start : start + LABEL_BLOCK], np.float32)
+        logits = (rows @ weight.T) * np.asarray(norms[start : start + LABEL_BLOCK])[:, None]
+        logits += bias
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        out[start : start + len(rows)] = probs[:, indices].sum(axis=1)
+    return out
+
+
+@dataclass
+class TextSearchResult:
+    query: str
+    mode: str  # "clip" or "labels"
+    model_key: str
+    hits: list[Hit]
+    classes: list[LabelClass] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)  # query words no class has
+
+    def summary(self) -> str:
+        rows = [[h.rank, h.id, h.name, h.score] for h in self.hits]
+        score = "cosine" if self.mode == "clip" else "probability"
+        table = format_table(["#", "id", "name", score], rows)
+        if self.mode == "clip":
+            return f"images matching {self.query!r} (CLIP text search, {self.model_key}):\n{table}"
+        names = "; ".join(c.name for c in self.classes[:12])
+        more = f" and {len(self.classes) - 12} more" if len(self.classes) > 12 else ""
+        ignored = (
+            f"\nno ImageNet class has the word(s) {', '.join(map(repr, self.unmatched))}: "
+            "they play no part in this ranking"
+            if self.unmatched
+            else ""
+        )
+        return (
+            f"label search: {self.model_key} cannot read text, so this ranks the images by the "
+            f"probability of the {len(self.classes)} ImageNet class(es) matching "
+            f"{self.query!r}: {names}{more}{ignored}\n{table}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "model_key": self.model_key,
+            "classes": [c.to_dict() for c in self.classes],
+            "unmatched_words": self.unmatched,
+            "results": [h.to_dict() for h in self.hits],
+        }
+
+
+class TextSearcher:
+    """Answers text queries on one collection's rows; loads the model on first use."""
+
+    def __init__(self, data: ModelData, *, device: str = "cpu"):
+        self.data = data
+        self.mode = text_mode(data.manifest)
+        self.device = device
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            self._model = create_model_for(self.data.manifest, engine="torch", device=self.device)
+        return self._model
+
+    def rank(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray, list[LabelClass]]:
+        rows, scores, classes, _ = self.rank_words(text, k)
+        return rows, scores, classes
+
+    def rank_words(
+        self, text: str, k: int
+    ) -> tuple[np.ndarray, np.ndarray, list[LabelClass], list[str]]:
+        """:meth:`rank`, and the words of ``text`` that no ImageNet class has."""
+        """The ``k`` best rows, their scores, and the classes a label search used."""
+        text = text.strip()
+        if not text:
+            raise BannermatchError("the text to search is empty")
+        if k < 1:
+            raise BannermatchError("k must be at least 1")
+        if self.mode is None:
+            raise BannermatchError(
+                f"{self.data.key} cannot search by text: it needs a CLIP model "
+                "(e.g. --model clip-vit-b32) or an ImageNet classifier, with --strategy cls"
+            )
+        if self.mode == "clip":
+            vector = self._load().embed_text([text])[0]
+            rows, scores = nearest(self.data, vector, k)
+            return rows, scores, [], []
+        self.data.require_norms()  # before loading the model: the hint comes first
+        head = self._load().label_head()
+        if head is None:
+            raise BannermatchError(f"{self.data.key} has no ImageNet classifier to search with")
+        classes, unmatched = label_match(text, head.subset)
+        scores = label_scores(self.data, head, [c.index for c in classes])
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        order = top[np.lexsort((top, -scores[top]))]
+        return order, scores[order], classes, unmatched
+
+
+def search(
+    collection: str | os.PathLike[str],
+    text: str,
+    *,
+    k: int = DEFAULT_K,
+    model: str | None = None,
+    device: str = "cpu",
+) -> TextSearchResult:
+    """The ``k`` images that best match ``text``: CLIP text-to-image search, or for an
+    ImageNet model, a search by the ImageNet labels that match the text."""
+    coll = Collection(collection)
+    data = coll.load(model)
+    searcher = TextSearcher(data, device=device)
+    rows, scores, classes, unmatched = searcher.rank_words(text, k)
+    with coll.catalog() as cat:
+        hits = _hits(cat, data, rows, scores)
+    return TextSearchResult(text, str(searcher.mode), data.key, hits, classes, unmatched)
