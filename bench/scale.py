@@ -152,14 +152,12 @@ def _gb(n: float) -> str:
 def _latency(emb: np.ndarray, index: object, queries: int = 50) -> tuple[float, float]:
     """Mean milliseconds of one top-``LATENCY_N`` query: the server's exact scan
     (``query.nearest``) and the approximate index (``AnnIndex.nearest``)."""
-    from bannermatch.query.similar import nearest
-    from bannermatch.store.collection import ModelData
+    from bannermatch.query.topk import nearest
 
-    data = ModelData(Path("."), {}, [""] * len(emb), [], emb)
     rows = np.random.default_rng(9).choice(len(emb), queries, replace=False).tolist()
     times = []
     for fn in (
-        lambda r: nearest(data, emb[r], LATENCY_N, exclude=r),
+        lambda r: nearest(emb, emb[r], LATENCY_N, exclude=r),
         lambda r: index.nearest(emb[r], LATENCY_N, exclude=r),  # type: ignore[attr-defined]
     ):
         t0 = time.perf_counter()
@@ -172,7 +170,7 @@ def _latency(emb: np.ndarray, index: object, queries: int = 50) -> tuple[float, 
 def bench_ann(sizes: list[int], d: int, kinds: list[str], data: list[str], tmp: Path) -> None:
     import faiss
 
-    from bannermatch.query import ann
+    from bannermatch.query import ann, topk
     from bannermatch.query.match import topk_all
 
     k = 10
@@ -189,7 +187,7 @@ def bench_ann(sizes: list[int], d: int, kinds: list[str], data: list[str], tmp: 
         else:
             rows = np.random.default_rng(5).choice(n, EXACT_SAMPLE, replace=False)
             t0 = time.perf_counter()
-            ann.exact_topk(emb, emb[rows].astype(np.float32), k, exclude=rows)
+            topk.exact_topk(emb, emb[rows].astype(np.float32), k, exclude=rows)
             exact_s = (time.perf_counter() - t0) * n / EXACT_SAMPLE
             exact_sc = None
             how = f"{EXACT_SAMPLE:,} queries timed, x{n // EXACT_SAMPLE}; searches below: "

@@ -17,7 +17,7 @@ from bannermatch.errors import BannermatchError
 from bannermatch.present.server import ServedCollection, create_app
 from bannermatch.query import ann
 from bannermatch.query.match import match
-from bannermatch.query.similar import nearest
+from bannermatch.query.topk import nearest
 from bannermatch.store.collection import Collection, write_model_data
 
 KEY = "synthetic__rand__cls"
@@ -178,7 +178,7 @@ def test_serve_answers_from_the_index(tmp_path: Path, vectors: np.ndarray) -> No
     # without the index the server scans exactly
     match(tmp_path / "c", k=5, progress=False)
     exact_served = ServedCollection.open(tmp_path / "c")
-    assert exact_served.ann is None
+    assert exact_served.search.ann is None
     rows, _, source = exact_served.similar(7, 30)
     assert source == "exact" and set(rows.tolist()) == set(want.tolist())
 
@@ -196,7 +196,7 @@ def test_similar_answers_from_the_index(cli, tmp_path: Path) -> None:
     rows, _, source = served.similar(7, 30)
     assert source == "ann"
     data = Collection(tmp_path / "c").load()
-    exact_rows, _ = nearest(data, data.embeddings[7], 30, exclude=7)
+    exact_rows, _ = nearest(data.embeddings, data.embeddings[7], 30, exclude=7)
     assert set(rows.tolist()) != set(exact_rows.tolist())
     out = json.loads(cli("similar", tmp_path / "c", "v7", "-k", "30", "--json").stdout)
     assert [h["id"] for h in out["results"]] == [f"v{r}" for r in rows.tolist()]

@@ -15,7 +15,8 @@ from bannermatch.embed.index import index
 from bannermatch.embed.models import get_spec
 from bannermatch.errors import BannermatchError
 from bannermatch.query.match import match, topk_all
-from bannermatch.query.similar import nearest, similar, unique
+from bannermatch.query.similar import similar, unique
+from bannermatch.query.topk import nearest
 from bannermatch.store.catalog import Catalog
 from bannermatch.store.collection import Collection
 
@@ -238,11 +239,11 @@ def test_nearest_matches_brute_force(built: Path) -> None:
     e = np.asarray(data.embeddings, np.float32)
     q = e[3] + e[17]
     q /= np.linalg.norm(q)
-    rows, scores = nearest(data, q, 6)
+    rows, scores = nearest(data.embeddings, q, 6)
     want = np.argsort(-(e @ q), kind="stable")[:6]
     assert rows.tolist() == want.tolist()
     np.testing.assert_allclose(scores, (e @ q)[want], atol=1e-6)
-    rows, _ = nearest(data, e[3], 1000, exclude=3)
+    rows, _ = nearest(data.embeddings, e[3], 1000, exclude=3)
     assert len(rows) == len(e) - 1 and 3 not in rows.tolist()
 
 

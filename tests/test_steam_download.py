@@ -208,6 +208,21 @@ def test_unreachable_cdn_fails_fast_and_leaves_games_pending(cli, tmp_path):
     assert {r.status for r in _rows(coll).values()} == {"pending"}
 
 
+def test_a_second_steam_command_on_one_collection_is_refused(cli, tmp_path):
+    from filelock import FileLock
+
+    coll = tmp_path / "coll"
+    _catalogue(coll, ["10"])
+    with FileLock(coll / ".steam.lock", timeout=0):  # another process's download, running
+        proc = _download(cli, coll, "http://127.0.0.1:9", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"bannermatch: error: another bannermatch steam command is running in {coll}: "
+        "wait for it before the download"
+    ]
+    assert {r.status for r in _rows(coll).values()} == {"pending"}
+
+
 def test_no_catalogue_is_a_clear_error(cli, tmp_path):
     proc = _download(cli, tmp_path / "none", "http://127.0.0.1:9", check=False)
     assert proc.returncode == 1 and "bannermatch steam catalog" in proc.stderr

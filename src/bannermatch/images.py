@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import stat
 import struct
 import tarfile
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from bannermatch.errors import ImageError
+from bannermatch.errors import BannermatchError, ImageError
 
 IMAGE_EXTENSIONS = frozenset(
     {
@@ -375,3 +376,11 @@ def load_image(
 ) -> DecodedImage:
     """Read and decode an item's source; unreadable or bad files raise :class:`ImageError`."""
     return decode_bytes(read_source(source, offset, size), draft_size=draft_size)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"300x450"`` -> ``(300, 450)``: an image size as a user writes it (``x`` or ``×``)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not m or int(m[1]) < 1 or int(m[2]) < 1:
+        raise BannermatchError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 300x450")
+    return int(m[1]), int(m[2])

@@ -1,7 +1,9 @@
-"""Plain-text tables for results' ``summary()``: columns padded, numbers right-aligned."""
+"""Text output shared by the stages: plain-text tables for results' ``summary()``, and
+the two ways text goes into Markdown (free text; a table cell that holds code spans)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,3 +29,19 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return " ".join(str(value).split())  # no newlines or tabs inside a table cell
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def md_escape(text: str) -> str:
+    """Free text safe inside Markdown: a table cell, link text or image alt text."""
+    text = " ".join(text.split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_cell(text: object) -> str:
+    """A Markdown table cell whose text may hold code spans (which escapes would break):
+    one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bannermatch import __version__
-from bannermatch.cli.output import byte_size, emit, positive_int
+from bannermatch.cli.output import byte_size, emit, positive_int, show_logs
 from bannermatch.cli.steam import add_steam_commands
 from bannermatch.errors import BannermatchError
 
@@ -649,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    show_logs()
     try:
         return int(args.handler(args) or 0)
     except BannermatchError as exc:

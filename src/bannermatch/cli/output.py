@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from typing import Any
 
 
@@ -42,3 +44,25 @@ def byte_size(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1 byte")
     return int(value)
+
+
+class _LineFormatter(logging.Formatter):
+    """``bannermatch: MESSAGE``, with ``warning:`` before warnings: the CLI's own voice."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return f"bannermatch: {level}{record.getMessage()}"
+
+
+def show_logs() -> None:
+    """Print the library's log records (``bannermatch.*``, INFO and up) on stderr, one
+    line each; the library itself never prints."""
+    root = logging.getLogger("bannermatch")
+    if any(getattr(h, "bannermatch_cli", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    handler.bannermatch_cli = True  # type: ignore[attr-defined]  # marks the CLI's handler
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False

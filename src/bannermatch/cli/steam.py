@@ -31,8 +31,8 @@ def _seconds(text: str) -> float:
 
 
 def _size(text: str) -> tuple[int, int]:
-    from bannermatch.acquire.steam.payload import parse_size
     from bannermatch.errors import BannermatchError
+    from bannermatch.images import parse_size
 
     try:
         return parse_size(text)
@@ -74,7 +74,6 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         retries=args.retries,
         backoff=args.backoff,
-        quiet=args.quiet or args.json,
     )
     return emit(args, result)
 

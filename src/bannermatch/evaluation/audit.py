@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tarfile
 import time
 from collections import Counter, deque
@@ -36,12 +35,20 @@ from PIL import ImageMode
 
 from bannermatch.acquire.inputs import UNDECODABLE_NAME
 from bannermatch.errors import BannermatchError, CollectionError, ImageError
-from bannermatch.images import TAR_SEPARATOR, DecodedImage, ReadError, decode_bytes, read_source
+from bannermatch.images import (
+    TAR_SEPARATOR,
+    DecodedImage,
+    ReadError,
+    decode_bytes,
+    parse_size,
+    read_source,
+)
 from bannermatch.progress import progress_bar
 from bannermatch.query.match import load_duplicates
 from bannermatch.store import atomic
 from bannermatch.store.catalog import Catalog
 from bannermatch.store.collection import Collection
+from bannermatch.tables import md_cell
 
 FORMAT_VERSION = 1
 AUDIT_DIR = "audit"
@@ -110,16 +117,6 @@ class AuditSettings:
     aspect_tolerance: float = ASPECT_TOLERANCE
     blank_tolerance: int = BLANK_TOLERANCE
     near_blank_std: float = NEAR_BLANK_STD
-
-
-def parse_size(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"300x450"`` -> ``(300, 450)``; a one-line error for anything else."""
-    if text is None or isinstance(text, tuple):
-        return text
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
-    if not m or int(m[1]) < 1 or int(m[2]) < 1:
-        raise BannermatchError(f"expected size {text!r} is not WIDTHxHEIGHT, e.g. 300x450")
-    return int(m[1]), int(m[2])
 
 
 def parse_modes(modes: Iterable[str] | None) -> tuple[str, ...]:
@@ -524,7 +521,9 @@ def audit(
     """Audit every item of ``collection``; store flags and write ``audit/audit.{json,md}``."""
     started = time.perf_counter()
     settings = AuditSettings(
-        parse_size(expect_size),
+        expect_size
+        if expect_size is None or isinstance(expect_size, tuple)
+        else parse_size(expect_size),
         parse_modes(allow_modes),
         ASPECT_TOLERANCE if aspect_tolerance is None else aspect_tolerance,
         BLANK_TOLERANCE if blank_tolerance is None else blank_tolerance,
@@ -642,11 +641,6 @@ def _report(
 # audit.md ---------------------------------------------------------------------
 
 
-def _md(text: Any) -> str:
-    """A table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
 def _table(headers: list[str], rows: list[list[Any]], limit: int = MD_TABLE_LIMIT) -> list[str]:
     aligns = [
         "---:" if rows and all(isinstance(r[i], int) for r in rows) else "---"
@@ -655,7 +649,7 @@ def _table(headers: list[str], rows: list[list[Any]], limit: int = MD_TABLE_LIMI
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join(aligns) + "|"]
     for row in rows[:limit]:
         out.append(
-            "| " + " | ".join(_md(f"{v:,}" if isinstance(v, int) else v) for v in row) + " |"
+            "| " + " | ".join(md_cell(f"{v:,}" if isinstance(v, int) else v) for v in row) + " |"
         )
     if len(rows) > limit:
         out.append(f"\n... and {len(rows) - limit:,} more rows in `{AUDIT_JSON}`.")
@@ -705,8 +699,8 @@ def _finding_lines(report: dict[str, Any]) -> list[str]:
         items = by_flag[flag]
         n = len(items)
         base, _, mode = flag.partition(":")
-        ids = [f"`{_md(it['id'])}`" for it in items]
-        with_reason = [f"`{_md(it['id'])}` ({_md(it['reasons'][flag])})" for it in items]
+        ids = [f"`{md_cell(it['id'])}`" for it in items]
+        with_reason = [f"`{md_cell(it['id'])}` ({md_cell(it['reasons'][flag])})" for it in items]
         if base == "mode":
             lines.append(f"- {_plural(n, mode_name(mode) + ' image')}: {_id_list(ids)}")
         elif base == "size":

@@ -12,9 +12,9 @@ the stereo pair ``motorcycle_left`` / ``motorcycle_right``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from bannermatch.errors import BannermatchError, ImageError
 from bannermatch.images import load_image
 from bannermatch.store import atomic
+
+log = logging.getLogger(__name__)
 
 #: photos shown with their top matches at the end of the demo
 SHOWCASE = ("chelsea", "coffee", "rocket", "astronaut")
@@ -219,7 +221,7 @@ def demo(
             if fresh:  # leave no empty Steam collection behind
                 shutil.rmtree(root / "steam", ignore_errors=True)
             note = f"Steam is not reachable ({exc}); using the offline sample photos instead"
-            print(f"bannermatch: {note}", file=sys.stderr, flush=True)
+            log.warning(note)
     if result is None:
         result = _sample_demo(root / "sample", progress)
     result.note = note

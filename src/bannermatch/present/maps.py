@@ -101,15 +101,10 @@ def store_map(data: ModelData, points: np.ndarray, method: str, seconds: float =
     atomic.commit_files(
         data.folder,
         {
-            MAP_FILE: lambda path: _save_npy(path, np.asarray(points, np.float32)),
+            MAP_FILE: lambda path: atomic.save_npy(path, np.asarray(points, np.float32)),
             MAP_MANIFEST: lambda path: path.write_text(json.dumps(info, indent=1), "utf-8"),
         },
     )
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
 
 
 def compute_map(vectors: np.ndarray, *, verbose: bool = False) -> tuple[np.ndarray, str]:

@@ -68,6 +68,7 @@ from bannermatch.query.match import shown_score, unique_order
 from bannermatch.store import atomic
 from bannermatch.store.catalog import Catalog, Item, steam_appid
 from bannermatch.store.collection import Collection, ModelData
+from bannermatch.tables import md_escape
 
 NEIGHBOURS = 10  # shown per query: two rows of COLUMNS
 COLUMNS = 5
@@ -682,15 +683,6 @@ def unique_html(title: str, rows: list[UniqueRow], anchors: dict[str, str], base
 
 
 # Markdown --------------------------------------------------------------------
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
-
-
-def md_escape(text: str) -> str:
-    """Text safe inside a Markdown table cell, link text or image alt text."""
-    text = " ".join(text.split())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def _md_image(entry: Entry) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from bannermatch.errors import BannermatchError
+from bannermatch.query.topk import drop_own, exact_topk
 from bannermatch.store.collection import ModelData
 
 KINDS = ("exact", "ivf", "hnsw")
@@ -227,37 +228,6 @@ def rescore(
     return ids, best
 
 
-def exact_topk(
-    emb: np.ndarray, queries: np.ndarray, k: int, exclude: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` (int64 rows, float32 scores) of float32 ``queries`` over all rows,
-    in blocks merged by a faiss heap; ``exclude[i]``: a row query ``i`` must not return."""
-    import faiss
-
-    queries = np.ascontiguousarray(queries, np.float32)
-    extra = 0 if exclude is None else 1
-    heap = faiss.ResultHeap(len(queries), k + extra, keep_max=True)
-    for start in range(0, len(emb), BLOCK):
-        block = _float32(emb, slice(start, start + BLOCK))
-        scores, ids = faiss.knn(
-            queries, block, min(k + extra, len(block)), faiss.METRIC_INNER_PRODUCT
-        )
-        heap.add_result(np.ascontiguousarray(scores), np.ascontiguousarray(ids + start))
-    heap.finalize()
-    ids, scores = heap.I, heap.D
-    if exclude is not None:
-        ids, scores = _drop(ids, scores, np.asarray(exclude), k)
-    return ids, scores.astype(np.float32)
-
-
-def _drop(ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int):
-    """Remove each query's own row (or, when absent, its last result): k+1 -> k columns."""
-    is_self = ids == rows[:, None]
-    is_self[~is_self.any(axis=1), -1] = True
-    keep = ~is_self
-    return ids[keep].reshape(len(rows), k), scores[keep].reshape(len(rows), k)
-
-
 def recall(
     emb: np.ndarray,
     queries: np.ndarray,
@@ -308,7 +278,7 @@ def tune(
             params.nprobe = breadth
         set_breadth(index, params)
         ids, _ = search(index, params, emb, queries, k + 1)
-        found, _ = _drop(ids, np.zeros(ids.shape, np.float32), rows, k)
+        found, _ = drop_own(ids, np.zeros(ids.shape, np.float32), rows, k)
         tried[breadth] = recall(emb, queries, found, exact_scores)
         return tried[breadth]
 
@@ -398,7 +368,7 @@ def topk_all(
         rows = np.arange(start, min(n, start + block))
         queries = _float32(emb, slice(start, start + len(rows)))
         ids, scores = search(index, params, emb, queries, k + 1)
-        ids, scores = _drop(ids, scores, rows, k)
+        ids, scores = drop_own(ids, scores, rows, k)
         short = (ids < 0).any(axis=1)
         if short.any():
             ids[short], scores[short] = exact_topk(emb, queries[short], k, exclude=rows[short])

@@ -45,26 +45,6 @@ def _float32_rows(emb: np.ndarray, block: int = 65536) -> np.ndarray:
     return out
 
 
-def build_index(emb: np.ndarray) -> Any:
-    import faiss
-
-    index = faiss.IndexFlatIP(emb.shape[1])
-    index.add(_float32_rows(emb))
-    return index
-
-
-def drop_self(
-    ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each query row from its own result list (k+1 -> k columns)."""
-    is_self = ids == rows[:, None]
-    # rows that did not find themselves (exact ties) drop their last column instead
-    missing = ~is_self.any(axis=1)
-    is_self[missing, -1] = True
-    keep = ~is_self
-    return ids[keep].reshape(len(rows), k), scores[keep].reshape(len(rows), k)
-
-
 def topk_all(
     emb: np.ndarray,
     k: int = DEFAULT_K,

@@ -14,6 +14,7 @@ from bannermatch.errors import BannermatchError, ImageError
 from bannermatch.images import DecodedImage, Draft, decode_bytes, load_image
 from bannermatch.query.match import shown_score, unique_order
 from bannermatch.query.names import NameIndex
+from bannermatch.query.neighbours import Neighbours
 from bannermatch.store.catalog import Catalog, is_app_id
 from bannermatch.store.collection import Collection, ModelData
 from bannermatch.tables import format_table
@@ -110,40 +111,6 @@ def _hits(cat: Catalog, data: ModelData, rows: np.ndarray, scores: np.ndarray) -
     return hits
 
 
-def nearest(
-    data: ModelData, vector: np.ndarray, k: int, exclude: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` rows for one L2-normalised query vector, blocked over the rows."""
-    k = min(k, len(data.ids) - (exclude is not None))
-    best_rows = np.zeros(0, np.int64)
-    best_scores = np.zeros(0, np.float32)
-    q = np.asarray(vector, np.float32).ravel()
-    for start in range(0, len(data.ids), 65536):
-        block = np.asarray(data.embeddings[start : start + 65536], np.float32) @ q
-        if exclude is not None and start <= exclude < start + len(block):
-            block[exclude - start] = -np.inf
-        rows = np.arange(start, start + len(block))
-        best_rows = np.concatenate([best_rows, rows])
-        best_scores = np.concatenate([best_scores, block])
-        if len(best_scores) > k:
-            top = np.argpartition(-best_scores, k - 1)[:k]
-            best_rows, best_scores = best_rows[top], best_scores[top]
-    order = np.lexsort((best_rows, -best_scores))
-    return best_rows[order], best_scores[order]
-
-
-def _nearest(
-    data: ModelData, vector: np.ndarray, k: int, exclude: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """From the approximate index `match --index` stored, if any, else exact."""
-    from bannermatch.query.ann import AnnIndex
-
-    index = AnnIndex.load(data)
-    if index is not None:
-        return index.nearest(vector, k, exclude)
-    return nearest(data, vector, k, exclude)
-
-
 @dataclass
 class SimilarResult:
     query: Query
@@ -193,7 +160,7 @@ def similar(
                 img = _query_image(query, draft)
             else:
                 img = _steam_banner(query, cdn_url, steam_api_url, draft)
-            rows, scores = _nearest(data, model.embed_images([img.image])[0], k)
+            rows, scores = Neighbours(data).nearest(model.embed_images([img.image])[0], k)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
             info = data.match_info
@@ -201,7 +168,7 @@ def similar(
                 nb, sc = data.neighbors()
                 rows, scores = np.asarray(nb[row, :k]), np.asarray(sc[row, :k], np.float32)
             else:
-                rows, scores = _nearest(data, data.embeddings[row], k, exclude=row)
+                rows, scores = Neighbours(data).nearest(data.embeddings[row], k, exclude=row)
         if rerank:
             return _reranked(coll, data, cat, q, img, (rows, scores), want)
         return SimilarResult(q, data.key, _hits(cat, data, rows[:want], scores[:want]))

@@ -29,7 +29,8 @@ import numpy as np
 from bannermatch.defaults import DEFAULT_K
 from bannermatch.embed.models.factory import create_model_for
 from bannermatch.errors import BannermatchError
-from bannermatch.query.similar import Hit, _hits, nearest
+from bannermatch.query.neighbours import Neighbours
+from bannermatch.query.similar import Hit, _hits
 from bannermatch.store.collection import Collection, ModelData
 from bannermatch.tables import format_table
 
@@ -211,7 +212,7 @@ class TextSearcher:
             )
         if self.mode == "clip":
             vector = self._load().embed_text([text])[0]
-            rows, scores = nearest(self.data, vector, k)
+            rows, scores = Neighbours(self.data).nearest(vector, k)
             return rows, scores, [], []
         self.data.require_norms()  # before loading the model: the hint comes first
         head = self._load().label_head()

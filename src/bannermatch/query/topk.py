@@ -21,6 +21,8 @@ import numpy as np
 from bannermatch.embed.models.engines import cpu_threads
 
 BLOCK = 4096
+#: rows scanned at a time by the exact search of a few query vectors
+SCAN = 16384
 PAD = 16
 #: the side of the tiles a block is transposed in
 TILE = 512
@@ -109,3 +111,50 @@ def topk_all_pairs(
             if progress is not None:
                 progress(i1 - i0)
     return best.result()
+
+
+def exact_topk(
+    emb: np.ndarray, queries: np.ndarray, k: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` (int64 rows, float32 scores) of float32 ``queries`` over all rows,
+    in blocks merged by a faiss heap; ``exclude[i]``: a row query ``i`` must not return."""
+    import faiss
+
+    queries = np.ascontiguousarray(queries, np.float32)
+    extra = 0 if exclude is None else 1
+    heap = faiss.ResultHeap(len(queries), k + extra, keep_max=True)
+    for start in range(0, len(emb), SCAN):
+        block = np.asarray(emb[start : start + SCAN], np.float32)
+        scores, ids = faiss.knn(
+            queries, block, min(k + extra, len(block)), faiss.METRIC_INNER_PRODUCT
+        )
+        heap.add_result(np.ascontiguousarray(scores), np.ascontiguousarray(ids + start))
+    heap.finalize()
+    ids, scores = heap.I, heap.D
+    if exclude is not None:
+        ids, scores = drop_own(ids, scores, np.asarray(exclude), k)
+    return ids, scores.astype(np.float32)
+
+
+def drop_own(
+    ids: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own row (or, when absent, its last result): k+1 -> k columns."""
+    is_self = ids == rows[:, None]
+    is_self[~is_self.any(axis=1), -1] = True
+    keep = ~is_self
+    return ids[keep].reshape(len(rows), k), scores[keep].reshape(len(rows), k)
+
+
+def nearest(
+    emb: np.ndarray, vector: np.ndarray, k: int, exclude: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` rows (int64) and scores (float32) of one query vector; ``exclude``:
+    a row that must not be returned (the query's own)."""
+    k = min(k, len(emb) - (exclude is not None))
+    if k < 1:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    rows = None if exclude is None else np.array([exclude])
+    ids, scores = exact_topk(emb, np.asarray(vector, np.float32).reshape(1, -1), k, rows)
+    keep = ids[0] >= 0
+    return ids[0][keep].astype(np.int64), scores[0][keep]

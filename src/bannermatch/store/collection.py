@@ -277,15 +277,10 @@ def write_model_data(
     if norms is not None:
         if norms.shape != (len(ids),):
             raise ValueError(f"{len(norms)} norms for {len(ids)} rows")
-        writers[NORMS] = lambda p: _save_npy(p, np.asarray(norms, np.float32))
+        writers[NORMS] = lambda p: atomic.save_npy(p, np.asarray(norms, np.float32))
     writers[MANIFEST] = lambda p: p.write_text(json.dumps(manifest, indent=1), "utf-8")
     atomic.commit_files(folder, writers)
     return manifest
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
 
 
 def safe_name(name: str) -> str:

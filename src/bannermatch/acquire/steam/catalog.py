@@ -10,8 +10,8 @@ and only has its name updated. The query set is the popular games (SteamSpy's
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,6 +48,9 @@ META_SPY_DONE = "steam.steamspy.complete"
 META_SPY_LAST = "steam.steamspy.last_all_request"  # wall-clock time
 META_API_LAST = "steam.webapi.last_appid"
 META_API_DONE = "steam.webapi.complete"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,11 +123,6 @@ class AppWriter:
         self.add([(i, CURATED_GAMES.get(i, "")) for i in ids if i not in self.known], count=False)
 
 
-def _say(message: str, quiet: bool) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
-
-
 # SteamSpy --------------------------------------------------------------------
 
 
@@ -158,7 +156,6 @@ def fetch_steamspy_all(
     *,
     interval: float,
     max_pages: int | None,
-    quiet: bool,
 ) -> None:
     """``request=all`` page by page from where the last run stopped, ``interval`` apart."""
     if cat.get_meta(META_SPY_DONE) == "1":
@@ -171,7 +168,7 @@ def fetch_steamspy_all(
 
     def before() -> None:
         if gate.remaining() > 1:
-            _say(f"SteamSpy: waiting {gate.remaining():.0f}s (one `request=all` a minute)", quiet)
+            log.info(f"SteamSpy: waiting {gate.remaining():.0f}s (one `request=all` a minute)")
         gate.wait()
         cat.set_meta(META_SPY_LAST, repr(gate.mark()))  # if this run dies in the request
 
@@ -205,7 +202,7 @@ def fetch_steamspy_all(
         result.pages += 1
         page += 1
         cat.set_meta(META_SPY_PAGE, str(page))
-        _say(f"SteamSpy page {page - 1}: {len(apps)} apps ({len(writer.known)} in all)", quiet)
+        log.info(f"SteamSpy page {page - 1}: {len(apps)} apps ({len(writer.known)} in all)")
 
 
 def fetch_steamspy_top(client: ServiceClient, base: str, interval: float) -> list[App]:
@@ -232,7 +229,6 @@ def fetch_webapi(
     *,
     page_size: int,
     max_pages: int | None,
-    quiet: bool,
 ) -> None:
     """``IStoreService/GetAppList`` page by page, continuing from the stored ``last_appid``."""
     key = os.environ.get(API_KEY_ENV, "").strip()
@@ -271,7 +267,7 @@ def fetch_webapi(
             raise BannermatchError(f"the Steam Web API sent an unexpected reply: {where}") from None
         writer.add(apps)
         result.pages += 1
-        _say(f"Web API page {result.pages}: {len(apps)} apps ({len(writer.known)} in all)", quiet)
+        log.info(f"Web API page {result.pages}: {len(apps)} apps ({len(writer.known)} in all)")
         if not more:
             cat.set_meta(META_API_DONE, "1")
             result.complete = True
@@ -304,7 +300,6 @@ def fetch_catalog(
     timeout: float = 30.0,
     retries: int = 5,
     backoff: float = 1.0,
-    quiet: bool = True,
 ) -> CatalogResult:
     """Fill ``collection``'s catalogue with Steam apps from ``source`` and set its query set.
 
@@ -343,7 +338,6 @@ def fetch_catalog(
                 result,
                 interval=steamspy_interval,
                 max_pages=max_pages,
-                quiet=quiet,
             )
         elif source == "webapi":
             fetch_webapi(
@@ -354,7 +348,6 @@ def fetch_catalog(
                 result,
                 page_size=page_size,
                 max_pages=max_pages,
-                quiet=quiet,
             )
         else:
             assert snapshot is not None

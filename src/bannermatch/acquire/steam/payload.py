@@ -10,7 +10,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from bannermatch.errors import BannermatchError
 from bannermatch.images import decode_bytes
 from bannermatch.store import atomic
 
@@ -32,18 +31,6 @@ class StoredImage:
     format: str
     size: int
     mtime: float
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"300x450"`` -> ``(300, 450)``."""
-    w, sep, h = text.lower().partition("x")
-    try:
-        size = (int(w), int(h))
-    except ValueError:
-        size = (0, 0)
-    if not sep or min(size) < 1:
-        raise BannermatchError(f"--resize wants WIDTHxHEIGHT such as 300x450, not {text!r}")
-    return size
 
 
 def check_image(data: bytes) -> tuple[str, str]:

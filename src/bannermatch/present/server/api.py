@@ -73,7 +73,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "featured_from": served.featured_from,
             "text_search": served.text.mode is not None,
             "text_mode": served.text.mode,
-            "index": served.ann.params.kind if served.ann else "exact",
+            "index": served.search.ann.params.kind if served.search.ann else "exact",
             "index_recall": served.ann_recall,
             "load_seconds": round(served.load_seconds, 3),
         }

@@ -20,10 +20,9 @@ import numpy as np
 from bannermatch.embed.models.factory import create_model_for
 from bannermatch.errors import BannermatchError, CollectionError
 from bannermatch.images import TAR_SEPARATOR, DecodedImage, decode_bytes
-from bannermatch.query.ann import AnnIndex
 from bannermatch.query.match import unique_order
 from bannermatch.query.names import NameIndex
-from bannermatch.query.similar import nearest
+from bannermatch.query.neighbours import Neighbours
 from bannermatch.query.text import LabelClass, TextSearcher
 from bannermatch.store.catalog import Item, steam_appid
 from bannermatch.store.collection import Collection, ModelData
@@ -51,15 +50,14 @@ class ServedCollection:
     name_index: NameIndex
     neighbors: np.ndarray | None  # uint32 (N, k), memory-mapped; None before `match`
     scores: np.ndarray | None
-    #: the approximate index of `match --index ivf|hnsw`, for queries past the stored k
-    ann: AnnIndex | None = None
+    #: searches past the stored k: `match --index ivf|hnsw`'s index, else exact scans
+    search: Neighbours
     load_seconds: float = 0.0
     _unique: np.ndarray | None = field(default=None, repr=False)
     _model: EmbeddingModel | None = field(default=None, repr=False)
     _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _text: TextSearcher | None = field(default=None, repr=False)
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _exact_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], model: str | None = None) -> ServedCollection:
@@ -107,7 +105,7 @@ class ServedCollection:
             name_index=NameIndex(data.ids, names),
             neighbors=neighbors,
             scores=scores,
-            ann=AnnIndex.load(data) if neighbors is not None else None,
+            search=Neighbours(data),
         )
         served.load_seconds = time.perf_counter() - t0
         return served
@@ -144,7 +142,7 @@ class ServedCollection:
     @property
     def ann_recall(self) -> float | None:
         info = self.data.match_info or {}
-        return info.get("index", {}).get("recall") if self.ann is not None else None
+        return info.get("index", {}).get("recall") if self.search.ann is not None else None
 
     def similar(self, row: int, n: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The ``n`` rows nearest ``row``: from neighbors.npy when it holds them, else from
@@ -153,19 +151,12 @@ class ServedCollection:
             rows = np.asarray(self.neighbors[row, :n], np.int64)
             return rows, np.asarray(self.scores[row, :n], np.float32), "neighbors"
         vector = np.asarray(self.data.embeddings[row], np.float32)
-        if self.ann is not None:
-            rows, scores = self.ann.nearest(vector, n, exclude=row)
-            return rows, scores, "ann"
-        with self._exact_lock:  # one full scan at a time: each converts blocks to float32
-            rows, scores = nearest(self.data, vector, n, exclude=row)
-        return rows, scores, "exact"
+        rows, scores = self.search.nearest(vector, n, exclude=row)
+        return rows, scores, self.search.kind
 
     def nearest_to(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` rows nearest a query vector: the approximate index, else an exact scan."""
-        if self.ann is not None:
-            return self.ann.nearest(vector, n)
-        with self._exact_lock:
-            return nearest(self.data, vector, n)
+        return self.search.nearest(vector, n)
 
     def unique_rows(self) -> np.ndarray:
         """Rows by ascending similarity to their first neighbour; an error before `match`."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 #: the per-client limit when serving on a non-loopback address and none is given
 DEFAULT_RATE = "120/min"
+
+log = logging.getLogger(__name__)
 
 
 def default_rate(host: str, rate_limit: str | None) -> Rate | None:
@@ -54,15 +56,13 @@ def serve(
         served = ServedCollection.open(collection, model)
         app = create_app(served, rate_limit=rate, cors=cors)
         for warning in start_warnings(served):
-            print(f"bannermatch: warning: {warning}", file=sys.stderr, flush=True)
+            log.warning(warning)
         shown = f"[{host}]" if ":" in host else host
-        print(
-            f"bannermatch: {served.count:,} items of {served.data.key} loaded in "
-            f"{time.perf_counter() - t0:.2f}s; serving http://{shown}:{port}/ "
-            f"(rate limit: {rate or 'off'}; CORS: {', '.join(cors) or 'none'})",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info(
+            "%s items of %s loaded in %.2fs; serving http://%s:%d/ (rate limit: %s; CORS: %s)",
+            f"{served.count:,}", served.data.key, time.perf_counter() - t0, shown, port,
+            rate or "off", ", ".join(cors) or "none",
+        )  # fmt: skip
         config = uvicorn.Config(
             app, host=host, port=port, access_log=access_log, log_level="info",
             server_header=False,
