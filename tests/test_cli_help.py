@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
-from bannermatch.cli import HelpFormatter, build_parser
+from bannermatch.cli import build_parser
+from bannermatch.cli.options import HelpFormatter
 
 
 def _options(

@@ -210,7 +210,8 @@ def test_keep_ratio_off_squashes_before_the_crop(
 
 
 def test_preprocess_options_on_the_command_line() -> None:
-    from bannermatch.cli import _model_options, build_parser
+    from bannermatch.cli import build_parser
+    from bannermatch.cli.options import model_options
 
     args = build_parser().parse_args(
         [
@@ -225,14 +226,14 @@ def test_preprocess_options_on_the_command_line() -> None:
             "flip",
         ]
     )
-    options = _model_options(args)
+    options = model_options(args)
     assert (options["keep_ratio"], options["resize_size"], options["augment"]) == (
         False,
         240,
         "flip",
     )
     assert (
-        _model_options(build_parser().parse_args(["eval", "x", "--groups", "g"]))["keep_ratio"]
+        model_options(build_parser().parse_args(["eval", "x", "--groups", "g"]))["keep_ratio"]
         is None
     )
 

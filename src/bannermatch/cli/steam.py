@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bannermatch.acquire.steam import defaults
 from bannermatch.acquire.steam.endpoints import (
     API_KEY_ENV,
     ASSETS,
@@ -135,6 +136,22 @@ def _add_catalog(steam: Any, common: argparse.ArgumentParser) -> None:
         "(default: on)",
     )
     p.add_argument("--top-file", metavar="FILE", help="a top-100 snapshot (JSON list of app ids)")
+    _add_catalog_sources(p)
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read the listing again from its first page (a finished one is not reread)",
+    )
+    p.add_argument("--timeout", type=_seconds, default=defaults.CATALOG_TIMEOUT,
+                   help="seconds per request")  # fmt: skip
+    p.add_argument("--retries", type=_non_negative_int, default=defaults.CATALOG_RETRIES,
+                   help="retries per request")  # fmt: skip
+    p.add_argument("--backoff", type=_seconds, default=defaults.CATALOG_BACKOFF,
+                   help="first retry delay in seconds")  # fmt: skip
+    p.set_defaults(handler=cmd_catalog)
+
+
+def _add_catalog_sources(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steamspy-url",
         default=None,
@@ -148,29 +165,15 @@ def _add_catalog(steam: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--steamspy-interval",
         type=_seconds,
-        default=60.0,
+        default=defaults.STEAMSPY_ALL_INTERVAL,
         metavar="S",
-        help="seconds between SteamSpy `request=all` pages, across runs too "
-        "(default: 60, SteamSpy's limit)",
+        help="seconds between SteamSpy `request=all` pages, across runs too (SteamSpy's limit)",
     )
     p.add_argument(
         "--max-pages", type=positive_int, default=None, help="fetch at most N pages in this run"
     )
-    p.add_argument(
-        "--page-size",
-        type=positive_int,
-        default=10_000,
-        help="Web API apps per page (max_results; default: 10000)",
-    )
-    p.add_argument(
-        "--refresh",
-        action="store_true",
-        help="read the listing again from its first page (a finished one is not reread)",
-    )
-    p.add_argument("--timeout", type=_seconds, default=30.0, help="seconds per request")
-    p.add_argument("--retries", type=_non_negative_int, default=5, help="retries per request")
-    p.add_argument("--backoff", type=_seconds, default=1.0, help="first retry delay in seconds")
-    p.set_defaults(handler=cmd_catalog)
+    p.add_argument("--page-size", type=positive_int, default=defaults.WEBAPI_PAGE_SIZE,
+                   help="Web API apps per page (max_results)")  # fmt: skip
 
 
 def _add_download(steam: Any, common: argparse.ArgumentParser) -> None:
@@ -183,20 +186,38 @@ def _add_download(steam: Any, common: argparse.ArgumentParser) -> None:
         "skipped; missing ones too unless --retry-missing). Rerun to resume.",
     )
     p.add_argument("collection", help="collection folder with a catalogue")
+    _add_art(p)
+    _add_transfer(p)
+    p.add_argument(
+        "--resize",
+        type=_size,
+        default=None,
+        metavar="WxH",
+        help="shrink images to fit within WxH, keeping their ratio",
+    )
+    p.add_argument("--only", nargs="+", metavar="APPID", help="download just these games")
+    p.add_argument("--retry-missing", action="store_true", help="try missing games again")
+    p.add_argument("--force", action="store_true", help="download finished games again too")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most N games this run")
+    p.set_defaults(handler=cmd_download)
+
+
+def _add_art(p: argparse.ArgumentParser) -> None:
+    """Which art, from where, and how fresh."""
     p.add_argument(
         "--asset",
         choices=list(ASSETS),
-        default="library",
+        default=defaults.ASSET,
         help="which art, as the store API names it: library (the vertical banner, "
-        "library_capsule_2x else library_capsule; default), hero, header, capsule, logo",
+        "library_capsule_2x else library_capsule), hero, header, capsule, logo",
     )
     p.add_argument(
         "--language",
         choices=LANGUAGES,
-        default="english",
+        default=defaults.LANGUAGE,
         metavar="LANGUAGE",
         help="localised art where Steam has it, else the English art (Steam's language names: "
-        "french, german, japanese, schinese, ...; default: english)",
+        "french, german, japanese, schinese, ...)",
     )
     p.add_argument(
         "--cdn-url",
@@ -213,10 +234,11 @@ def _add_download(steam: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refresh-after",
         type=_duration,
-        default=7 * 86400.0,
+        default=defaults.REFRESH_AFTER,
         metavar="DURATION",
         help="ask the store API again about games already downloaded after this long, and "
-        "download those whose art changed: 7d, 12h, 30m, 0 for every run (default: 7d)",
+        "download those whose art changed: 7d, 12h, 30m, 0 for every run "
+        f"(default: {defaults.REFRESH_AFTER / 86400:g}d)",
     )
     p.add_argument(
         "--url-template",
@@ -226,51 +248,27 @@ def _add_download(steam: Any, common: argparse.ArgumentParser) -> None:
         help="legacy URL to try instead of asking the store API, with {cdn} and {appid}; "
         "repeat for fallbacks",
     )
-    p.add_argument(
-        "--concurrency", type=positive_int, default=16, help="requests in flight (default: 16)"
-    )
-    p.add_argument(
-        "--rate",
-        type=_seconds,
-        default=50.0,
-        help="requests per second per host, 0 for no limit (default: 50)",
-    )
-    p.add_argument(
-        "--retries", type=_non_negative_int, default=5, help="retries per game (default: 5)"
-    )
-    p.add_argument(
-        "--backoff", type=_seconds, default=0.5, help="first retry delay in seconds (default: 0.5)"
-    )
-    p.add_argument(
-        "--max-retry-after",
-        type=_seconds,
-        default=120.0,
-        help="longest Retry-After honoured, in seconds (default: 120)",
-    )
-    p.add_argument(
-        "--timeout", type=_seconds, default=30.0, help="seconds without data (default: 30)"
-    )
-    p.add_argument(
-        "--connect-timeout",
-        type=_seconds,
-        default=5.0,
-        help="seconds to connect; an unreachable CDN fails fast (default: 5)",
-    )
-    p.add_argument(
-        "--resize",
-        type=_size,
-        default=None,
-        metavar="WxH",
-        help="shrink images to fit within WxH, keeping their ratio",
-    )
-    p.add_argument("--only", nargs="+", metavar="APPID", help="download just these games")
-    p.add_argument("--retry-missing", action="store_true", help="try missing games again")
-    p.add_argument("--force", action="store_true", help="download finished games again too")
-    p.add_argument("--limit", type=positive_int, default=None, help="at most N games this run")
-    p.set_defaults(handler=cmd_download)
 
 
-def add_steam_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+def _add_transfer(p: argparse.ArgumentParser) -> None:
+    """Concurrency, rate, retries and timeouts."""
+    p.add_argument("--concurrency", type=positive_int, default=defaults.CONCURRENCY,
+                   help="requests in flight")  # fmt: skip
+    p.add_argument("--rate", type=_seconds, default=defaults.RATE,
+                   help="requests per second per host, 0 for no limit")  # fmt: skip
+    p.add_argument("--retries", type=_non_negative_int, default=defaults.RETRIES,
+                   help="retries per game")  # fmt: skip
+    p.add_argument("--backoff", type=_seconds, default=defaults.BACKOFF,
+                   help="first retry delay in seconds")  # fmt: skip
+    p.add_argument("--max-retry-after", type=_seconds, default=defaults.MAX_RETRY_AFTER,
+                   help="longest Retry-After honoured, in seconds")  # fmt: skip
+    p.add_argument("--timeout", type=_seconds, default=defaults.TIMEOUT,
+                   help="seconds without data")  # fmt: skip
+    p.add_argument("--connect-timeout", type=_seconds, default=defaults.CONNECT_TIMEOUT,
+                   help="seconds to connect; an unreachable CDN fails fast")  # fmt: skip
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``steam catalog`` and ``steam download`` to the ``bannermatch`` parser."""
     steam = sub.add_parser(
         "steam",

@@ -28,6 +28,7 @@ from bannermatch.acquire.inputs import (
     read_sidecar,
     scan_input,
 )
+from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import Batch, Decoded, iter_batches
 from bannermatch.embed.models import EmbeddingModel, create_model
 from bannermatch.errors import BannermatchError, CollectionError
@@ -208,10 +209,10 @@ def _catalog_row(d: Decoded, item_id: str, source: str, known: Item | None) -> I
 def index(
     input_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
-    model: str | EmbeddingModel = "effnet-lite0",
+    model: str | EmbeddingModel = DEFAULT_MODEL,
     *,
     names: Sequence[str | os.PathLike[str]] = (),
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     workers: int | None = None,
     progress: bool = True,
     skip_flagged: bool = False,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bannermatch.defaults import DEFAULT_MODEL
+from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.errors import BannermatchError
 from bannermatch.evaluation.copies import CopyEvalResult, copies_of, evaluate_copy_set
 from bannermatch.evaluation.groups import EvalResult, evaluate, read_groups
@@ -103,7 +103,7 @@ def compare(
     seed: int = 0,
     keep_copies: str | os.PathLike[str] | None = None,
     distractors: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
     **shared: Any,
 ) -> Comparison:

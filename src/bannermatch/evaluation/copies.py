@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bannermatch.acquire.inputs import InputItem, scan_input
-from bannermatch.defaults import DEFAULT_MODEL
+from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import default_workers
 from bannermatch.embed.models import EmbeddingModel, create_model
 from bannermatch.errors import BannermatchError, ImageError
@@ -207,7 +207,7 @@ def evaluate_copy_set(
     copy_set: CopySet,
     *,
     model: str | EmbeddingModel = DEFAULT_MODEL,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
     ks: Sequence[int] = RECALL_KS,
     **model_options: Any,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from bannermatch.acquire.inputs import InputItem, scan_input
-from bannermatch.defaults import DEFAULT_MODEL
+from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import iter_batches
 from bannermatch.embed.models import EmbeddingModel, create_model
 from bannermatch.errors import BannermatchError
@@ -327,7 +327,7 @@ def evaluate(
     file_column: str = "file",
     group_column: str = "group",
     model: str | EmbeddingModel = DEFAULT_MODEL,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
     ks: Sequence[int] = RECALL_KS,
     rerank: int | None = None,

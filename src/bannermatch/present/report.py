@@ -60,6 +60,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bannermatch.acquire.steam.endpoints import store_page_url
+from bannermatch.defaults import REPORT_MAX_GRIDS, REPORT_UNIQUE
 from bannermatch.errors import BannermatchError, ImageError
 from bannermatch.images import load_image
 from bannermatch.present.templating import render
@@ -226,8 +227,8 @@ def report(
     out: str | os.PathLike[str] | None = None,
     queries: Sequence[str] | None = None,
     queries_file: str | os.PathLike[str] | None = None,
-    n_unique: int = 100,
-    max_grids: int = 100,
+    n_unique: int = REPORT_UNIQUE,
+    max_grids: int = REPORT_MAX_GRIDS,
     model: str | None = None,
     base_url: str | None = None,
     with_map: bool = True,

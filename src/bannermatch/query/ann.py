@@ -28,13 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from bannermatch.defaults import TARGET_RECALL
 from bannermatch.errors import BannermatchError
 from bannermatch.query.topk import drop_own, exact_topk
 from bannermatch.store.collection import ModelData
 
 KINDS = ("exact", "ivf", "hnsw")
 ANN_FILE = "ann.faiss"
-DEFAULT_TARGET_RECALL = 0.95
+
 #: items whose exact neighbours are computed to measure recall
 RECALL_SAMPLE = 1000
 #: k-means training points per centroid (faiss warns under 39; 256 is plenty)
@@ -256,7 +257,7 @@ def tune(
     params: AnnParams,
     emb: np.ndarray,
     k: int,
-    target: float = DEFAULT_TARGET_RECALL,
+    target: float = TARGET_RECALL,
     *,
     sample: int = RECALL_SAMPLE,
     seed: int = 0,

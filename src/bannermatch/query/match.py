@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bannermatch.defaults import DEFAULT_K
+from bannermatch.defaults import DEFAULT_K, TARGET_RECALL
 from bannermatch.embed.models.registry import UNCALIBRATED_DUP_THRESHOLD, get_spec
 from bannermatch.errors import BannermatchError, CollectionError, ModelError
 from bannermatch.progress import progress_bar
@@ -162,7 +162,7 @@ def match(
     progress: bool = True,
     index: str = "exact",
     memory: int | None = None,
-    target_recall: float = ann.DEFAULT_TARGET_RECALL,
+    target_recall: float = TARGET_RECALL,
 ) -> MatchResult:
     """Compute and store every item's neighbours, and the near-duplicate groups.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bannermatch.defaults import DEFAULT_K
+from bannermatch.defaults import DEFAULT_K, UNIQUE_N
 from bannermatch.embed.models.factory import create_model_for
 from bannermatch.errors import BannermatchError, ImageError
 from bannermatch.images import DecodedImage, Draft, decode_bytes, load_image
@@ -242,7 +242,7 @@ class UniqueResult:
 
 
 def unique(
-    collection: str | os.PathLike[str], *, n: int = 250, model: str | None = None
+    collection: str | os.PathLike[str], *, n: int = UNIQUE_N, model: str | None = None
 ) -> UniqueResult:
     """The ``n`` items least similar to their nearest neighbour, most unique first."""
     if n < 1:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from bannermatch.acquire.steam import defaults
 from bannermatch.acquire.steam.client import ServiceClient
 from bannermatch.acquire.steam.endpoints import (
     API_KEY_ENV,
@@ -37,10 +38,9 @@ from bannermatch.errors import BannermatchError
 from bannermatch.store.catalog import Catalog, Item, app_meta
 from bannermatch.store.collection import Collection
 
-#: SteamSpy allows one ``request=all`` a minute and one other request a second
-STEAMSPY_ALL_INTERVAL = 60.0
+#: SteamSpy allows one ``request=all`` a minute (defaults.STEAMSPY_ALL_INTERVAL) and one
+#: other request a second
 STEAMSPY_OTHER_INTERVAL = 1.0
-WEBAPI_PAGE_SIZE = 10_000
 
 # catalogue meta keys (resume state)
 META_SPY_PAGE = "steam.steamspy.next_page"
@@ -293,13 +293,13 @@ def fetch_catalog(
     top_file: str | None = None,
     steamspy_url: str | None = None,
     api_url: str | None = None,
-    steamspy_interval: float = STEAMSPY_ALL_INTERVAL,
+    steamspy_interval: float = defaults.STEAMSPY_ALL_INTERVAL,
     max_pages: int | None = None,
-    page_size: int = WEBAPI_PAGE_SIZE,
+    page_size: int = defaults.WEBAPI_PAGE_SIZE,
     refresh: bool = False,
-    timeout: float = 30.0,
-    retries: int = 5,
-    backoff: float = 1.0,
+    timeout: float = defaults.CATALOG_TIMEOUT,
+    retries: int = defaults.CATALOG_RETRIES,
+    backoff: float = defaults.CATALOG_BACKOFF,
 ) -> CatalogResult:
     """Fill ``collection``'s catalogue with Steam apps from ``source`` and set its query set.
 

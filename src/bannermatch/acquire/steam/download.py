@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bannermatch.acquire.steam import defaults
 from bannermatch.acquire.steam.client import (
     USER_AGENT,
     ServiceClient,
@@ -80,7 +81,6 @@ NOT_FOUND_STATUSES = frozenset({400, 401, 403, 404, 410, 451})
 #: the first this many games decide whether the CDN is the right one (see Sanity)
 SANITY_REQUESTS = 24
 #: ``ok`` apps are asked about their art again after this long (seconds): a week
-REFRESH_AFTER = 7 * 24 * 3600.0
 #: the reason of an item downloaded from a legacy URL
 LEGACY_NOTE = "legacy URL (the store API could not be reached)"
 
@@ -630,23 +630,23 @@ def _job(
 def download(
     collection: str | os.PathLike[str],
     *,
-    asset: str = "library",
-    language: str = "english",
+    asset: str = defaults.ASSET,
+    language: str = defaults.LANGUAGE,
     cdn_url: str | None = None,
     api_url: str | None = None,
     templates: Sequence[str] | None = None,
-    concurrency: int = 16,
-    rate: float = 50.0,
-    retries: int = 5,
-    backoff: float = 0.5,
-    max_retry_after: float = 120.0,
-    timeout: float = 30.0,
-    connect_timeout: float = 5.0,
+    concurrency: int = defaults.CONCURRENCY,
+    rate: float = defaults.RATE,
+    retries: int = defaults.RETRIES,
+    backoff: float = defaults.BACKOFF,
+    max_retry_after: float = defaults.MAX_RETRY_AFTER,
+    timeout: float = defaults.TIMEOUT,
+    connect_timeout: float = defaults.CONNECT_TIMEOUT,
     resize: tuple[int, int] | None = None,
     only: Sequence[str] | None = None,
     retry_missing: bool = False,
     force: bool = False,
-    refresh_after: float = REFRESH_AFTER,
+    refresh_after: float = defaults.REFRESH_AFTER,
     limit: int | None = None,
     progress: bool = True,
 ) -> DownloadResult:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bannermatch.defaults import HOST, PORT
 from bannermatch.errors import BannermatchError
 from bannermatch.present.server.ratelimit import Rate, is_loopback
 from bannermatch.query.text import text_mode
@@ -36,8 +37,8 @@ def default_rate(host: str, rate_limit: str | None) -> Rate | None:
 def serve(
     collection: str | os.PathLike[str],
     *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = HOST,
+    port: int = PORT,
     model: str | None = None,
     rate_limit: str | None = None,
     cors: Sequence[str] = (),

@@ -1,0 +1,95 @@
+"""``bannermatch index``: embed images into a collection (and ``--local`` features)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from bannermatch.cli.options import add_model_args, model_options
+from bannermatch.cli.output import emit, positive_int
+from bannermatch.defaults import BATCH_SIZE
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from bannermatch.embed.index import index
+
+    result = index(
+        args.input,
+        args.out,
+        args.model,
+        names=args.names,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet,
+        skip_flagged=args.skip_flagged,
+        address=args.address,
+        actors=args.actors,
+        **model_options(args),
+    )
+    if not args.json:
+        for bad in result.bad:
+            print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)
+    if args.local:
+        from bannermatch.verify.features import index_local
+
+        local = index_local(args.out, workers=args.workers, progress=not args.quiet)
+        if not args.json:
+            for item_id, reason in local.bad.items():
+                print(f"no local features for {item_id}: {reason}", file=sys.stderr)
+    return emit(args, result)
+
+
+def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "index", parents=[common], help="embed folders, lists of paths or tar shards"
+    )
+    p.add_argument(
+        "input",
+        nargs="+",
+        help="folders of images, text files of image paths, webdataset .tar shards or "
+        "collections, mixed; an image reached through two inputs is one item",
+    )
+    p.add_argument("--out", required=True, help="collection folder to create or update")
+    p.add_argument(
+        "--names",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="names and metadata of the images: a CSV or TSV with a header (a file/path/id "
+        "column and a name/title column; other columns are kept as metadata) or JSON (a list "
+        "of such objects, or {file: name}); repeat for several (default: none)",
+    )
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="decoding threads (with --engine ray: decoding tasks in flight)",
+    )
+    p.add_argument("--skip-flagged", action="store_true", help="leave out items flagged by audit")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="also extract local features (ORB) for `--rerank` (see docs/verification.md)",
+    )
+    _add_ray_args(p)
+    add_model_args(p, ray=True)
+    p.set_defaults(handler=cmd_index)
+
+
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("distributed (--engine ray)")
+    g.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to run on: HOST:PORT, ray://HOST:PORT, or local (a new one on "
+        "this machine) (default: $RAY_ADDRESS, else the cluster `ray start` runs here, "
+        "else a new local one)",
+    )
+    g.add_argument(
+        "--actors",
+        type=positive_int,
+        default=None,
+        help="embedding actors, one model each (default: one per GPU, else one per node)",
+    )
