@@ -56,8 +56,14 @@ def media_type(name: str, head: bytes) -> str:
 
 def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["api"])
-    upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
+    _item_routes(router, served)  # before the others: /items/{id:path} takes any path
+    _name_routes(router, served)
+    _search_routes(router, served, max_upload)
+    _browse_routes(router, served)
+    return router
 
+
+def _item_routes(router: APIRouter, served: ServedCollection) -> None:
     @router.get("/info", response_model=schemas.Info)
     async def info() -> dict[str, Any]:
         """The collection and model this server answers for."""
@@ -111,37 +117,15 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
     )
     def image(item_id: str, request: Request) -> Response:
         """The item's image file, from the collection's catalogue; cacheable."""
-        row = row_or_404(served, item_id)
-        source = served.image_source(row)
-        if source is None:
-            raise HTTPException(404, f"item {item_id!r} has no image file")
-        headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
-        if served.is_tar_member(source):
-            try:
-                data = read_source(source)
-            except ReadError as exc:
-                raise HTTPException(404, f"the image of {item_id!r} is unreadable: {exc}") from None
-            return Response(data, media_type=media_type(source, data[:16]), headers=headers)
-        path = Path(source)
-        try:
-            st = path.stat()
-            with open(path, "rb") as fh:
-                head = fh.read(16)
-        except OSError:
-            raise HTTPException(404, f"the image file of {item_id!r} is missing") from None
-        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
-        headers["ETag"] = etag
-        if etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        return FileResponse(
-            path, media_type=media_type(path.name, head), headers=headers, stat_result=st
-        )
+        return image_response(served, item_id, request)
 
     @router.get("/items/{item_id:path}", response_model=schemas.Item, responses=NOT_FOUND)
     async def get_item(item_id: str, request: Request) -> dict[str, Any]:
         """One item by id."""
         return item(served, row_or_404(served, item_id), root_path(request))
 
+
+def _name_routes(router: APIRouter, served: ServedCollection) -> None:
     @router.get("/names", response_model=schemas.Suggestions)
     def names(
         request: Request,
@@ -156,6 +140,10 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             for s in served.name_index.search(q, limit)
         ]
         return {"query": q, "results": results}
+
+
+def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int) -> None:
+    upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
 
     @router.post(
         "/search/image",
@@ -173,26 +161,8 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         n: N = DEFAULT_N,
     ) -> dict[str, Any]:
         """The ``n`` items that look most like an uploaded image (not in the collection)."""
-        ctype = (file.content_type or "").split(";")[0].strip().lower()
-        if not ctype.startswith("image/"):
-            raise HTTPException(415, f"expected an image upload, got {ctype or 'no type'}")
-        data = file.file.read(max_upload + 1)
-        if len(data) > max_upload:
-            raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
         with upload_slots:
-            try:
-                decoded = served.decode(data, MAX_UPLOAD_PIXELS)
-            except ImageError as exc:
-                raise HTTPException(422, f"cannot use this image: {exc}") from None
-            vector = served.embed(decoded)
-            query = {
-                "filename": os.path.basename(file.filename or "") or None,
-                "sha256": decoded.sha256,
-                "width": decoded.width,
-                "height": decoded.height,
-                "format": decoded.format,
-            }
-            del decoded, data  # the pixels and bytes go before the slot does
+            vector, query = embed_upload(served, file, max_upload)
         rows, scores = served.nearest_to(vector, n)
         return {
             "query": query,
@@ -200,6 +170,41 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "results": hits(served, rows.tolist(), scores, root_path(request)),
         }
 
+    @router.get(
+        "/search/text",
+        response_model=schemas.TextSearch,
+        responses={
+            404: {"model": schemas.Message, "description": "text search is not available"},
+            409: {"model": schemas.Message, "description": "the collection needs re-indexing"},
+            422: {"description": "no ImageNet class matches the text, or bad parameters"},
+        },
+    )
+    def search_text(
+        request: Request,
+        q: Annotated[str, Query(min_length=1, max_length=300, description="what to look for")],
+        n: N = DEFAULT_N,
+    ) -> dict[str, Any]:
+        """Images matching a text: CLIP text-to-image search (``mode: clip``), or for an
+        ImageNet model a label search (``mode: labels``, with the matched ``classes``)."""
+        if served.text.mode is None:
+            raise HTTPException(404, f"{served.data.key} cannot search by text")
+        try:
+            rows, scores, classes, unmatched = served.search_text(q, n)
+        except CollectionError:
+            raise
+        except BannermatchError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {
+            "query": q,
+            "mode": served.text.mode,
+            "model_key": served.data.key,
+            "classes": [c.to_dict() for c in classes],
+            "unmatched_words": unmatched,
+            "results": hits(served, rows.tolist(), scores, root_path(request)),
+        }
+
+
+def _browse_routes(router: APIRouter, served: ServedCollection) -> None:
     @router.get("/unique", response_model=schemas.UniquePage)
     def unique(
         request: Request,
@@ -248,37 +253,56 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "results": [item(served, r, root) for r in served.featured_rows],
         }
 
-    @router.get(
-        "/search/text",
-        response_model=schemas.TextSearch,
-        responses={
-            404: {"model": schemas.Message, "description": "text search is not available"},
-            409: {"model": schemas.Message, "description": "the collection needs re-indexing"},
-            422: {"description": "no ImageNet class matches the text, or bad parameters"},
-        },
-    )
-    def search_text(
-        request: Request,
-        q: Annotated[str, Query(min_length=1, max_length=300, description="what to look for")],
-        n: N = DEFAULT_N,
-    ) -> dict[str, Any]:
-        """Images matching a text: CLIP text-to-image search (``mode: clip``), or for an
-        ImageNet model a label search (``mode: labels``, with the matched ``classes``)."""
-        if served.text.mode is None:
-            raise HTTPException(404, f"{served.data.key} cannot search by text")
-        try:
-            rows, scores, classes, unmatched = served.search_text(q, n)
-        except CollectionError:
-            raise
-        except BannermatchError as exc:
-            raise HTTPException(422, str(exc)) from None
-        return {
-            "query": q,
-            "mode": served.text.mode,
-            "model_key": served.data.key,
-            "classes": [c.to_dict() for c in classes],
-            "unmatched_words": unmatched,
-            "results": hits(served, rows.tolist(), scores, root_path(request)),
-        }
 
-    return router
+def image_response(served: ServedCollection, item_id: str, request: Request) -> Response:
+    """The item's image file (or tar member), with an ETag; 404 with the reason."""
+    row = row_or_404(served, item_id)
+    source = served.image_source(row)
+    if source is None:
+        raise HTTPException(404, f"item {item_id!r} has no image file")
+    headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    if served.is_tar_member(source):
+        try:
+            data = read_source(source)
+        except ReadError as exc:
+            raise HTTPException(404, f"the image of {item_id!r} is unreadable: {exc}") from None
+        return Response(data, media_type=media_type(source, data[:16]), headers=headers)
+    path = Path(source)
+    try:
+        st = path.stat()
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        raise HTTPException(404, f"the image file of {item_id!r} is missing") from None
+    etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+    headers["ETag"] = etag
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(
+        path, media_type=media_type(path.name, head), headers=headers, stat_result=st
+    )
+
+
+def embed_upload(
+    served: ServedCollection, file: UploadFile, max_upload: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The vector of an uploaded image and what is known of it; 413/415/422 with the reason.
+    Call it holding an upload slot: the decoded pixels are freed before it returns."""
+    ctype = (file.content_type or "").split(";")[0].strip().lower()
+    if not ctype.startswith("image/"):
+        raise HTTPException(415, f"expected an image upload, got {ctype or 'no type'}")
+    data = file.file.read(max_upload + 1)
+    if len(data) > max_upload:
+        raise HTTPException(413, f"upload too large: the limit is {max_upload:,} bytes")
+    try:
+        decoded = served.decode(data, MAX_UPLOAD_PIXELS)
+    except ImageError as exc:
+        raise HTTPException(422, f"cannot use this image: {exc}") from None
+    query = {
+        "filename": os.path.basename(file.filename or "") or None,
+        "sha256": decoded.sha256,
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": decoded.format,
+    }
+    return served.embed(decoded), query

@@ -43,23 +43,30 @@ N = Annotated[int, Query(ge=1, description=f"list length, the app included (capp
 Flag = Annotated[int, Query(ge=0, le=1, description="1: transform the query image")]
 
 
-def build_router(served: ServedCollection) -> APIRouter:
-    router = APIRouter(tags=["original API"])
+class Apps:
+    """The lookups every original route shares: rows by index or name (404 otherwise),
+    an app's JSON, and its neighbours' rows."""
 
-    def by_name(name: str) -> int:
-        found = served.row_by_name(name)
+    def __init__(self, served: ServedCollection) -> None:
+        self.served = served
+
+    def by_name(self, name: str) -> int:
+        found = self.served.row_by_name(name)
         if found is None:
             raise HTTPException(404, f"no app named like {name!r}")
         return found[0]
 
-    def by_index(index: int) -> int:
-        if index >= served.count:
-            raise HTTPException(404, f"no app with index {index} (there are {served.count})")
+    def by_index(self, index: int) -> int:
+        if index >= self.served.count:
+            raise HTTPException(404, f"no app with index {index} (there are {self.served.count})")
         return index
 
-    async def match_rows(row: int, n: int, mirror: bool, flip: bool) -> list[int]:
+    def by_id(self, item_id: str) -> int:
+        return row_or_404(self.served, item_id)
+
+    async def match_rows(self, row: int, n: int, mirror: bool, flip: bool) -> list[int]:
         """The app's row, then the rows of its ``n - 1`` nearest neighbours."""
-        k = min(n, MAX_N) - 1
+        served, k = self.served, min(n, MAX_N) - 1
         if k < 1:
             return [row]
         if mirror or flip:
@@ -70,14 +77,28 @@ def build_router(served: ServedCollection) -> APIRouter:
             rows, _, _ = await run_in_threadpool(served.similar, row, k)
         return [row, *(int(r) for r in rows.tolist())]
 
-    def app_of(row: int, request: Request) -> dict[str, Any]:
-        return legacy_app(served, row, request)
+    def app_of(self, row: int, request: Request) -> dict[str, Any]:
+        return legacy_app(self.served, row, request)
 
-    def value(item_id: str) -> int | str:
-        row = served.row(item_id)
-        return item_id if row is None else legacy_id(served, row)
+    def value(self, item_id: str) -> int | str:
+        row = self.served.row(item_id)
+        return item_id if row is None else legacy_id(self.served, row)
 
-    # lists and single values -------------------------------------------------
+
+def build_router(served: ServedCollection) -> APIRouter:
+    router = APIRouter(tags=["original API"])
+    apps = Apps(served)
+    _value_routes(router, apps)
+    # neighbour lists, each with its _x, _y, _xy variants
+    for suffix, (mx, fy) in SUFFIXES.items():
+        _add_lists(router, suffix, mx, fy, apps)
+        _add_pages(router, suffix, mx, fy, apps)
+    return router
+
+
+def _value_routes(router: APIRouter, apps: Apps) -> None:
+    """Lists and single values: indices, ids, names, one app."""
+    served = apps.served
 
     @router.get("/index", response_model=list[int])
     async def indices() -> list[int]:
@@ -87,7 +108,7 @@ def build_router(served: ServedCollection) -> APIRouter:
     @router.get("/id", response_model=list[int | str])
     async def ids() -> list[int | str]:
         """Every app's id, in index order (ints for Steam appIDs)."""
-        return [value(i) for i in served.ids]
+        return [apps.value(i) for i in served.ids]
 
     @router.get("/name", response_model=list[str])
     async def names() -> list[str]:
@@ -97,43 +118,33 @@ def build_router(served: ServedCollection) -> APIRouter:
     @router.get("/app", response_model=schemas.LegacyApp, responses=NOT_FOUND)
     async def app(index: Index, request: Request) -> dict[str, Any]:
         """The app at this index."""
-        return app_of(by_index(index), request)
+        return apps.app_of(apps.by_index(index), request)
 
     @router.get("/index_from_id", response_model=int, responses=NOT_FOUND)
     async def index_from_id(id: Id) -> int:
-        return row_or_404(served, id)
+        return apps.by_id(id)
 
     @router.get("/name_from_id", response_model=str, responses=NOT_FOUND)
     async def name_from_id(id: Id) -> str:
-        return served.names[row_or_404(served, id)]
+        return served.names[apps.by_id(id)]
 
     @router.get("/index_from_name", response_model=int, responses=NOT_FOUND)
     def index_from_name(name: Name) -> int:
-        return by_name(name)
+        return apps.by_name(name)
 
     @router.get("/id_from_name", response_model=int | str, responses=NOT_FOUND)
     def id_from_name(name: Name) -> int | str:
-        return value(served.ids[by_name(name)])
+        return apps.value(served.ids[apps.by_name(name)])
 
     @router.get("/app_from_id", response_model=schemas.LegacyApp, responses=NOT_FOUND)
     async def app_from_id(id: Id, request: Request) -> dict[str, Any]:
         """The app with this id."""
-        return app_of(row_or_404(served, id), request)
+        return apps.app_of(apps.by_id(id), request)
 
     @router.get("/app_from_name", response_model=schemas.LegacyApp, responses=NOT_FOUND)
     def app_from_name(name: Name, request: Request) -> dict[str, Any]:
         """The app whose name matches best (exact, prefix, word, then fuzzy)."""
-        return app_of(by_name(name), request)
-
-    # neighbour lists, each with its _x, _y, _xy variants ---------------------------
-
-    for suffix, (mx, fy) in SUFFIXES.items():
-        _add_lists(router, suffix, mx, fy, match_rows, app_of, by_index, by_name, served)
-        _add_pages(router, suffix, mx, fy, match_rows, served)
-    return router
-
-
-Rows = Callable[[int, int, bool, bool], Awaitable[list[int]]]
+        return apps.app_of(apps.by_name(name), request)
 
 
 def _add_lists(
@@ -141,40 +152,37 @@ def _add_lists(
     suffix: str,
     mx: bool,
     fy: bool,
-    match_rows: Rows,
-    app_of: Callable[[int, Request], dict[str, Any]],
-    by_index: Callable[[int], int],
-    by_name: Callable[[str], int],
-    served: ServedCollection,
+    apps: Apps,
 ) -> None:
     what = {"": "", "_x": " (query mirrored)", "_y": " (query flipped)", "_xy": " (both)"}[suffix]
-    apps = {"response_model": list[schemas.LegacyApp], "responses": NOT_FOUND}
+    listed = {"response_model": list[schemas.LegacyApp], "responses": NOT_FOUND}
+    match_rows, app_of = apps.match_rows, apps.app_of
 
     @router.get(f"/matches{suffix}", response_model=list[int], responses=NOT_FOUND)
     async def matches(
         index: Index, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
     ) -> list[int]:
-        return await match_rows(by_index(index), n, mx or bool(mirror), fy or bool(flip))
+        return await match_rows(apps.by_index(index), n, mx or bool(mirror), fy or bool(flip))
 
-    @router.get(f"/similar_apps{suffix}", **apps)
+    @router.get(f"/similar_apps{suffix}", **listed)
     async def similar_apps(
         index: Index, request: Request, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
     ) -> list[dict[str, Any]]:
-        rows = await match_rows(by_index(index), n, mx or bool(mirror), fy or bool(flip))
+        rows = await match_rows(apps.by_index(index), n, mx or bool(mirror), fy or bool(flip))
         return [app_of(r, request) for r in rows]
 
-    @router.get(f"/similar_apps_from_id{suffix}", **apps)
+    @router.get(f"/similar_apps_from_id{suffix}", **listed)
     async def similar_apps_from_id(
         id: Id, request: Request, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
     ) -> list[dict[str, Any]]:
-        rows = await match_rows(row_or_404(served, id), n, mx or bool(mirror), fy or bool(flip))
+        rows = await match_rows(apps.by_id(id), n, mx or bool(mirror), fy or bool(flip))
         return [app_of(r, request) for r in rows]
 
-    @router.get(f"/similar_apps_from_name{suffix}", **apps)
+    @router.get(f"/similar_apps_from_name{suffix}", **listed)
     async def similar_apps_from_name(
         name: Name, request: Request, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
     ) -> list[dict[str, Any]]:
-        row = await run_in_threadpool(by_name, name)
+        row = await run_in_threadpool(apps.by_name, name)
         rows = await match_rows(row, n, mx or bool(mirror), fy or bool(flip))
         return [app_of(r, request) for r in rows]
 
@@ -182,11 +190,9 @@ def _add_lists(
         endpoint.__doc__ = f"The app, then the apps whose banners look most like it{what}."
 
 
-def _add_pages(
-    router: APIRouter, suffix: str, mx: bool, fy: bool, match_rows: Rows, served: ServedCollection
-) -> None:
+def _add_pages(router: APIRouter, suffix: str, mx: bool, fy: bool, apps: Apps) -> None:
     for kind in ("render", "store"):
-        pages = _page_endpoints(kind, suffix, mx, fy, match_rows, served)
+        pages = _page_endpoints(kind, suffix, mx, fy, apps)
         links = "its own result page" if kind == "render" else "its Steam store page"
         base = f"/{kind}{suffix}"
         for path, page in zip((base, base + "/{id}", base + "/{id}/{n}"), pages, strict=True):
@@ -206,16 +212,16 @@ PathN = Annotated[int, Path(ge=1, description=f"grid length, the app included (c
 
 
 def _page_endpoints(
-    kind: str, suffix: str, mx: bool, fy: bool, match_rows: Rows, served: ServedCollection
+    kind: str, suffix: str, mx: bool, fy: bool, apps: Apps
 ) -> tuple[Callable[..., Awaitable[HTMLResponse]], ...]:
     """The endpoints of ``/{kind}{suffix}``, ``.../{id}`` and ``.../{id}/{n}``."""
 
     async def page(
         request: Request, id: str | None, n: int, mirror: int, flip: int
     ) -> HTMLResponse:
-        row = served.random_row() if id is None else row_or_404(served, id)
-        rows = await match_rows(row, n, mx or bool(mirror), fy or bool(flip))
-        return HTMLResponse(grid_page(served, rows, request, kind, suffix, min(n, MAX_N)))
+        row = apps.served.random_row() if id is None else apps.by_id(id)
+        rows = await apps.match_rows(row, n, mx or bool(mirror), fy or bool(flip))
+        return HTMLResponse(grid_page(apps.served, rows, request, kind, suffix, min(n, MAX_N)))
 
     async def random_page(
         request: Request, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
