@@ -244,100 +244,32 @@ def report(
     """
     started = time.perf_counter()
     base = check_base_url(base_url)
-    if n_unique < 0:
-        raise BannermatchError("n_unique must be 0 or more")
-    if max_grids < 0:
-        raise BannermatchError("max_grids must be 0 or more")
-    if queries is not None and queries_file is not None:
-        raise BannermatchError("give query ids or a queries file, not both")
+    _check_counts(n_unique, max_grids, queries, queries_file)
     coll = Collection(collection)
     data = coll.load(model)
-    nb, sc = data.neighbors()
-    if nb.shape[1] == 0:
-        raise BannermatchError("the collection has a single item: nothing to compare")
-    k = min(NEIGHBOURS, nb.shape[1])
-
-    skipped: list[str] = []
     with coll.catalog() as cat:
-        if queries_file is not None:
-            query_rows = _rows_of(read_queries(queries_file), data.row_of, cat, str(queries_file))
-        elif queries is not None:
-            query_rows = _rows_of(list(dict.fromkeys(queries)), data.row_of, cat, "the queries")
-        elif stored := cat.queries():  # the collection's query set, where one was stored
-            skipped = [i for i in stored if i not in data.row_of]
-            query_rows = np.asarray([data.row_of[i] for i in stored if i in data.row_of], np.int64)
-        else:
-            query_rows = np.arange(len(data.ids), dtype=np.int64)
-        nb_rows = np.asarray(nb[query_rows, :k], np.int64)
-        nb_scores = np.asarray(sc[query_rows, :k], np.float32)
-        unique_rows = unique_order(sc)[:n_unique]
-        first_rows = np.asarray(nb[unique_rows, 0], np.int64)
-        first_scores = np.asarray(sc[unique_rows, 0], np.float32)
-        shown = np.unique(np.concatenate([query_rows, nb_rows.ravel(), unique_rows, first_rows]))
-        items = _catalog_items(cat, [data.ids[r] for r in shown.tolist()])
-
+        picked = _select(data, cat, queries, queries_file, n_unique)
     out_dir = Path(out) if out is not None else coll.root / "report"
     for folder in (out_dir, out_dir / "thumbs", out_dir / "grids"):
         folder.mkdir(parents=True, exist_ok=True)
-    thumbs, unreadable = _make_thumbnails(coll, items, out_dir, progress)
-
-    def entry(row: int, score: float | None = None, rank: int | None = None) -> Entry:
-        item_id = data.ids[row]
-        item = items[item_id]
-        web = item is not None and (item.url or "").startswith(("http://", "https://"))
-        url = item.url if web and item is not None else None
-        appid = steam_appid(item) if item is not None else None
-        name = item_name(item, item_id)
-        return Entry(item_id, name, thumbs[item_id], score, rank, url, appid, base)
-
-    def block(n: int) -> QueryBlock:
-        """The ``n``-th query (from 0), built on demand to keep memory small."""
-        query = entry(int(query_rows[n]))
-        neighbours = [
-            entry(int(r), shown_score(s), rank)
-            for rank, (r, s) in enumerate(zip(nb_rows[n], nb_scores[n], strict=True), start=1)
-        ]
-        grid = f"grids/similar-{safe_name(query.id)}{EXT}" if n < max_grids else None
-        return QueryBlock(n + 1, query, neighbours, _anchor(query.id), grid)
-
-    def blocks(start: int = 0, stop: int | None = None) -> Iterator[QueryBlock]:
-        return (block(n) for n in range(start, len(query_rows) if stop is None else stop))
-
-    uniques = [
-        UniqueRow(entry(int(r), shown_score(s), rank), entry(int(f), shown_score(s)))
-        for rank, (r, f, s) in enumerate(
-            zip(unique_rows, first_rows, first_scores, strict=True), start=1
-        )
-    ]
+    thumbs, unreadable = _make_thumbnails(coll, picked.items, out_dir, progress)
+    entries = _Entries(data, picked, thumbs, base, max_grids)
+    uniques = entries.uniques()
+    n_queries = len(picked.query_rows)
     grids = _make_grids(
-        list(blocks(0, min(max_grids, len(query_rows)))), uniques, out_dir, progress
+        list(entries.blocks(0, min(max_grids, n_queries))), uniques, out_dir, progress
     )
-
-    title = f"{coll.root.resolve().name} [{data.key}]"
-    pages = [page_file(p) for p in range(max(1, math.ceil(len(query_rows) / PER_PAGE)))]
     map_image = _draw_map(data, out_dir, thumbs) if with_map else None
-    anchors = {  # where each query's section is, for links from its appearances elsewhere
-        data.ids[row]: f"{page_file(n // PER_PAGE)}#{_anchor(data.ids[row])}"
-        for n, row in enumerate(query_rows.tolist())
-    }
-    for p, page in enumerate(pages):
-        chunk = list(blocks(p * PER_PAGE, min(len(query_rows), (p + 1) * PER_PAGE)))
-        html_page = similar_html(title, chunk, anchors, pages, p, len(query_rows), base, map_image)
-        atomic.write_text(out_dir / page, html_page)
-    atomic.write_text(out_dir / "unique.html", unique_html(title, uniques, anchors, base))
-    _write_chunks(out_dir / "similar.md", similar_markdown(title, blocks(), base))
-    _write_chunks(out_dir / "unique.md", unique_markdown(title, uniques, base))
-    _write_chunks(out_dir / "similar.bbcode.txt", similar_bbcode(blocks(), base))
-    _write_chunks(out_dir / "unique.bbcode.txt", unique_bbcode(uniques, base))
+    title = f"{coll.root.resolve().name} [{data.key}]"
+    pages = _write_pages(out_dir, title, entries, uniques, base, map_image)
     files = [*pages, *PAGES]
-
     _remove_stale(out_dir, set(files), set(thumbs.values()), set(grids) | {map_image or ""})
     return ReportResult(
         collection=str(coll.root),
         out=str(out_dir),
         model_key=data.key,
-        queries=len(query_rows),
-        neighbours=k,
+        queries=n_queries,
+        neighbours=picked.k,
         unique=len(uniques),
         pages=pages,
         files=files,
@@ -347,9 +279,147 @@ def report(
         base_url=base or None,
         map_image=map_image,
         unreadable=unreadable,
-        skipped=skipped,
+        skipped=picked.skipped,
         seconds=time.perf_counter() - started,
     )
+
+
+def _check_counts(n_unique: int, max_grids: int, queries: object, queries_file: object) -> None:
+    if n_unique < 0:
+        raise BannermatchError("n_unique must be 0 or more")
+    if max_grids < 0:
+        raise BannermatchError("max_grids must be 0 or more")
+    if queries is not None and queries_file is not None:
+        raise BannermatchError("give query ids or a queries file, not both")
+
+
+@dataclass
+class _Selection:
+    """The rows the report shows: queries and their neighbours, the unique items and
+    their nearest ones, and the catalogue rows of all of them."""
+
+    k: int
+    query_rows: np.ndarray
+    nb_rows: np.ndarray
+    nb_scores: np.ndarray
+    unique_rows: np.ndarray
+    first_rows: np.ndarray
+    first_scores: np.ndarray
+    items: dict[str, Item | None]
+    skipped: list[str]
+
+
+def _select(
+    data: ModelData,
+    cat: Catalog,
+    queries: Sequence[str] | None,
+    queries_file: str | os.PathLike[str] | None,
+    n_unique: int,
+) -> _Selection:
+    nb, sc = data.neighbors()
+    if nb.shape[1] == 0:
+        raise BannermatchError("the collection has a single item: nothing to compare")
+    k = min(NEIGHBOURS, nb.shape[1])
+    skipped: list[str] = []
+    if queries_file is not None:
+        query_rows = _rows_of(read_queries(queries_file), data.row_of, cat, str(queries_file))
+    elif queries is not None:
+        query_rows = _rows_of(list(dict.fromkeys(queries)), data.row_of, cat, "the queries")
+    elif stored := cat.queries():  # the collection's query set, where one was stored
+        skipped = [i for i in stored if i not in data.row_of]
+        query_rows = np.asarray([data.row_of[i] for i in stored if i in data.row_of], np.int64)
+    else:
+        query_rows = np.arange(len(data.ids), dtype=np.int64)
+    nb_rows = np.asarray(nb[query_rows, :k], np.int64)
+    unique_rows = unique_order(sc)[:n_unique]
+    first_rows = np.asarray(nb[unique_rows, 0], np.int64)
+    shown = np.unique(np.concatenate([query_rows, nb_rows.ravel(), unique_rows, first_rows]))
+    return _Selection(
+        k=k,
+        query_rows=query_rows,
+        nb_rows=nb_rows,
+        nb_scores=np.asarray(sc[query_rows, :k], np.float32),
+        unique_rows=unique_rows,
+        first_rows=first_rows,
+        first_scores=np.asarray(sc[unique_rows, 0], np.float32),
+        items=_catalog_items(cat, [data.ids[r] for r in shown.tolist()]),
+        skipped=skipped,
+    )
+
+
+@dataclass
+class _Entries:
+    """Report entries of rows, built on demand to keep memory small."""
+
+    data: ModelData
+    picked: _Selection
+    thumbs: dict[str, str]
+    base: str
+    max_grids: int
+
+    def entry(self, row: int, score: float | None = None, rank: int | None = None) -> Entry:
+        item_id = self.data.ids[row]
+        item = self.picked.items[item_id]
+        web = item is not None and (item.url or "").startswith(("http://", "https://"))
+        url = item.url if web and item is not None else None
+        appid = steam_appid(item) if item is not None else None
+        name = item_name(item, item_id)
+        return Entry(item_id, name, self.thumbs[item_id], score, rank, url, appid, self.base)
+
+    def block(self, n: int) -> QueryBlock:
+        """The ``n``-th query (from 0) with its neighbours."""
+        p = self.picked
+        query = self.entry(int(p.query_rows[n]))
+        neighbours = [
+            self.entry(int(r), shown_score(s), rank)
+            for rank, (r, s) in enumerate(zip(p.nb_rows[n], p.nb_scores[n], strict=True), 1)
+        ]
+        grid = f"grids/similar-{safe_name(query.id)}{EXT}" if n < self.max_grids else None
+        return QueryBlock(n + 1, query, neighbours, _anchor(query.id), grid)
+
+    def blocks(self, start: int = 0, stop: int | None = None) -> Iterator[QueryBlock]:
+        stop = len(self.picked.query_rows) if stop is None else stop
+        return (self.block(n) for n in range(start, stop))
+
+    def uniques(self) -> list[UniqueRow]:
+        p = self.picked
+        rows = zip(p.unique_rows, p.first_rows, p.first_scores, strict=True)
+        return [
+            UniqueRow(self.entry(int(r), shown_score(s), rank), self.entry(int(f), shown_score(s)))
+            for rank, (r, f, s) in enumerate(rows, start=1)
+        ]
+
+    def anchors(self) -> dict[str, str]:
+        """Where each query's section is, for links from its appearances elsewhere."""
+        ids = self.data.ids
+        return {
+            ids[row]: f"{page_file(n // PER_PAGE)}#{_anchor(ids[row])}"
+            for n, row in enumerate(self.picked.query_rows.tolist())
+        }
+
+
+def _write_pages(
+    out_dir: Path,
+    title: str,
+    entries: _Entries,
+    uniques: list[UniqueRow],
+    base: str,
+    map_image: str | None,
+) -> list[str]:
+    """The HTML pages, Markdown and BBCode files; the names of the similar pages."""
+    total = len(entries.picked.query_rows)
+    pages = [page_file(p) for p in range(max(1, math.ceil(total / PER_PAGE)))]
+    anchors = entries.anchors()
+    for p, page in enumerate(pages):
+        chunk = list(entries.blocks(p * PER_PAGE, min(total, (p + 1) * PER_PAGE)))
+        html_page = similar_html(title, chunk, anchors, pages, p, total, base, map_image)
+        atomic.write_text(out_dir / page, html_page)
+    atomic.write_text(out_dir / "unique.html", unique_html(title, uniques, anchors, base))
+    _write_chunks(out_dir / "similar.md", similar_markdown(title, entries.blocks(), base))
+    _write_chunks(out_dir / "unique.md", unique_markdown(title, uniques, base))
+    _write_chunks(out_dir / "similar.bbcode.txt", similar_bbcode(entries.blocks(), base))
+    _write_chunks(out_dir / "unique.bbcode.txt", unique_bbcode(uniques, base))
+    return pages
 
 
 def _make_thumbnails(
