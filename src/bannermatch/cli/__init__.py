@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    show_logs()
+    show_logs(quiet=getattr(args, "quiet", False) or getattr(args, "json", False))
     try:
         return int(args.handler(args) or 0)
     except BannermatchError as exc:

@@ -13,6 +13,11 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=1, ensure_ascii=False))
 
 
+def say(message: str) -> None:
+    """One line on stderr in the CLI's voice: ``bannermatch: MESSAGE``."""
+    print(f"bannermatch: {message}", file=sys.stderr, flush=True)
+
+
 def emit(args: argparse.Namespace, result: Any) -> int:
     """Print a command's result: ``result.to_dict()`` as JSON with ``--json``, else
     ``result.summary()``. Returns the exit code 0."""
@@ -54,15 +59,15 @@ class _LineFormatter(logging.Formatter):
         return f"bannermatch: {level}{record.getMessage()}"
 
 
-def show_logs() -> None:
-    """Print the library's log records (``bannermatch.*``, INFO and up) on stderr, one
-    line each; the library itself never prints."""
+def show_logs(quiet: bool = False) -> None:
+    """Print the library's log records (``bannermatch.*``) on stderr, one line each: INFO
+    and up, warnings only when ``quiet``. The library itself never prints."""
     root = logging.getLogger("bannermatch")
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
     if any(getattr(h, "bannermatch_cli", False) for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
     handler.bannermatch_cli = True  # type: ignore[attr-defined]  # marks the CLI's handler
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
     root.propagate = False

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from bannermatch.cli.options import add_collection
-from bannermatch.cli.output import emit, positive_int
+from bannermatch.cli.output import emit, positive_int, say
 from bannermatch.defaults import HOST, PORT, REPORT_MAX_GRIDS, REPORT_UNIQUE
 
 
@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit,
         cors=args.cors,
         access_log=args.access_log,
+        announce=say,
     )
     return 0
 
@@ -50,7 +51,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_serve:
         from bannermatch.present.server.run import serve
 
-        serve(result.collection, host=args.host, port=args.port)
+        serve(result.collection, host=args.host, port=args.port, announce=say)
     return 0
 
 

@@ -33,7 +33,13 @@ from bannermatch.acquire.steam.endpoints import (
 from bannermatch.acquire.steam.lock import exclusive
 from bannermatch.acquire.steam.ratelimit import IntervalGate
 from bannermatch.acquire.steam.retry import RetryPolicy
-from bannermatch.acquire.steam.snapshots import App, load_snapshot, steamspy_apps, webapi_apps
+from bannermatch.acquire.steam.snapshots import (
+    App,
+    Snapshot,
+    load_snapshot,
+    steamspy_apps,
+    webapi_apps,
+)
 from bannermatch.errors import BannermatchError
 from bannermatch.store.catalog import Catalog, Item, app_meta
 from bannermatch.store.collection import Collection
@@ -284,6 +290,48 @@ def fetch_webapi(
 # the command -----------------------------------------------------------------
 
 
+@dataclass
+class Top:
+    """Where the query set's popular games come from."""
+
+    spy: ServiceClient
+    spy_base: str
+    interval: float
+    network: bool
+
+    def ids(
+        self,
+        writer: AppWriter,
+        result: CatalogResult,
+        top_snapshot: Snapshot | None,
+        top_file: str | None,
+        snapshot: Snapshot | None,
+    ) -> tuple[list[str], str]:
+        """The popular games' ids and where they came from: ``--top-file``, a snapshot
+        that is itself a top list, else SteamSpy's top 100 of two weeks (a note, not a
+        failure, when that cannot be had beside another listing)."""
+        if top_snapshot is not None:
+            writer.add((a for a in top_snapshot.apps if a[1]), count=False)
+            return [a for a, _ in top_snapshot.apps], f"top: {top_file}"
+        if snapshot is not None and snapshot.is_top_list:
+            return [a for a, _ in snapshot.apps], f"top: {snapshot.path.name}"
+        if not self.network:
+            result.notes.append(
+                "no top list with a snapshot source: pass --top-file FILE for the popular games"
+            )
+            return [], ""
+        try:
+            apps = fetch_steamspy_top(self.spy, self.spy_base, self.interval)
+        except BannermatchError as exc:
+            if result.source == "steamspy":
+                raise
+            # the listing is saved; a missing top list is not worth failing for
+            result.notes.append(f"no top list ({exc}): pass --top-file FILE for the popular games")
+            return [], ""
+        writer.add(apps, count=False)
+        return [a for a, _ in apps], "top100in2weeks (SteamSpy)" if apps else ""
+
+
 def fetch_catalog(
     collection: str | os.PathLike[str],
     source: str = "auto",
@@ -330,57 +378,20 @@ def fetch_catalog(
             for key in (META_SPY_PAGE, META_SPY_DONE, META_API_LAST, META_API_DONE):
                 cat.set_meta(key, "")
         if source == "steamspy":
-            fetch_steamspy_all(
-                spy,
-                spy_base,
-                cat,
-                writer,
-                result,
-                interval=steamspy_interval,
-                max_pages=max_pages,
-            )
+            fetch_steamspy_all(spy, spy_base, cat, writer, result,
+                               interval=steamspy_interval, max_pages=max_pages)  # fmt: skip
         elif source == "webapi":
-            fetch_webapi(
-                api,
-                STEAM_API.url(api_url),
-                cat,
-                writer,
-                result,
-                page_size=page_size,
-                max_pages=max_pages,
-            )
+            fetch_webapi(api, STEAM_API.url(api_url), cat, writer, result,
+                         page_size=page_size, max_pages=max_pages)  # fmt: skip
         else:
             assert snapshot is not None
             writer.add(snapshot.apps)
             result.pages, result.complete = 1, True
-
         top_ids: list[str] = []
         top_reason = ""
         if top:
-            if top_snapshot is not None:
-                top_ids, top_reason = [a for a, _ in top_snapshot.apps], f"top: {top_file}"
-                writer.add((a for a in top_snapshot.apps if a[1]), count=False)
-            elif snapshot is not None and snapshot.is_top_list:
-                top_ids, top_reason = [a for a, _ in snapshot.apps], f"top: {snapshot.path.name}"
-            elif network:
-                interval = min(STEAMSPY_OTHER_INTERVAL, steamspy_interval)
-                try:
-                    apps = fetch_steamspy_top(spy, spy_base, interval)
-                except BannermatchError as exc:
-                    if source == "steamspy":
-                        raise
-                    # the listing is saved; a missing top list is not worth failing for
-                    apps = []
-                    result.notes.append(
-                        f"no top list ({exc}): pass --top-file FILE for the popular games"
-                    )
-                writer.add(apps, count=False)
-                if apps:
-                    top_ids, top_reason = [a for a, _ in apps], "top100in2weeks (SteamSpy)"
-            else:
-                result.notes.append(
-                    "no top list with a snapshot source: pass --top-file FILE for the popular games"
-                )
+            finder = Top(spy, spy_base, min(STEAMSPY_OTHER_INTERVAL, steamspy_interval), network)
+            top_ids, top_reason = finder.ids(writer, result, top_snapshot, top_file, snapshot)
         curated = [i for i in CURATED_GAMES if i not in top_ids]
         writer.ensure([*top_ids, *curated])
         if top_ids:

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bannermatch.defaults import HOST, PORT
@@ -43,8 +43,10 @@ def serve(
     rate_limit: str | None = None,
     cors: Sequence[str] = (),
     access_log: bool = False,
+    announce: Callable[[str], object] = log.info,
 ) -> None:
-    """Serve ``collection`` until interrupted."""
+    """Serve ``collection`` until interrupted; ``announce`` receives the line that says
+    where (the CLI prints it even with ``-q``)."""
     import uvicorn
 
     from bannermatch.present.server.app import create_app
@@ -59,11 +61,11 @@ def serve(
         for warning in start_warnings(served):
             log.warning(warning)
         shown = f"[{host}]" if ":" in host else host
-        log.info(
-            "%s items of %s loaded in %.2fs; serving http://%s:%d/ (rate limit: %s; CORS: %s)",
-            f"{served.count:,}", served.data.key, time.perf_counter() - t0, shown, port,
-            rate or "off", ", ".join(cors) or "none",
-        )  # fmt: skip
+        announce(
+            f"{served.count:,} items of {served.data.key} loaded in "
+            f"{time.perf_counter() - t0:.2f}s; serving http://{shown}:{port}/ "
+            f"(rate limit: {rate or 'off'}; CORS: {', '.join(cors) or 'none'})"
+        )
         config = uvicorn.Config(
             app, host=host, port=port, access_log=access_log, log_level="info",
             server_header=False,
