@@ -3,7 +3,7 @@
     .venv/bin/python bench/steam_today.py                      # 1,000 apps, 50 ms a request
     .venv/bin/python bench/steam_today.py -n 2000 --before ../base/src
 
-Serves the test suite's stand-in of today's Steam (``tests/steam_fakes.SteamToday``:
+Serves the test suite's stand-in of today's Steam (``tests/support/steam.SteamToday``:
 the store API, art at hashed paths, legacy paths that 404 or serve the previous art,
 apps without a banner, apps the store does not know) with ``--latency`` added to every
 request, and runs ``bannermatch steam download`` on a catalogue of all its apps. Then
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from steam_fakes import FakeServer, SteamToday, make_jpeg  # noqa: E402
+from support.steam import FakeServer, SteamToday, make_jpeg  # noqa: E402
 
 
 def bannermatch(src: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from bannermatch.errors import ImageError
 from bannermatch.images import MAX_PIXELS, decode_bytes, load_image
+from support.bad_inputs import png_chunk
 
 
 def _save(im: Image.Image, path: Path, **kwargs: object) -> Path:
@@ -23,19 +24,14 @@ def _save(im: Image.Image, path: Path, **kwargs: object) -> Path:
     return path
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
 def _png_claiming(width: int, height: int) -> bytes:
     """A valid PNG header that declares ``width`` x ``height`` RGB pixels, with little data."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + _png_chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + png_chunk(b"IEND", b"")
     )
 
 

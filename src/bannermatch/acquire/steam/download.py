@@ -627,6 +627,16 @@ def _job(
     return Job(item, urls=list(art.urls))
 
 
+def _catalogued(collection: str | os.PathLike[str]) -> Collection:
+    coll = Collection(collection)
+    if not coll.catalog_path.is_file():
+        raise BannermatchError(
+            f"no catalogue at {coll.catalog_path}: "
+            f"run `bannermatch steam catalog {collection}` first"
+        )
+    return coll
+
+
 def download(
     collection: str | os.PathLike[str],
     *,
@@ -654,12 +664,7 @@ def download(
 
     ``templates`` (legacy URL templates with ``{cdn}`` and ``{appid}``) skip the store API.
     """
-    coll = Collection(collection)
-    if not coll.catalog_path.is_file():
-        raise BannermatchError(
-            f"no catalogue at {coll.catalog_path}: "
-            f"run `bannermatch steam catalog {collection}` first"
-        )
+    coll = _catalogued(collection)
     if concurrency < 1:
         raise BannermatchError("--concurrency must be at least 1")
     check_asset(asset, language)
@@ -669,33 +674,16 @@ def download(
     result = DownloadResult(str(coll.root), asset)
     with exclusive(coll.root, "download"), coll.catalog() as cat:
         _claim_asset(cat, coll, asset)
-        work = plan(
-            coll,
-            cat,
-            result,
-            only=only,
-            retry_missing=retry_missing,
-            force=force,
-            refresh_after=refresh_after,
-        )
+        work = plan(coll, cat, result, only=only, retry_missing=retry_missing, force=force,
+                    refresh_after=refresh_after)  # fmt: skip
         work.todo = work.todo[:limit] if limit is not None else work.todo
         started = time.perf_counter()
         total = len(work.todo) + len(work.recheck)
         if total:
             src = Sources(cdn, legacy, api_url, bool(templates), asset, language)
-            loader = Downloader(
-                coll,
-                cat,
-                result,
-                concurrency=concurrency,
-                rate=rate,
-                policy=policy,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                resize=resize,
-                progress=progress,
-                sanity=Sanity(cdn),
-            )
+            loader = Downloader(coll, cat, result, concurrency=concurrency, rate=rate,
+                                policy=policy, timeout=timeout, connect_timeout=connect_timeout,
+                                resize=resize, progress=progress, sanity=Sanity(cdn))  # fmt: skip
             with StoreApi(api_url=api_url, cdn=cdn, policy=policy, timeout=timeout) as api:
                 jobs = resolve(work, cat.art(), result, src, api)
                 asyncio.run(loader.run(jobs, total))

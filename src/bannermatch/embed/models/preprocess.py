@@ -227,7 +227,7 @@ class Preprocess:
         and fixed-point arithmetic, vectorised: five times faster than Pillow here), in
         the order of Pillow's two passes (:func:`_horizontal_first`), so the pixels are
         Pillow's to within 2 levels on a few values in a thousand
-        (tests/test_preprocess.py). The other filters, or all after ``load(torch_kernels=
+        (tests/embed/test_preprocess.py). The other filters, or all after ``load(torch_kernels=
         False)``, are Pillow's own.
         """
         if size == im.size:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bannermatch.embed.index import index
 from bannermatch.query.match import match
-from steam_fakes import Cdn, FakeServer, closed_port_url
+from support.steam import Cdn, FakeServer, closed_port_url
 
 
 @pytest.fixture(scope="module")

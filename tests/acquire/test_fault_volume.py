@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bannermatch.store.catalog import Catalog, Item
-from steam_fakes import FLAKY_FAULTS, FakeServer, FlakyCdn, Hit, make_jpeg
+from support.steam import FLAKY_FAULTS, FakeServer, FlakyCdn, Hit, make_jpeg, steam_env
 
 N = 2000
 SEED = 7
@@ -25,11 +24,6 @@ MAX_RETRY_AFTER = 0.2
 #: every 100th app fails the same way every time
 PERMANENT = ("404", "html", "500", "no2x")
 SUCCESS = ("", "slow")  # the faults after which the banner is stored
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
-    return env | extra
 
 
 @pytest.mark.slow
@@ -51,7 +45,7 @@ def test_2000_banners_through_a_cdn_that_fails_10_percent_of_requests(cli, tmp_p
         "--timeout", TIMEOUT, "--max-retry-after", MAX_RETRY_AFTER,
     ]  # fmt: skip
     with FakeServer(cdn) as server:
-        env = _env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
+        env = steam_env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
         started = time.monotonic()
         out = json.loads(cli(*args, env=env).stdout)
         seconds = time.monotonic() - started

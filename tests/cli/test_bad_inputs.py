@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from bad_inputs import Case, build_corpus, file_modes_hold, unprivileged
 from bannermatch.cli import main
 from bannermatch.present.server import ServedCollection, create_app
 from bannermatch.store.catalog import Catalog, Item
 from bannermatch.store.collection import Collection
-from conftest import run_cli
+from support.bad_inputs import Case, build_corpus, file_modes_hold, unprivileged
+from support.cli import run_cli
 
 #: the kinds of input the corpus must hold at least (issue 7 asks for 25)
 MIN_KINDS = 25

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bannermatch.embed.models import Preprocess
 from bannermatch.embed.models.preprocess import INTERPOLATIONS, TORCH_FILTERS
-from conftest import assert_pillow_close
+from support.cli import assert_pillow_close
 
 
 def pillow_resize(im: Image.Image, size: tuple[int, int], interpolation: str) -> Image.Image:

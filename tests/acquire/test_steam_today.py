@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bannermatch.store.catalog import Catalog, Item
-from steam_fakes import FakeServer, SteamToday, closed_port_url, make_jpeg, steam_env
+from support.steam import FakeServer, SteamToday, closed_port_url, make_jpeg, steam_env
 
 PER_KIND = 4
 

@@ -122,7 +122,7 @@ def _model_ids(coll: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def built(covers_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """index -> audit (before match) -> match -> delete a file -> audit, all via the CLI."""
-    from conftest import run_cli
+    from support.cli import run_cli
 
     coll = tmp_path_factory.mktemp("audit") / "coll"
     ids = _write_images(covers_dir, coll / "images")

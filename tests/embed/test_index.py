@@ -18,7 +18,7 @@ import pytest
 from bannermatch.embed.index import index
 from bannermatch.errors import CollectionError
 from bannermatch.store.collection import Collection
-from conftest import chunked_rows, signal_after_chunks
+from support.cli import chunked_rows, signal_after_chunks
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
 CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"

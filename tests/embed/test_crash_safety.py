@@ -28,8 +28,8 @@ from bannermatch.errors import CollectionError
 from bannermatch.query.match import load_duplicates, match
 from bannermatch.store.catalog import Catalog, Item
 from bannermatch.store.collection import Collection, write_model_data
-from conftest import run_cli
-from steam_fakes import Cdn, FakeServer, make_jpeg
+from support.cli import run_cli
+from support.steam import Cdn, FakeServer, make_jpeg, steam_env
 
 SEED = 20240607
 #: kills at random points per command (issue 7 asks for 10 or more)
@@ -402,11 +402,6 @@ def test_match_killed_at_random_points_never_leaves_a_wrong_answer(
 # steam download -----------------------------------------------------------------------
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
-    return env | extra
-
-
 @pytest.mark.slow
 def test_steam_download_killed_at_random_points_resumes_to_the_same_collection(
     tmp_path: Path,
@@ -422,7 +417,7 @@ def test_steam_download_killed_at_random_points_resumes_to_the_same_collection(
             cat.upsert(Item(i, f"Game {i}") for i in ids)
     opts = ["--concurrency", "4", "--retries", "1", "--backoff", "0.01", "--rate", "0"]
     with FakeServer(cdn) as server:
-        env = _env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
+        env = steam_env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
         work = run_and_kill(
             ["steam", "download", str(clean), *opts], marker=b"downloading", env=env
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ import httpx
 import pytest
 
 from bannermatch.acquire.steam.endpoints import CURATED_GAMES
-from steam_fakes import Cdn, FakeServer, SteamSpy, closed_port_url
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
-    return env | extra
+from support.steam import Cdn, FakeServer, SteamSpy, closed_port_url, steam_env
 
 
 def test_offline_demo_finds_every_altered_copy(tmp_path, cli, skimage_dir):
@@ -35,7 +29,7 @@ def test_offline_demo_finds_every_altered_copy(tmp_path, cli, skimage_dir):
 
 
 def test_demo_without_steam_says_so_in_one_line_and_falls_back(tmp_path, cli, skimage_dir):
-    env = _env(BANNERMATCH_STEAMSPY_URL=closed_port_url())
+    env = steam_env(BANNERMATCH_STEAMSPY_URL=closed_port_url())
     proc = cli("demo", "--out", tmp_path, "--no-serve", "-q", env=env)
     notes = [line for line in proc.stderr.splitlines() if "Steam is not reachable" in line]
     assert len(notes) == 1 and "BANNERMATCH_STEAMSPY_URL" in notes[0]
@@ -56,7 +50,7 @@ def test_steam_demo_on_local_steamspy_and_cdn(tmp_path, cli, covers_dir):
     assert "620" in apps  # Portal 2, a curated game, is in the showcase
     spy = SteamSpy(apps, top=list(apps)[:10])
     with FakeServer(spy) as spy_server, FakeServer(Cdn(banners)) as cdn:
-        env = _env(
+        env = steam_env(
             BANNERMATCH_STEAMSPY_URL=spy_server.url,
             BANNERMATCH_STEAM_CDN=cdn.url,
             BANNERMATCH_STEAM_API_URL=cdn.url,

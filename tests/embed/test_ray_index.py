@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from bannermatch.embed.index import index
-from conftest import chunked_rows, signal_after_chunks
+from support.cli import chunked_rows, signal_after_chunks
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
 CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"
@@ -152,7 +152,7 @@ def test_ray_cli_on_shards_resumes_after_ctrl_c(tmp_path: Path, covers_dir: Path
     n_chunked = chunked_rows(chunks)
     assert 8 <= n_chunked < 60
 
-    from conftest import run_cli
+    from support.cli import run_cli
 
     resumed = json.loads(run_cli(*args[:-1], "--json", "-q").stdout)
     assert resumed["up_to_date"] >= n_chunked and resumed["count"] == 60

@@ -25,18 +25,15 @@ from fastapi.testclient import TestClient
 
 from bannermatch.present.server import ServedCollection, create_app
 from bannermatch.present.server.api import MAX_N, MAX_UPLOAD, MAX_UPLOAD_PIXELS
-from server_support import STEAM, free_port, running_server, wait_until_serving
-from steam_fakes import FakeServer, make_jpeg
+from support.bad_inputs import png_chunk
+from support.servers import STEAM, free_port, running_server, wait_until_serving
+from support.steam import FakeServer, make_jpeg
 
 
 @pytest.fixture(scope="module")
 def base_url(served: ServedCollection) -> Any:
     with running_server(create_app(served)) as url:
         yield url
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def flat_png(width: int, height: int, *, real_rows: bool = False) -> bytes:
@@ -51,9 +48,9 @@ def flat_png(width: int, height: int, *, real_rows: bool = False) -> bytes:
         data = zlib.compress(b"\0" * 64)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", data)
-        + _png_chunk(b"IEND", b"")
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", data)
+        + png_chunk(b"IEND", b"")
     )
 
 

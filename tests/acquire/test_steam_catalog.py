@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -14,9 +13,10 @@ import pytest
 from bannermatch.acquire.steam.catalog import META_SPY_PAGE
 from bannermatch.acquire.steam.endpoints import CURATED_GAMES
 from bannermatch.store.catalog import Catalog, Item
-from steam_fakes import FakeServer, SteamSpy, WebApi, closed_port_url
+from support import SHARED_DATA
+from support.steam import FakeServer, SteamSpy, WebApi, closed_port_url, steam_env
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "data" / "steam_catalog"
+SHARED = SHARED_DATA / "steam_catalog"
 #: the server stamps arrivals, the client departures: allow for loopback jitter
 JITTER = 0.002
 
@@ -26,12 +26,6 @@ def steam_catalog() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"needs {SHARED} (the project's shared Steam snapshots), which is absent")
     return SHARED
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BANNERMATCH_STEAM", "STEAM"))}
-    env.update(extra)
-    return env
 
 
 def _rows(coll: Path) -> dict[str, Item]:
@@ -67,7 +61,7 @@ def test_steamspy_all_pages_at_the_interval(cli, tmp_path, steam_catalog):
             "--steamspy-interval",
             interval,
             "--json",
-            env=_env(BANNERMATCH_STEAMSPY_URL=server.url),
+            env=steam_env(BANNERMATCH_STEAMSPY_URL=server.url),
         )
     out = json.loads(proc.stdout)
     pages = spy.all_pages(server)
@@ -93,7 +87,7 @@ def test_steamspy_resumes_where_it_stopped(cli, tmp_path):
     spy = SteamSpy(apps, top=["10", "20"], page_size=10, min_interval=interval)
     coll = tmp_path / "coll"
     with FakeServer(spy) as server:
-        env = _env(BANNERMATCH_STEAMSPY_URL=server.url)
+        env = steam_env(BANNERMATCH_STEAMSPY_URL=server.url)
         args = ["steam", "catalog", coll, "--steamspy-interval", interval, "--json"]
         first = json.loads(cli(*args, "--max-pages", "2", env=env).stdout)
         assert first["pages"] == 2 and not first["complete"]
@@ -121,7 +115,7 @@ def test_steamspy_error_page_ends_the_listing(cli, tmp_path):
     spy = SteamSpy(_small_apps(30), top=["10"], page_size=10, faults={1: ["html"]})
     coll = tmp_path / "coll"
     with FakeServer(spy) as server:
-        env = _env(BANNERMATCH_STEAMSPY_URL=server.url)
+        env = steam_env(BANNERMATCH_STEAMSPY_URL=server.url)
         args = ["steam", "catalog", coll, "--steamspy-interval", "0.01", "--json"]
         first = json.loads(cli(*args, env=env).stdout)
         second = json.loads(cli(*args, env=env).stdout)
@@ -149,7 +143,7 @@ def test_existing_items_keep_their_status_and_file(cli, tmp_path):
             "--steamspy-interval",
             "0",
             "--json",
-            env=_env(BANNERMATCH_STEAMSPY_URL=server.url),
+            env=steam_env(BANNERMATCH_STEAMSPY_URL=server.url),
         )
     out = json.loads(proc.stdout)
     assert (out["added"], out["renamed"]) == (1 + len(CURATED_GAMES), 1)  # curated too
@@ -169,7 +163,7 @@ def test_unreachable_steamspy_fails_fast(cli, tmp_path):
     url = closed_port_url()
     started = time.monotonic()
     proc = cli(
-        "steam", "catalog", tmp_path / "c", env=_env(BANNERMATCH_STEAMSPY_URL=url), check=False
+        "steam", "catalog", tmp_path / "c", env=steam_env(BANNERMATCH_STEAMSPY_URL=url), check=False
     )
     assert time.monotonic() - started < 15
     assert proc.returncode == 1
@@ -199,7 +193,7 @@ def test_webapi_paginates_by_last_appid(cli, tmp_path, steam_catalog):
             "--backoff",
             "0.01",
             "--json",
-            env=_env(
+            env=steam_env(
                 BANNERMATCH_STEAM_API_URL=server.url,
                 BANNERMATCH_STEAMSPY_URL=spy.url,
                 STEAM_API_KEY=api.key,
@@ -222,7 +216,7 @@ def test_webapi_paginates_by_last_appid(cli, tmp_path, steam_catalog):
 def test_webapi_needs_a_key(cli, tmp_path):
     api = WebApi([{"appid": 10, "name": "A"}])
     with FakeServer(api) as server:
-        env = _env(BANNERMATCH_STEAM_API_URL=server.url)
+        env = steam_env(BANNERMATCH_STEAM_API_URL=server.url)
         missing = cli(
             "steam", "catalog", tmp_path / "c", "--source", "webapi", env=env, check=False
         )
@@ -252,7 +246,7 @@ def test_snapshot_steamspy_with_top_file(cli, tmp_path, steam_catalog):
         "steam", "catalog", coll,
         "--source", steam_catalog / "steamspy_all_2021-03-29.json",
         "--top-file", steam_catalog / "top100_by_ccu_2021-03-29.json",
-        "--json", env=_env(BANNERMATCH_STEAMSPY_URL=closed_port_url()),
+        "--json", env=steam_env(BANNERMATCH_STEAMSPY_URL=closed_port_url()),
     )  # fmt: skip
     out = json.loads(proc.stdout)
     assert out["fetched"] == 41736 and out["added"] == 41736

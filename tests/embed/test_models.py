@@ -19,7 +19,7 @@ from bannermatch.embed.models import Preprocess, create_model, get_spec
 from bannermatch.embed.models.network import load_state_in_order
 from bannermatch.errors import BannermatchError, ModelError
 from bannermatch.images import load_image
-from conftest import assert_pillow_close
+from support.cli import assert_pillow_close
 
 
 @pytest.fixture(scope="module")

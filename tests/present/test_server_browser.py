@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from bannermatch.present.server import create_app
-from server_support import build_collection, running_server
+from support import ROOT
+from support.servers import build_collection, running_server
 
 CHROMIUM = Path(os.environ.get("BANNERMATCH_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 15_000
 
 

@@ -35,7 +35,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory, covers_dir: Path) -> tuple
 
 @pytest.fixture(scope="module")
 def coll(tmp_path_factory: pytest.TempPathFactory, planted: tuple[Path, Path]) -> Path:
-    from conftest import run_cli
+    from support.cli import run_cli
 
     out = tmp_path_factory.mktemp("verify_coll") / "c"
     proc = run_cli("index", planted[0], "--out", out, "--local", "-q")

@@ -18,7 +18,7 @@ from bannermatch.present.server.api import MAX_N
 from bannermatch.present.server.ratelimit import Rate, TokenBuckets
 from bannermatch.present.server.run import default_rate
 from bannermatch.store.collection import Collection
-from server_support import NESTED_ID, STEAM, K
+from support.servers import NESTED_ID, STEAM, K
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_cli
+from support.cli import run_cli
 
 
 def test_similar_image_does_not_import_torch_and_finds_itself(

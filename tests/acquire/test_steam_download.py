@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,16 +20,11 @@ from bannermatch.acquire.steam import BannerNotFound, fetch_banner
 from bannermatch.errors import BannermatchError
 from bannermatch.store.catalog import Catalog, Item
 from bannermatch.store.collection import Collection
-from steam_fakes import Cdn, FakeServer, cdn_requests, closed_port_url, make_jpeg
+from support import SHARED_DATA
+from support.steam import Cdn, FakeServer, cdn_requests, closed_port_url, make_jpeg, steam_env
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "data" / "steam_catalog"
+SHARED = SHARED_DATA / "steam_catalog"
 REAL_BANNER = SHARED / "1227690_library_600x900_2x.jpg"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
-    env.update(extra)
-    return env
 
 
 def _catalogue(coll: Path, ids: list[str]) -> None:
@@ -46,7 +40,7 @@ def _rows(coll: Path) -> dict[str, Item]:
 def _download(cli, coll: Path, cdn: str, *args: object, check: bool = True):
     return cli(
         "steam", "download", coll, "--json", "-q", *args,
-        env=_env(BANNERMATCH_STEAM_CDN=cdn, BANNERMATCH_STEAM_API_URL=cdn), check=check,
+        env=steam_env(BANNERMATCH_STEAM_CDN=cdn, BANNERMATCH_STEAM_API_URL=cdn), check=check,
     )  # fmt: skip
 
 
@@ -273,7 +267,7 @@ def test_killed_download_resumes_with_every_banner_intact(tmp_path):
     _catalogue(coll, ids)
     cmd = [sys.executable, "-m", "bannermatch.cli", "steam", "download", str(coll), "-q"]
     with FakeServer(cdn) as server:
-        env = _env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
+        env = steam_env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
         proc = subprocess.Popen(
             [*cmd, "--concurrency", "4"],
             env=env,

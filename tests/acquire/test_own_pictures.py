@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from bannermatch.present.server.app import create_app
 from bannermatch.present.server.data import ServedCollection
 from bannermatch.store.catalog import Catalog, steam_appid
-from conftest import run_cli
+from support.cli import run_cli
 
 #: IGDB covers kept (games.json ids): Breath of the Wild, The Witcher 3, Portal 2, and others
 IGDB = ["7346.jpg", "1942.jpg", "72.jpg", "1103.jpg", "22439.jpg"]
@@ -300,7 +300,7 @@ def test_serve_warns_before_serving_when_there_are_no_match_results(tmp_path, co
     import subprocess
     import sys
 
-    from server_support import free_port
+    from support.servers import free_port
 
     images = _pick(covers_dir / "images", ["abzu-0.jpg", "portal-0.jpg"], tmp_path / "images")
     out = tmp_path / "coll"

@@ -1,0 +1,71 @@
+"""Running ``bannermatch`` as a user does (a subprocess), and checks of its results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def assert_pillow_close(
+    got: np.ndarray, want: np.ndarray, level: float = 1.0, msg: str = ""
+) -> None:
+    """``got`` holds Pillow's resampled pixels ``want`` as bannermatch resamples bilinear
+    and bicubic (PyTorch's antialiased kernels, Pillow's fixed-point filters vectorised):
+    every value within 2 levels, and fewer than 1 in 100 off at all. ``level`` is one
+    8-bit level in the arrays' units (``1 / (255 * std)`` once normalised)."""
+    assert got.shape == want.shape, msg
+    off = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    assert off.max() <= 2 * level * (1 + 1e-5), f"{msg}: {off.max() / level:.2f} levels off"
+    assert (off > level / 2).mean() < 0.01, f"{msg}: {(off > level / 2).mean():.2%} off"
+
+
+def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run ``bannermatch ARGS`` in a subprocess, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bannermatch.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"bannermatch {' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def signal_after_chunks(
+    *args: str, chunks: Path, n: int, sig: int, seconds: float = 120
+) -> tuple[int, str]:
+    """Run ``bannermatch ARGS`` in a subprocess and send it ``sig`` once the folder
+    ``chunks`` holds ``n`` chunk files: its exit status and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bannermatch.cli", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + seconds
+        while len(list(chunks.glob("*.npz"))) < n:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no chunk written in time"
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+def chunked_rows(chunks: Path) -> int:
+    """How many embedded rows the chunk files in ``chunks`` hold."""
+    return sum(len(np.load(p)["embeddings"]) for p in chunks.glob("*.npz"))
