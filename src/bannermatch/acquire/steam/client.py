@@ -1,7 +1,9 @@
 """Synchronous GETs with retries, and errors a user can act on.
 
-Used by the catalogue fetchers and by :func:`bannermatch.acquire.steam.fetch_banner`;
-the bulk downloader has its own asynchronous loop with the same rules.
+Used by the catalogue fetchers, the store API and the on-demand banner. The bulk
+downloader (``download.Downloader``) drives the same :class:`RetryPolicy`, statuses and
+error descriptions from its asynchronous loop, where each CDN host has its own rate
+bucket and a game's fallback URLs share one retry budget.
 """
 
 from __future__ import annotations

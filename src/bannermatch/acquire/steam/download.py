@@ -89,6 +89,30 @@ class BannerNotFound(BannermatchError):
     """The CDN has no such banner for the game (every URL answered 404 or the like)."""
 
 
+@dataclass
+class _Tally:
+    """One game's tries so far, across its URLs."""
+
+    budget: int  # retries left
+    tries: int = 0
+    host: str = ""
+    failure: str = ""
+    failed_url: str = ""
+    not_image: bool = False
+    not_found: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Attempt:
+    """What one GET came to: a stored ``row``, ``gone`` (not on the CDN), or a
+    ``failure`` worth another try, after ``wait`` seconds when the server asked."""
+
+    row: Item | None = None
+    gone: bool = False
+    failure: str = ""
+    wait: float | None = None
+
+
 class _HostDown(Exception):
     """The CDN cannot be reached: the whole download stops (and can be rerun)."""
 
@@ -285,71 +309,86 @@ class Downloader:
             return 200, resp.headers, b"".join(chunks)
 
     async def fetch(self, client: httpx.AsyncClient, item: Item) -> Item:
-        """Download, check and store one game's banner; return its catalogue row."""
-        loop = asyncio.get_running_loop()
-        budget = self.policy.retries
-        tries = 0
-        not_found: list[str] = []
-        failure, failed_url, not_image, host = "", "", False, ""
+        """Download, check and store one game's banner; return its catalogue row. Each of
+        the game's URLs is tried in turn; the retries (``policy.retries``) are shared."""
+        tally = _Tally(budget=self.policy.retries)
         for url in self.urls[item.id]:
-            host = host_of(url)
-            bucket = self.limiter.bucket(host)
-            retry = 0
-            while True:
-                await bucket.acquire()
-                tries += 1
-                wait = None
-                try:
-                    async with asyncio.timeout(self.timeout * 4):
-                        status, headers, body = await self._get(client, url)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                    if host not in self.answered or budget == 0:
-                        raise _HostDown(unreachable(STEAM_CDN, url, exc)) from None
-                    failure = describe_error(exc)
-                except httpx.TransportError as exc:  # read timeouts, resets, broken bodies
-                    failure = describe_error(exc)
-                except TimeoutError:
-                    failure = f"no complete answer within {self.timeout * 4:g}s"
-                except ImageError as exc:
-                    failure = str(exc)
-                else:
-                    self.answered.add(host)
-                    if status == 200:
-                        self.result.bytes += len(body)
-                        try:
-                            stored = await loop.run_in_executor(
-                                self.pool, self._store, item.id, body, url
-                            )
-                        except ImageError as exc:
-                            if not not_image:  # a proxy's page shows at the first answer
-                                self.sanity.note("not-image", host)
-                            not_image, failure = True, str(exc)
-                        else:
-                            self.sanity.note("ok", host)
-                            return self._ok_row(item, url, stored)
-                    elif status in NOT_FOUND_STATUSES or (
-                        400 <= status < 500 and status not in RETRY_STATUSES
-                    ):
-                        not_found.append(f"HTTP {status} for {_file_name(url)}")
-                        break
-                    else:
-                        failure = f"HTTP {status}"
-                        if status in (429, 503) and headers.get("Retry-After"):
-                            wait = self.policy.retry_after(headers.get("Retry-After"), retry + 1)
-                            bucket.pause(wait)
-                failed_url = url
-                if budget == 0:
-                    break  # this URL is done; a fallback URL still gets one try
-                budget -= 1
-                retry += 1
-                self.result.retried += 1
-                await asyncio.sleep(self.policy.delay(retry) if wait is None else wait)
-        if not failure:
-            self.sanity.note("404", host)
-            return self._row(item, "missing", "not on the CDN: " + ", ".join(not_found))
-        if not not_image:
-            self.sanity.note("error", host)
-        return self._row(item, "bad", f"{failure} ({_file_name(failed_url)}, {tries} tries)")
+            row = await self._fetch_url(client, item, url, tally)
+            if row is not None:
+                return row
+        if not tally.failure:
+            self.sanity.note("404", tally.host)
+            return self._row(item, "missing", "not on the CDN: " + ", ".join(tally.not_found))
+        if not tally.not_image:
+            self.sanity.note("error", tally.host)
+        reason = f"{tally.failure} ({_file_name(tally.failed_url)}, {tally.tries} tries)"
+        return self._row(item, "bad", reason)
+
+    async def _fetch_url(
+        self, client: httpx.AsyncClient, item: Item, url: str, tally: _Tally
+    ) -> Item | None:
+        """The stored row, or None when this URL is done with (missing, or out of tries)."""
+        tally.host = host = host_of(url)
+        bucket = self.limiter.bucket(host)
+        retry = 0
+        while True:
+            await bucket.acquire()
+            tally.tries += 1
+            got = await self._attempt(client, item, url, tally)
+            if got.row is not None or got.gone:
+                return got.row
+            tally.failure, tally.failed_url = got.failure, url
+            if got.wait is not None:
+                bucket.pause(got.wait)
+            if tally.budget == 0:
+                return None  # this URL is done; a fallback URL still gets one try
+            tally.budget -= 1
+            retry += 1
+            self.result.retried += 1
+            await asyncio.sleep(self.policy.delay(retry) if got.wait is None else got.wait)
+
+    async def _attempt(
+        self, client: httpx.AsyncClient, item: Item, url: str, tally: _Tally
+    ) -> _Attempt:
+        """One GET of ``url``: stored, gone (a 404 and its kind), or a failure to retry."""
+        host = tally.host
+        try:
+            async with asyncio.timeout(self.timeout * 4):
+                status, headers, body = await self._get(client, url)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if host not in self.answered or tally.budget == 0:
+                raise _HostDown(unreachable(STEAM_CDN, url, exc)) from None
+            return _Attempt(failure=describe_error(exc))
+        except httpx.TransportError as exc:  # read timeouts, resets, broken bodies
+            return _Attempt(failure=describe_error(exc))
+        except TimeoutError:
+            return _Attempt(failure=f"no complete answer within {self.timeout * 4:g}s")
+        except ImageError as exc:
+            return _Attempt(failure=str(exc))
+        self.answered.add(host)
+        if status == 200:
+            return await self._keep(item, url, body, tally)
+        if status in NOT_FOUND_STATUSES or (400 <= status < 500 and status not in RETRY_STATUSES):
+            tally.not_found.append(f"HTTP {status} for {_file_name(url)}")
+            return _Attempt(gone=True)
+        wait = None
+        if status in (429, 503) and headers.get("Retry-After"):
+            wait = self.policy.retry_after(headers.get("Retry-After"), tally.tries)
+        return _Attempt(failure=f"HTTP {status}", wait=wait)
+
+    async def _keep(self, item: Item, url: str, body: bytes, tally: _Tally) -> _Attempt:
+        """Check and store a 200's body: the new row, or why it is not an image."""
+        self.result.bytes += len(body)
+        loop = asyncio.get_running_loop()
+        try:
+            stored = await loop.run_in_executor(self.pool, self._store, item.id, body, url)
+        except ImageError as exc:
+            if not tally.not_image:  # a proxy's page shows at the first answer
+                self.sanity.note("not-image", tally.host)
+            tally.not_image = True
+            return _Attempt(failure=str(exc))
+        self.sanity.note("ok", tally.host)
+        return _Attempt(row=self._ok_row(item, url, stored))
 
     def _store(self, appid: str, body: bytes, url: str) -> Any:
         return store(self.coll.images_dir, appid, body, default_ext=_ext(url), resize=self.resize)
