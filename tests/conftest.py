@@ -14,6 +14,19 @@ from support.cli import run_cli
 _CACHE = Path(os.environ.setdefault("BANNERMATCH_CACHE", str(ROOT / ".pytest_cache" / "bm-cache")))
 
 
+#: fixtures that mean a test runs the CLI, a server or a browser, or builds a collection
+INTEGRATION = frozenset({"cli", "tmp_path_factory", "page", "browser", "served", "client"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``integration`` the tests whose fixtures run the CLI, a server or a browser, or
+    build a collection (module fixtures do, through ``tmp_path_factory``); the others are
+    the quick unit tests of ``scripts/test.sh --fast``."""
+    for item in items:
+        if INTEGRATION & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 def _shared(sub: str) -> Path:
     path = SHARED_DATA / sub
     if not path.exists():
