@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bannermatch.embed.models import create_model
+from bannermatch.embed.models import EmbeddingModel, create_model
 from bannermatch.embed.models.engines import OnnxEngine
 from bannermatch.embed.models.quantize import quantize_int8
 
 
-def pixels_of(model, files: list[Path]) -> np.ndarray:  # type: ignore[no-untyped-def]
+def pixels_of(model: EmbeddingModel, files: list[Path]) -> np.ndarray:
     return np.stack([model.preprocess(Image.open(f).convert("RGB")) for f in files])
 
 
@@ -42,7 +42,9 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in {".jpg", ".png"})
     model = create_model(engine="onnx", device="cpu")
-    fp32_path = model.engine.path  # type: ignore[attr-defined]
+    if not isinstance(model.engine, OnnxEngine):
+        raise SystemExit(f"needs the ONNX engine, got {model.engine.name}")
+    fp32_path = model.engine.path
     calib = pixels_of(model, files[:: max(1, len(files) // args.calib)][: args.calib])
     t0 = time.perf_counter()
     exclude = [n for n in args.exclude.split(",") if n]

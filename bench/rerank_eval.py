@@ -24,7 +24,8 @@ from bannermatch.verify.features import LocalStore
 
 def _labels(coll: Collection, ids: list[str], groups: dict[str, str]) -> np.ndarray:
     with coll.catalog() as cat:
-        names = [Path(cat.get(i).source or "").name for i in ids]  # type: ignore[union-attr]
+        items = [cat.get(i) for i in ids]
+    names = [Path(it.source or "").name if it is not None else "" for it in items]
     numbers: dict[str, int] = {}
     return np.array(
         [numbers.setdefault(groups[n], len(numbers)) if groups.get(n) else -1 for n in names]

@@ -36,8 +36,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bannermatch.query.ann import AnnIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -149,7 +153,7 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.2f} GB" if n >= 2**28 else f"{n / 2**20:.0f} MB"
 
 
-def _latency(emb: np.ndarray, index: object, queries: int = 50) -> tuple[float, float]:
+def _latency(emb: np.ndarray, index: AnnIndex, queries: int = 50) -> tuple[float, float]:
     """Mean milliseconds of one top-``LATENCY_N`` query: the server's exact scan
     (``query.nearest``) and the approximate index (``AnnIndex.nearest``)."""
     from bannermatch.query.topk import nearest
@@ -158,7 +162,7 @@ def _latency(emb: np.ndarray, index: object, queries: int = 50) -> tuple[float, 
     times = []
     for fn in (
         lambda r: nearest(emb, emb[r], LATENCY_N, exclude=r),
-        lambda r: index.nearest(emb[r], LATENCY_N, exclude=r),  # type: ignore[attr-defined]
+        lambda r: index.nearest(emb[r], LATENCY_N, exclude=r),
     ):
         t0 = time.perf_counter()
         for r in rows:

@@ -193,7 +193,9 @@ def embed_paths(
     """Embed image files: (rows of the files that decoded, their positions, errors by position)."""
     items = [InputItem(str(p), os.path.basename(p), str(p), -1, 0.0) for p in paths]
     position = {id(it): i for i, it in enumerate(items)}
-    rows, kept, errors = [], [], {}
+    rows: list[np.ndarray] = []
+    kept: list[int] = []
+    errors: dict[int, str] = {}
     for batch in iter_batches(items, model, batch_size=batch_size):
         rows.append(batch.embeddings)
         kept.extend(position[id(d.item)] for d in batch.ok)

@@ -23,7 +23,7 @@ alteration number).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from io import BytesIO
 
 import numpy as np
@@ -94,7 +94,11 @@ def text(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     colour = tuple(int(c) for c in rng.integers(0, 256, 3))
     outline = (0, 0, 0) if sum(colour) > 384 else (255, 255, 255)
     gap = size // 4
-    boxes = [draw.textbbox((0, 0), line, font=font, stroke_width=2) for line in lines]
+    # Pillow types a box as floats; a FreeType font's boxes are whole pixels
+    boxes = [
+        tuple(int(v) for v in draw.textbbox((0, 0), line, font=font, stroke_width=2))
+        for line in lines
+    ]
     width = min(im.width, max(b[2] - b[0] for b in boxes))
     height = sum(b[3] - b[1] for b in boxes) + gap * (len(lines) - 1)
     x = int(rng.integers(0, max(1, im.width - width) + 1))
@@ -133,7 +137,7 @@ ALTERATIONS: dict[str, Alteration] = {
 }
 
 
-def parse_alterations(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
+def parse_alterations(spec: str | Sequence[str] | None) -> list[str]:
     """``"crop,text"`` (or a list) as known alteration names, in the given order."""
     from bannermatch.errors import BannermatchError
 

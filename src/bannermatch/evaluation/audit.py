@@ -196,8 +196,8 @@ def pixel_stats(rgb: np.ndarray) -> tuple[int, float, tuple[int, int, int]]:
     std = np.sqrt(np.maximum(hist @ np.square(_LEVELS) / n - np.square(mean), 0.0))
     present = hist > 0
     lo, hi = present.argmax(axis=1), 255 - present[:, ::-1].argmax(axis=1)
-    colour = tuple(int(c) for c in np.rint(mean))
-    return int((hi - lo).max()), float(std.max()), colour  # type: ignore[return-value]
+    r, g, b = (int(c) for c in np.rint(mean))
+    return int((hi - lo).max()), float(std.max()), (r, g, b)
 
 
 def measure(item_id: str, decoded: DecodedImage) -> Probe:

@@ -72,8 +72,9 @@ class Comparison:
             ks = sorted(self.results[0].metrics.recall)
             headers = ["model key", *(f"recall@{k}" for k in ks), "mAP", "median rank"]
             names: list[str] = []
-            if self.task == "copies":
-                names = list(self.results[0].by_alteration)  # type: ignore[union-attr]
+            first = self.results[0]
+            if isinstance(first, CopyEvalResult):  # the "copies" task
+                names = list(first.by_alteration)
                 headers += [f"r@1 {n}" for n in names]
             rows = []
             for r in self.results:

@@ -82,7 +82,7 @@ def make_copies(
     """Write every alteration of every image of the folder ``images`` into ``out``
     (``<number>-<alteration>.png``, lossless) and list them in ``out/copies.tsv``.
     ``distractors``: a folder of other images, added to the database."""
-    names = parse_alterations(alterations)  # type: ignore[arg-type]
+    names = parse_alterations(alterations)
     folder = Path(images)
     if not folder.is_dir():
         raise BannermatchError(f"images folder not found: {images}")

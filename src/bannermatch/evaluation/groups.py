@@ -288,7 +288,9 @@ def embed_items(
     desc: str = "embedding",
 ) -> tuple[np.ndarray, list[InputItem], list[tuple[InputItem, str]]]:
     """Rows of the items that decoded, those items, and the others with their reasons."""
-    rows, ok, failed = [], [], []
+    rows: list[np.ndarray] = []
+    ok: list[InputItem] = []
+    failed: list[tuple[InputItem, str]] = []
     bar = progress_bar(len(items), desc, enabled=progress)
     for batch in iter_batches(items, model, batch_size=batch_size):
         rows.append(batch.embeddings)

@@ -182,7 +182,7 @@ def _steam_demo(root: Path, progress: bool) -> DemoResult:
     from bannermatch.query.match import match
     from bannermatch.store.collection import Collection
 
-    fetch_catalog(root, "steamspy", max_pages=1, timeout=10.0, retries=1, quiet=not progress)
+    fetch_catalog(root, "steamspy", max_pages=1, timeout=10.0, retries=1)
     fetched = download(root, progress=progress)
     if fetched.ok + fetched.done_before == 0:
         raise BannermatchError("no banner could be downloaded from the Steam CDN")

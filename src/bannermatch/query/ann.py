@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from bannermatch.defaults import TARGET_RECALL
 from bannermatch.errors import BannermatchError
 from bannermatch.query.topk import drop_own, exact_topk
 from bannermatch.store.collection import ModelData
+
+if TYPE_CHECKING:
+    import faiss
 
 KINDS = ("exact", "ivf", "hnsw")
 ANN_FILE = "ann.faiss"
@@ -158,36 +161,48 @@ def build(
     import faiss
 
     n, d = emb.shape
+    index: faiss.Index
     if params.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = params.ef_construction
+        hnsw = faiss.IndexHNSWFlat(d, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = params.ef_construction
+        index = hnsw
     else:
-        quantizer = faiss.IndexFlatIP(d)
-        if params.kind == "ivf-flat":
-            index = faiss.IndexIVFFlat(quantizer, d, params.nlist, faiss.METRIC_INNER_PRODUCT)
-        elif params.kind == "ivf-sq8":
-            index = faiss.IndexIVFScalarQuantizer(
-                quantizer, d, params.nlist, faiss.ScalarQuantizer.QT_8bit,
-                faiss.METRIC_INNER_PRODUCT,
-            )  # fmt: skip
-        else:
-            index = faiss.IndexIVFPQ(
-                quantizer, d, params.nlist, params.pq_m, 8, faiss.METRIC_INNER_PRODUCT
-            )
-        index.own_fields = True
-        quantizer.this.disown()  # the IVF index frees it
         rng = np.random.default_rng(seed)
         train = np.sort(rng.choice(n, size=min(n, params.train_size), replace=False))
+        index = _new_ivf(d, params, len(train))
         index.cp.seed = seed
-        if params.kind == "ivf-pq":  # 256 centroids per sub-quantiser: no warning when a
-            # small collection has fewer than faiss's 39 training rows for each
-            index.pq.cp.min_points_per_centroid = max(1, min(39, len(train) // 256))
         index.train(_float32(emb, train))
     for start in range(0, n, BLOCK):
         index.add(_float32(emb, slice(start, start + BLOCK)))
         if on_rows is not None:
             on_rows(min(BLOCK, n - start))
     set_breadth(index, params)
+    return index
+
+
+def _new_ivf(d: int, params: AnnParams, train_rows: int) -> faiss.IndexIVF:
+    """An empty IVF index of ``params.kind`` that owns its coarse quantiser."""
+    import faiss
+
+    quantizer = faiss.IndexFlatIP(d)
+    index: faiss.IndexIVF
+    if params.kind == "ivf-flat":
+        index = faiss.IndexIVFFlat(quantizer, d, params.nlist, faiss.METRIC_INNER_PRODUCT)
+    elif params.kind == "ivf-sq8":
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, d, params.nlist, faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT,
+        )  # fmt: skip
+    else:
+        pq = faiss.IndexIVFPQ(
+            quantizer, d, params.nlist, params.pq_m, 8, faiss.METRIC_INNER_PRODUCT
+        )
+        # 256 centroids per sub-quantiser: no warning when a small collection has
+        # fewer than faiss's 39 training rows for each
+        pq.pq.cp.min_points_per_centroid = max(1, min(39, train_rows // 256))
+        index = pq
+    index.own_fields = True
+    quantizer.this.disown()  # type: ignore[attr-defined]  # SWIG's handle: not in faiss's stub
     return index
 
 

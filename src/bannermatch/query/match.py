@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,7 +203,7 @@ def match(
         "seconds": round(seconds, 3),
         "index": index_info,
     }
-    writers: dict[str, Callable[[Path], None]] = {
+    writers: dict[str, atomic.Writer] = {
         NEIGHBORS: lambda p: _save(p, nb.astype(np.uint32)),
         SCORES: lambda p: _save(p, sc.astype(np.float16)),
         DUPLICATES: lambda p: p.write_text(

@@ -78,7 +78,11 @@ class NameIndex:
         # words and substrings: "\n" before every name, so " q" finds a word start
         self._joined = "\n" + "\n".join(folded) + "\n"
         lengths = np.fromiter((len(f) for f in folded), np.int64, len(folded))
-        self._starts = np.concatenate([[1], np.cumsum(lengths + 1)[:-1] + 1]) if len(folded) else []
+        self._starts = (
+            np.concatenate([[1], np.cumsum(lengths + 1)[:-1] + 1])
+            if len(folded)
+            else np.zeros(0, np.int64)
+        )
         self._lengths = lengths
         self._row_of_name: dict[str, int] = {}
         for row, f in enumerate(folded):
@@ -113,7 +117,8 @@ class NameIndex:
         if len(rows) > limit:
             keep = np.argpartition(keys, limit - 1)[:limit]
             rows, keys = rows[keep], keys[keep]
-        return rows[np.argsort(keys, kind="stable")].tolist()
+        shortest: list[int] = rows[np.argsort(keys, kind="stable")].tolist()
+        return shortest
 
     def search(self, query: str, limit: int = 10) -> list[Suggestion]:
         """Best matches for ``query``: the id, the exact name, prefixes, words, then fuzzy."""

@@ -64,6 +64,12 @@ class Query:
             )
         return f"{self.id} {self.name!r}"
 
+    def item_id(self) -> str:
+        """The collection item the query names (every kind but an image or a Steam app)."""
+        if self.id is None:
+            raise BannermatchError(f"{self.describe()} names no item of the collection")
+        return self.id
+
 
 def resolve_query(cat: Catalog, data: ModelData, text: str) -> Query:
     """An indexed id, an exact name, an image file, a Steam app id to fetch, or else the
@@ -154,15 +160,17 @@ def similar(
         q = resolve_query(cat, data, query)
         img: DecodedImage | None = None
         if q.kind in {"image", "steam-app"}:
-            model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
-            draft = model.preprocess.draft_size  # decoded as the collection's images were
+            embedder = create_model_for(
+                data.manifest, engine=engine, device=device, few_images=True
+            )
+            draft = embedder.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = _query_image(query, draft)
             else:
                 img = _steam_banner(query, cdn_url, steam_api_url, draft)
-            rows, scores = Neighbours(data).nearest(model.embed_images([img.image])[0], k)
+            rows, scores = Neighbours(data).nearest(embedder.embed_images([img.image])[0], k)
         else:
-            row = data.row_of[q.id]  # type: ignore[index]
+            row = data.row_of[q.item_id()]
             info = data.match_info
             if info is not None and k <= info["k"]:
                 nb, sc = data.neighbors()
@@ -187,7 +195,7 @@ def _reranked(
     from bannermatch.verify.rerank import MIN_INLIERS, rerank_for_query
 
     rows, scores = candidates
-    query = q.id if img is None else extract_array(np.asarray(img.image))
+    query = q.item_id() if img is None else extract_array(np.asarray(img.image))
     out = rerank_for_query(coll.root, data.ids, query, rows, scores, k)
     hits = _hits(cat, data, out.rows, out.scores)
     for hit, n in zip(hits, out.inliers, strict=True):

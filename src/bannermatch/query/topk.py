@@ -53,7 +53,7 @@ class TopK:
 
         scores = np.ascontiguousarray(scores, np.float32)
         rows, cols = scores.shape
-        self.heaps.addn(cols, faiss.swig_ptr(scores), col0, row0, rows)
+        self.heaps.addn(cols, faiss.swig_ptr(scores), col0, row0, rows)  # type: ignore[call-arg]  # the stub drops j0, i0, ni
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, scores), each row best first."""

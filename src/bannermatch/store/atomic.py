@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,6 +26,10 @@ TMP_SUFFIX = ".tmp"
 #: read once at import (setting it is the only way to read it): new files get 0o666 & ~umask
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+#: writes one file of a :func:`commit_files` group to the path it is given; what it
+#: returns (``Path.write_text`` returns a count) is ignored
+Writer = Callable[[Path], object]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -80,7 +84,7 @@ def staged_path(path: Path) -> Path:
     return path.with_name(path.name + ".staged")
 
 
-def commit_files(folder: Path, writers: dict[str, Callable[[Path], None]]) -> None:
+def commit_files(folder: Path, writers: Mapping[str, Writer]) -> None:
     """Write several files of ``folder`` so that they change together.
 
     ``writers`` maps a file name to a function that writes that file's content

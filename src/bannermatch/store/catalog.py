@@ -244,7 +244,8 @@ class Catalog:
         return {r[0] for r in self.db.execute("SELECT id FROM items")}
 
     def items(self, status: str | None = None) -> Iterator[Item]:
-        query, args = "SELECT * FROM items", ()
+        query = "SELECT * FROM items"
+        args: tuple[str, ...] = ()
         if status is not None:
             query, args = query + " WHERE status=?", (status,)
         for row in self.db.execute(query + " ORDER BY rowid", args):

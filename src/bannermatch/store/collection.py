@@ -7,7 +7,6 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,7 +39,7 @@ def _rebuild_hint(folder: Path) -> str:
 class Collection:
     """A collection folder: ``catalog.sqlite``, ``images/`` and ``models/<key>/``."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
     @property
@@ -257,7 +256,7 @@ def write_model_data(
     manifest: dict[str, Any],
     ids: list[str],
     fingerprints: list[str],
-    write_embeddings: Callable[[Path], None],
+    write_embeddings: atomic.Writer,
     norms: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Commit a model's embeddings, items, fingerprints, norms and manifest together."""
@@ -269,7 +268,7 @@ def write_model_data(
         "generation": uuid.uuid4().hex,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    writers: dict[str, Callable[[Path], None]] = {
+    writers: dict[str, atomic.Writer] = {
         EMBEDDINGS: write_embeddings,
         ITEMS: lambda p: p.write_text(json.dumps(ids, ensure_ascii=False), "utf-8"),
         FINGERPRINTS: lambda p: p.write_text(json.dumps(fingerprints), "utf-8"),

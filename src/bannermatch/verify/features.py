@@ -56,7 +56,7 @@ def extract_array(rgb: np.ndarray) -> Features:
     if scale < 1:
         size = (round(grey.shape[1] * scale), round(grey.shape[0] * scale))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    orb = cv2.ORB_create(nfeatures=MAX_FEATURES, fastThreshold=10)
+    orb = cv2.ORB.create(nfeatures=MAX_FEATURES, fastThreshold=10)
     kps, desc = orb.detectAndCompute(grey, None)
     if desc is None or not kps:
         return Features(np.zeros((0, 2), np.float32), np.zeros((0, DESCRIPTOR_BYTES), np.uint8))

@@ -364,7 +364,7 @@ def fetch_catalog(
     if network and names is not None:
         raise BannermatchError("--names goes with a snapshot file given as --source")
     top_snapshot = load_snapshot(top_file) if top and top_file else None
-    result = CatalogResult(str(coll.root), source if network else str(snapshot.path))
+    result = CatalogResult(str(coll.root), source if snapshot is None else str(snapshot.path))
     spy_base = STEAMSPY.url(steamspy_url)
 
     with (

@@ -22,7 +22,7 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based): half fixed, half random."""
-        base = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
+        base = min(self.max_backoff, self.backoff * 2.0 ** (retry - 1))
         return base / 2 + random.uniform(0, base / 2)
 
     def retry_after(self, header: str | None, retry: int) -> float:

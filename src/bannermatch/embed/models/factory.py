@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 _POOL_LOCK = threading.Lock()
 
 
+def _no_network() -> Built:
+    """The network of a model made without one (not by :func:`create_model`)."""
+    raise ModelError("this model was made without its PyTorch network (use create_model)")
+
+
 @dataclass
 class EmbeddingModel:
     """A ready model: ``preprocess`` turns a PIL image into pixels, ``embed`` pixels into
@@ -53,7 +58,7 @@ class EmbeddingModel:
     #: the ImageNet classes a classifier head predicts from these features (label search)
     labels: str | None = None
     #: builds (once) the PyTorch network, for the text tower and the classifier head
-    network: Callable[[], Built] = field(default=lambda: None, repr=False)  # type: ignore[assignment,return-value]
+    network: Callable[[], Built] = field(default=_no_network, repr=False)
     _executor: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _slots: threading.BoundedSemaphore = field(init=False, repr=False)
 

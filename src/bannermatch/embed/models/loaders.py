@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -64,7 +64,8 @@ OPEN_CLIP_FITS = {"shortest": "crop", "squash": "squash", "longest": "pad"}
 class TextTower:
     """An open_clip text tower with its tokenizer: texts in, L2-normalised rows out."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any):
+    def __init__(self, model: Any, tokenizer: Any):
+        # open_clip (no type information): a CLIP or CustomTextCLIP, with encode_text
         self.model = model.eval()
         self.tokenizer = tokenizer
 
@@ -171,7 +172,12 @@ class EmbeddedLoader:
     def _cfg(self) -> dict[str, Any]:
         import timm
 
-        return timm.get_pretrained_cfg(self.spec.arch).to_dict()
+        cfg = timm.get_pretrained_cfg(self.spec.arch)
+        if cfg is None:
+            raise ModelError(
+                f"{self.spec.name}: timm has no pretrained config for {self.spec.arch}"
+            )
+        return cfg.to_dict()
 
     def _resolved(self) -> dict[str, Any]:
         """What timm says of the architecture (data config, ImageNet subset), kept in the
@@ -486,10 +492,10 @@ class HubLoader:
 
 
 def loader_for(spec: ModelSpec) -> Loader:
-    loaders: dict[str, type] = {
+    loaders: dict[str, Callable[[ModelSpec], Loader]] = {
         "embedded": EmbeddedLoader,
         "timm": TimmLoader,
         "open_clip": OpenClipLoader,
         "hub": HubLoader,
     }
-    return loaders[spec.source](spec)  # type: ignore[no-any-return]
+    return loaders[spec.source](spec)

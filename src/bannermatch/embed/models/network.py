@@ -30,6 +30,8 @@ is not normalised: :class:`~bannermatch.embed.models.factory.EmbeddingModel` doe
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -114,7 +116,7 @@ class FeatureExtractor(nn.Module):
         self.flip = augment == "flip"
         self.patch_size = patch_size
         if kind == "clip-vit":
-            network.output_tokens = True  # type: ignore[assignment]
+            network.output_tokens = True  # type: ignore[assignment]  # open_clip's flag, not a Tensor
         if kind == "vit" and strategy == "multiscale":
             _scale_position_embeddings(network, input_size, patch_size)
 
@@ -134,20 +136,22 @@ class FeatureExtractor(nn.Module):
     def single(self, x: torch.Tensor) -> torch.Tensor:
         """The strategy's features of one view at one scale (``multiscale``: ``cls``)."""
         strategy = "cls" if self.strategy == "multiscale" else self.strategy
-        net = self.network
+        # timm's and open_clip's models: forward_features, forward_head and
+        # num_prefix_tokens are theirs, not nn.Module's
+        net: Any = self.network
         if self.kind == "cnn":
-            fmap = net.forward_features(x)  # type: ignore[operator]
+            fmap = net.forward_features(x)
             if getattr(net, "output_fmt", "NCHW") == "NHWC":
                 fmap = fmap.permute(0, 3, 1, 2)
             if strategy == "gem":
                 return gem(fmap, dim=(2, 3))
             if strategy == "cls+avg":
                 return torch.cat([fmap.mean(dim=(2, 3)), fmap.amax(dim=(2, 3))], dim=1)
-            return net.forward_head(fmap, pre_logits=True)  # type: ignore[operator]
+            return net.forward_head(fmap, pre_logits=True)
         if self.kind == "vit":
-            tokens = net.forward_features(x)  # type: ignore[operator]
-            pooled = net.forward_head(tokens, pre_logits=True)  # type: ignore[operator]
-            patches = tokens[:, int(net.num_prefix_tokens) :]  # type: ignore[arg-type]
+            tokens = net.forward_features(x)
+            pooled = net.forward_head(tokens, pre_logits=True)
+            patches = tokens[:, int(net.num_prefix_tokens) :]
             if strategy == "gem":
                 return signed_gem(patches, dim=1)
             if strategy == "cls+avg":
@@ -170,8 +174,11 @@ class FeatureExtractor(nn.Module):
         return x @ proj if proj is not None else x
 
 
-def _scale_position_embeddings(vit: nn.Module, size: int, patch: int) -> None:
+def _scale_position_embeddings(vit: Any, size: int, patch: int) -> None:
     """Let a timm ViT take the input sizes of ``multiscale``.
+
+    ``vit`` is duck-typed (``Any``): timm's ViT-like classes share ``pos_embed``,
+    ``patch_embed`` and ``_pos_embed`` but no base class declares them.
 
     timm's ``dynamic_img_size`` resamples the position embeddings on every call,
     with an antialiased bicubic filter that ONNX cannot express. Instead they are
@@ -207,4 +214,4 @@ def _scale_position_embeddings(vit: nn.Module, size: int, patch: int) -> None:
             x = torch.cat([*extra, x], dim=1) + table
         return vit.pos_drop(x)
 
-    vit._pos_embed = pos_embed  # type: ignore[method-assign]
+    vit._pos_embed = pos_embed

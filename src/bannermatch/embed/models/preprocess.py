@@ -70,6 +70,14 @@ def _torch_resample(pixels: np.ndarray, size: tuple[int, int], interpolation: st
     return resize(x, (nh, nw))[0].permute(1, 2, 0).numpy()
 
 
+def _rgb(values: Any, what: str) -> tuple[float, float, float]:
+    """A data config's per-channel ``what`` (mean or std) of an RGB model."""
+    channels = tuple(float(v) for v in values)
+    if len(channels) != 3:
+        raise BannermatchError(f"a data config's {what} has {len(channels)} values, not 3 (RGB)")
+    return channels[0], channels[1], channels[2]
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Turns an RGB PIL image into a normalised float32 CHW array."""
@@ -107,8 +115,8 @@ class Preprocess:
             crop_size=crop,
             resize_size=resize,
             interpolation=str(cfg.get("interpolation") or "bicubic"),
-            mean=tuple(float(v) for v in cfg["mean"]),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in cfg["std"]),  # type: ignore[arg-type]
+            mean=_rgb(cfg["mean"], "mean"),
+            std=_rgb(cfg["std"], "std"),
         )
         overrides = {k: v for k, v in overrides.items() if v is not None}
         base = replace(base, fit=str(cfg.get("fit") or base.fit))
@@ -149,7 +157,7 @@ class Preprocess:
             return None
         if self.fit == "squash" or (self.fit == "crop" and not self.keep_ratio):
             side = self.crop_size if self.fit == "squash" else self.resize_size
-            need = (side, side)
+            need: tuple[float, float] = (side, side)
         else:  # pad fits the longer side inside the square; crop resizes the shorter one
             scale = (
                 self.crop_size / max(width, height)
@@ -184,7 +192,7 @@ class Preprocess:
         if self.fit == "pad":
             inner, corner = self._fit_inside(im)
             fill = tuple(round(m * 255) for m in self.mean)
-            canvas = Image.new("RGB", (self.crop_size, self.crop_size), fill)  # type: ignore[arg-type]
+            canvas = Image.new("RGB", (self.crop_size, self.crop_size), fill)
             canvas.paste(Image.fromarray(inner), corner)
             return canvas
         return Image.fromarray(self._square(im))

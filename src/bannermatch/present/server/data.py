@@ -64,6 +64,8 @@ class ServedCollection:
         t0 = time.perf_counter()
         coll = Collection(root)
         data = coll.load(model)
+        neighbors: np.ndarray | None
+        scores: np.ndarray | None
         try:
             neighbors, scores = data.neighbors()
         except CollectionError:
