@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh test), lint, type-check (mypy), then run the whole test suite, slow tests included.
-# Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow" -x
+# Set up (scripts/setup.sh test), lint, type-check (mypy), then run the whole test suite,
+# slow tests included. Extra arguments go to pytest, e.g. scripts/test.sh -x -k steam
+#
+#   scripts/test.sh --fast    everyday work: lint, then the quick unit tests only (no CLI
+#                             subprocesses, servers, browsers or collections; no set-up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "--fast" ]]; then
+    shift
+    .venv/bin/ruff check src tests bench
+    exec .venv/bin/python -m pytest -q -m "not slow and not integration" "$@"
+fi
 scripts/setup.sh test
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

@@ -640,7 +640,7 @@ def resolve(
     except StoreApiError as exc:
         result.api_calls, result.api_error, result.legacy = api.calls, str(exc), True
         result.rechecked -= len(stale - done)
-        log.info("the Steam store API cannot be reached (%s): trying legacy URLs", exc)
+        log.debug("the Steam store API cannot be reached (%s): trying legacy URLs", exc)
         for it in work.todo:
             if it.id not in done:
                 yield Job(it, banner_urls(it.id, src.cdn, src.legacy), LEGACY_NOTE)
@@ -802,7 +802,7 @@ def _banner_urls(
         try:
             art: StoreArt = next(api.lookup([appid], asset, language))
         except StoreApiError as exc:
-            log.info("the Steam store API cannot be reached (%s): trying legacy URLs", exc)
+            log.debug("the Steam store API cannot be reached (%s): trying legacy URLs", exc)
             return legacy_urls(asset, appid, cdn)
     if not art.known:
         raise BannerNotFound(f"app {appid} is not on the Steam store")

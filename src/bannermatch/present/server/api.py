@@ -39,7 +39,9 @@ _MAGIC = (
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
 )
-NOT_FOUND = {404: {"model": schemas.Message, "description": "no such item"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.Message, "description": "no such item"}
+}
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description=f"how many results (1 to {MAX_N})")]
 

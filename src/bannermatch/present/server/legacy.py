@@ -28,7 +28,9 @@ from bannermatch.present.server.legacy_pages import grid_page
 from bannermatch.present.server.transformed import SUFFIXES, similar_transformed
 from bannermatch.present.server.views import legacy_app, legacy_id, row_or_404
 
-NOT_FOUND = {404: {"model": schemas.Message, "description": "no such app"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.Message, "description": "no such app"}
+}
 #: a page's 404 is JSON like every other error (the page itself is HTML)
 HTML_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {
@@ -155,7 +157,7 @@ def _add_lists(
     apps: Apps,
 ) -> None:
     what = {"": "", "_x": " (query mirrored)", "_y": " (query flipped)", "_xy": " (both)"}[suffix]
-    listed = {"response_model": list[schemas.LegacyApp], "responses": NOT_FOUND}
+    listed: dict[str, Any] = {"response_model": list[schemas.LegacyApp], "responses": NOT_FOUND}
     match_rows, app_of = apps.match_rows, apps.app_of
 
     @router.get(f"/matches{suffix}", response_model=list[int], responses=NOT_FOUND)
