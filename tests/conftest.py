@@ -14,8 +14,21 @@ from support.cli import run_cli
 _CACHE = Path(os.environ.setdefault("BANNERMATCH_CACHE", str(ROOT / ".pytest_cache" / "bm-cache")))
 
 
-#: fixtures that mean a test runs the CLI, a server or a browser, or builds a collection
-INTEGRATION = frozenset({"cli", "tmp_path_factory", "page", "browser", "served", "client"})
+#: fixtures that mean a test runs the CLI, a server or a browser, builds a collection or
+#: loads a real network
+INTEGRATION = frozenset(
+    {
+        "cli",
+        "tmp_path_factory",
+        "page",
+        "browser",
+        "served",
+        "client",
+        "model",
+        "tiny_clip",
+        "hub_dir",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

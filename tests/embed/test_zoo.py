@@ -19,6 +19,9 @@ from bannermatch.embed.models.network import FeatureExtractor
 from bannermatch.embed.models.weights import RANDOM
 from bannermatch.errors import ModelError
 
+#: every test here builds real (randomly initialised) networks: integration, not --fast
+pytestmark = pytest.mark.integration
+
 #: a port nothing listens on: a download attempt fails at once
 DEAD_ENDPOINT = "http://127.0.0.1:9"
 
