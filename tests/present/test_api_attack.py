@@ -106,7 +106,7 @@ def test_schemathesis_finds_no_server_error(served: ServedCollection) -> None:
 
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(
-                max_examples=50,
+                max_examples=25,
                 deadline=None,
                 database=None,
                 derandomize=True,
@@ -375,7 +375,7 @@ def test_no_request_can_make_the_server_fetch_a_url(
 
 # the load -------------------------------------------------------------------------------
 
-LOAD_SECONDS = 60.0
+LOAD_SECONDS = 25.0
 CLIENTS = 8
 
 
@@ -462,7 +462,7 @@ def _mix(root: Path) -> list[tuple[str, bool, int, dict[str, Any]]]:
 
 
 @pytest.mark.slow
-def test_a_minute_of_mixed_load_gets_no_error_for_valid_requests(served_root: Path) -> None:
+def test_mixed_load_gets_no_error_for_valid_requests(served_root: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANNERMATCH_STEAM")}
     server = subprocess.Popen(
@@ -488,7 +488,7 @@ def test_a_minute_of_mixed_load_gets_no_error_for_valid_requests(served_root: Pa
     total = sum(sum(c.values()) for c in codes.values())
     assert total > 1000
     # memory: flat once warm (the model loads with the first upload)
-    warm = [kb for t, kb in rss if t >= 15.0]
+    warm = [kb for t, kb in rss if t >= 10.0]
     growth_mb = (max(warm) - warm[0]) / 1024
     assert growth_mb < 64, f"the server grew by {growth_mb:.0f} MB under load"
     p99 = sorted(latencies)[int(0.99 * len(latencies))]
@@ -497,7 +497,7 @@ def test_a_minute_of_mixed_load_gets_no_error_for_valid_requests(served_root: Pa
         f"{CLIENTS} clients; "
         + "; ".join(f"{label}: {dict(c)}" for (label, _), c in sorted(codes.items()))
         + f"; p99 {p99 * 1000:.0f} ms; RSS {rss[0][1] / 1024:.0f} MB at start, "
-        f"{warm[0] / 1024:.0f} MB at 15 s, {max(kb for _, kb in rss) / 1024:.0f} MB at most, "
+        f"{warm[0] / 1024:.0f} MB at 10 s, {max(kb for _, kb in rss) / 1024:.0f} MB at most, "
         f"growth after warm-up {growth_mb:.1f} MB"
     )
 

@@ -16,25 +16,20 @@ from bannermatch.acquire.steam.endpoints import CURATED_GAMES
 from support.steam import Cdn, FakeServer, SteamSpy, closed_port_url, steam_env
 
 
-def test_offline_demo_finds_every_altered_copy(tmp_path, cli, skimage_dir):
-    proc = cli("demo", "--out", tmp_path, "--offline", "--no-serve", "--json", "-q")
+def test_demo_without_steam_says_so_in_one_line_and_runs_offline(tmp_path, cli, skimage_dir):
+    env = steam_env(BANNERMATCH_STEAMSPY_URL=closed_port_url())
+    proc = cli("demo", "--out", tmp_path, "--no-serve", "--json", "-q", env=env)
+    notes = [line for line in proc.stderr.splitlines() if "Steam is not reachable" in line]
+    assert len(notes) == 1 and "BANNERMATCH_STEAMSPY_URL" in notes[0]
+    assert not (tmp_path / "steam").exists()
     out = json.loads(proc.stdout)
-    assert out["source"] == "sample" and out["note"] is None
+    assert out["source"] == "sample" and "Steam is not reachable" in out["note"]
     assert out["items"] == 3 * (out["variants"] // 2) and out["variants"] >= 40
     # each altered copy (mirrored+cropped, or shrunk+darker+recompressed) finds its photo
     assert out["variants_found"] == out["variants"]
     assert Path(out["report"]).is_file()
     chelsea = next(c for c in out["showcase"] if c["query"] == "chelsea")
     assert {h["id"] for h in chelsea["results"][:2]} == {"chelsea~mirror", "chelsea~small"}
-
-
-def test_demo_without_steam_says_so_in_one_line_and_falls_back(tmp_path, cli, skimage_dir):
-    env = steam_env(BANNERMATCH_STEAMSPY_URL=closed_port_url())
-    proc = cli("demo", "--out", tmp_path, "--no-serve", "-q", env=env)
-    notes = [line for line in proc.stderr.splitlines() if "Steam is not reachable" in line]
-    assert len(notes) == 1 and "BANNERMATCH_STEAMSPY_URL" in notes[0]
-    assert "altered copies that found their own photo" in proc.stdout
-    assert not (tmp_path / "steam").exists()
 
 
 def test_steam_demo_on_local_steamspy_and_cdn(tmp_path, cli, covers_dir):
@@ -99,4 +94,7 @@ def test_demo_ends_by_serving_the_collection(tmp_path, skimage_dir):
         assert info["count"] == len(list((tmp_path / "sample" / "photos").iterdir()))
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        out, err = proc.communicate(timeout=30)
+    assert "altered copies that found their own photo" in out  # the summary, for people
+    assert "Steam is not reachable" not in err  # --offline: no attempt, no note
+    assert f"serving http://127.0.0.1:{port}/" in err  # said even with -q
