@@ -356,10 +356,9 @@ def evaluate(
     labels, n_groups = _labels(ok, folder, listed)
     metrics = retrieval_metrics(emb, labels, ks=ks)
     if rerank:  # the top `rerank` verified with local features (docs/verification.md)
-        from .verify.evaluate import extract_many, reranked_metrics, store_of
+        from .verify.evaluate import reranked_on_files
 
-        store, ids = store_of(extract_many([it.source for it in ok]))
-        metrics = reranked_metrics(emb, labels, store, ids, rerank, ks)[0]
+        metrics = reranked_on_files([it.source for it in ok], emb, labels, rerank, ks)
     listed_keys = {_norm(folder / name) for name in listed}
     n_listed = sum(_norm(it.source) in listed_keys for it in ok)
     return EvalResult(

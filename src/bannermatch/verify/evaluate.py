@@ -11,7 +11,7 @@ import numpy as np
 
 from ..evaluation import Metrics, metrics_from_ranks, query_rows
 from .features import Features, LocalStore, extract_file
-from .rerank import rerank
+from .pipeline import LOCAL_M, Verifier, single_threaded_faiss
 
 
 def extract_many(sources: Sequence[str], workers: int | None = None) -> list[Features]:
@@ -26,34 +26,57 @@ def _first_and_ap(order: np.ndarray, same: np.ndarray) -> tuple[int, float]:
     return int(hits.argmax() + 1), float((precision * hits).sum() / hits.sum())
 
 
+def reranked_order(
+    verifier: Verifier, emb: np.ndarray, q: int, k: int, local: int = LOCAL_M
+) -> tuple[np.ndarray, float | None]:
+    """The whole ranking of query row ``q``: its top ``k`` global candidates and ``local``
+    local-feature ones verified first, the rest in global order; and the seconds the
+    verification took (None when it did not run: ``k=0`` or no features)."""
+    scores = emb @ emb[q]
+    scores[q] = -np.inf
+    order = np.argsort(-scores, kind="stable")[:-1]
+    if not k or verifier.store_row[q] < 0:
+        return order, None
+    t0 = time.perf_counter()
+    top = order[:k]
+    out = verifier.verify(
+        verifier.store.features(int(verifier.store_row[q])),
+        emb[q],
+        (top, scores[top]),
+        exclude=q,
+        local=local,
+    )
+    seconds = time.perf_counter() - t0
+    return np.concatenate([out.rows, order[~np.isin(order, out.rows)]]), seconds
+
+
 def reranked_metrics(
     emb: np.ndarray,
     labels: np.ndarray,
-    store: LocalStore,
-    ids: list[str],
+    verifier: Verifier,
     k: int,
     ks: Sequence[int],
+    *,
+    local: int = LOCAL_M,
+    workers: int | None = None,
 ) -> tuple[Metrics, np.ndarray]:
-    """Metrics of the global ranking with its top ``k`` re-ranked (``k=0``: global only),
-    and the re-rank time of each query in seconds. ``ids[i]`` is row i's id in ``store``."""
+    """Metrics of the global ranking with its top ``k`` (and ``local`` local-feature
+    candidates) verified (``k=0``: global only), and the verification time of each
+    query in seconds. Queries run one per thread."""
     emb = np.asarray(emb, np.float32)
     labels = np.asarray(labels)
-    local = store.row_of
-    first, ap, times = [], [], []
-    for q in query_rows(labels):
-        scores = emb @ emb[q]
-        scores[q] = -np.inf
-        order = np.argsort(-scores, kind="stable")[:-1]
-        if k and ids[q] in local:
-            t0 = time.perf_counter()
-            top = order[:k]
-            out = rerank(store.features(local[ids[q]]), store, ids, top, scores[top])
-            times.append(time.perf_counter() - t0)
-            order = np.concatenate([out.rows, order[k:]])
-        f, a = _first_and_ap(order, labels == labels[q])
-        first.append(f)
-        ap.append(a)
-    return metrics_from_ranks(np.array(first), np.array(ap), ks), np.array(times)
+
+    def one(q: int) -> tuple[int, float, float | None]:
+        order, seconds = reranked_order(verifier, emb, int(q), k, local)
+        first, ap = _first_and_ap(order, labels == labels[q])
+        return first, ap, seconds
+
+    with single_threaded_faiss(), ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        found = list(pool.map(one, query_rows(labels)))
+    first = np.array([f for f, _, _ in found], np.int64)
+    ap = np.array([a for _, a, _ in found])
+    times = np.array([t for _, _, t in found if t is not None])
+    return metrics_from_ranks(first, ap, ks), times
 
 
 def store_of(features: Sequence[Features]) -> tuple[LocalStore, list[str]]:
@@ -62,3 +85,13 @@ def store_of(features: Sequence[Features]) -> tuple[LocalStore, list[str]]:
     ids = [str(i) for i in range(len(features))]
     store.extend(list(zip(ids, features, strict=True)))
     return store, ids
+
+
+def reranked_on_files(
+    sources: Sequence[str], emb: np.ndarray, labels: np.ndarray, k: int, ks: Sequence[int]
+) -> Metrics:
+    """``eval --rerank``: features of ``sources`` (the rows of ``emb``) and their index
+    in memory, then :func:`reranked_metrics`."""
+    store, ids = store_of(extract_many(sources))
+    verifier = Verifier.in_memory(store, ids, np.asarray(emb, np.float32))
+    return reranked_metrics(emb, labels, verifier, k, ks)[0]
