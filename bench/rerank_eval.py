@@ -51,8 +51,9 @@ def run(root: str, groups_file: str, ks: list[int], locals_: list[int], workers:
         line += f"r@10={metrics.recall[10]:.3f}  r@50={metrics.recall[50]:.3f}  "
         line += f"mAP={metrics.map:.3f}"
         if len(times):
-            t = times * 1000
-            line += f"  rerank p50={np.percentile(t, 50):.1f} ms p99={np.percentile(t, 99):.1f} ms"
+            wall, cpu = (np.percentile(times[:, i] * 1000, [50, 99]) for i in (0, 1))
+            line += f"  verify p50/p99 wall {wall[0]:.1f}/{wall[1]:.1f} ms"
+            line += f" cpu {cpu[0]:.1f}/{cpu[1]:.1f} ms"
         print(line, flush=True)
 
 

@@ -212,12 +212,14 @@ def test_audit_counts_local_features(coll: Path, cli) -> None:
 
 
 def test_local_candidates_find_the_planted_copy(coll: Path, planted: tuple[Path, Path]) -> None:
-    from bannermatch.verify.candidates import LocalCandidates
+    from bannermatch.verify.local_index import LocalIndex
+    from bannermatch.verify.pipeline import local_votes
 
     ids = _ids(coll)
     store = LocalStore.load(coll)
     assert store is not None
     q = store.row_of[ids["zz_planted.jpg"]]
-    found = LocalCandidates(store).search(store.features(q), 3, exclude=q)
-    assert store.ids[int(found[0])] == ids[planted[1].name]
-    assert q not in found
+    nb = LocalIndex.open(coll, store).search(store.features(q).descriptors, exclude=q)
+    votes = local_votes(nb, len(store.ids))
+    assert store.ids[int(np.argmax(votes))] == ids[planted[1].name]
+    assert votes[q] == 0

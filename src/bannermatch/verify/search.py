@@ -10,7 +10,7 @@ import numpy as np
 from ..collection import ModelData
 from ..images import DecodedImage
 from .features import extract_array
-from .pipeline import Verifier, single_threaded_faiss
+from .pipeline import Verifier
 from .rerank import Verified
 
 
@@ -24,12 +24,11 @@ def verified_similar(
     """The top ``k`` after verification of the global ``candidates`` and the local-feature
     ones; ``query`` is an item id, or an outside image with its embedding."""
     verifier = Verifier.open(collection, data.ids, data.embeddings)
-    with single_threaded_faiss():
-        if isinstance(query, str):
-            row = data.row_of[query]
-            feats = verifier.item_features(row, query)
-            out = verifier.verify(feats, data.embeddings[row], candidates, exclude=row)
-        else:
-            img, vector = query
-            out = verifier.verify(extract_array(np.asarray(img.image)), vector, candidates)
+    if isinstance(query, str):
+        row = data.row_of[query]
+        feats = verifier.item_features(row, query)
+        out = verifier.verify(feats, data.embeddings[row], candidates, exclude=row)
+    else:
+        img, vector = query
+        out = verifier.verify(extract_array(np.asarray(img.image)), vector, candidates)
     return Verified(out.rows[:k], out.scores[:k], out.inliers[:k])
