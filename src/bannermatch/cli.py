@@ -92,6 +92,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         index=args.index,
         memory=args.memory,
         target_recall=args.target_recall,
+        rerank=args.rerank,
     )
     return emit(args, result)
 
@@ -488,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.95,
         help="recall@k the search breadth (nprobe, efSearch) is tuned to (default: 0.95)",
     )
+    _add_rerank(p, "also store each item's neighbours verified with local features, for serve")
     p.set_defaults(handler=cmd_match)
 
     p = sub.add_parser("similar", parents=[common], help="items most similar to a query")
