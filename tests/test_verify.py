@@ -223,3 +223,78 @@ def test_local_candidates_find_the_planted_copy(coll: Path, planted: tuple[Path,
     votes = local_votes(nb, len(store.ids))
     assert store.ids[int(np.argmax(votes))] == ids[planted[1].name]
     assert votes[q] == 0
+
+
+def test_local_candidates_bring_a_copy_the_global_list_misses(
+    coll: Path, planted: tuple[Path, Path]
+) -> None:
+    """The global candidates are three unrelated covers (the original is below the top K);
+    the local-feature stage adds the original, and verification puts it first."""
+    from bannermatch.collection import Collection
+    from bannermatch.verify.pipeline import Verifier
+
+    ids = _ids(coll)
+    data = Collection(coll).load()
+    verifier = Verifier.open(coll, data.ids, data.embeddings)
+    q = data.row_of[ids["zz_planted.jpg"]]
+    original = data.row_of[ids[planted[1].name]]
+    emb = np.asarray(data.embeddings, np.float32)
+    others = [r for r in np.argsort(emb @ emb[q]) if r not in (q, original)][:3]  # least alike
+    glob = (np.array(others), emb[others] @ emb[q])
+    feats = verifier.item_features(q, ids["zz_planted.jpg"])
+    without = verifier.verify(feats, emb[q], glob, exclude=q, local=0)
+    assert original not in without.rows and not (without.inliers >= MIN_INLIERS).any()
+    out = verifier.verify(feats, emb[q], glob, exclude=q)
+    assert int(out.rows[0]) == original and out.inliers[0] >= MIN_INLIERS
+    assert q not in out.rows
+    assert all(0.0 <= s <= 1.0 for s in out.scores)
+
+
+def test_the_local_index_is_cached_and_rebuilt_when_features_change(tmp_path: Path) -> None:
+    from bannermatch.verify.local_index import INDEX_FILE, LocalIndex
+
+    rng = np.random.default_rng(0)
+    store = LocalStore.empty()
+    fake = [(f"i{n}", extract_array(rng.integers(0, 255, (200, 300), np.uint8))) for n in range(3)]
+    store.extend(fake[:2])
+    store.save(tmp_path)
+    first = LocalIndex.open(tmp_path, LocalStore.load(tmp_path))  # type: ignore[arg-type]
+    built = (tmp_path / "local" / INDEX_FILE).stat().st_mtime_ns
+    again = LocalIndex.open(tmp_path, LocalStore.load(tmp_path))  # type: ignore[arg-type]
+    assert (tmp_path / "local" / INDEX_FILE).stat().st_mtime_ns == built
+    assert again.index.ntotal == first.index.ntotal == int(np.sum(store.counts))
+    store.extend(fake[2:])
+    store.save(tmp_path)
+    grown = LocalIndex.open(tmp_path, LocalStore.load(tmp_path))  # type: ignore[arg-type]
+    assert grown.index.ntotal == int(np.sum(store.counts)) > first.index.ntotal
+    (tmp_path / "local" / INDEX_FILE).write_bytes(b"damaged")
+    repaired = LocalIndex.open(tmp_path, LocalStore.load(tmp_path))  # type: ignore[arg-type]
+    assert repaired.index.ntotal == grown.index.ntotal
+
+
+def test_match_rerank_stores_verified_neighbours_that_serve_shows(
+    tmp_path: Path, coll: Path, planted: tuple[Path, Path], cli
+) -> None:
+    import httpx
+
+    from bannermatch.server import ServedCollection, create_app
+    from server_support import running_server
+
+    root = tmp_path / "c"
+    shutil.copytree(coll, root)
+    ids = _ids(root)
+    result = json.loads(cli("match", root, "-k", "5", "--rerank", "24", "--json", "-q").stdout)
+    assert result["rerank"]["k"] == 24 and result["rerank"]["stored"] == 5
+    with running_server(create_app(ServedCollection.open(root))) as base:
+        item = ids["zz_planted.jpg"]
+        got = httpx.get(f"{base}/api/items/{item}/similar", params={"n": 5}).json()
+        assert got["source"] == "verified"
+        first = got["results"][0]
+        assert first["id"] == ids[planted[1].name]
+        assert first["verified"] and first["inliers"] >= MIN_INLIERS
+        assert not any(h["verified"] for h in got["results"][1:])
+        past = httpx.get(f"{base}/api/items/{item}/similar", params={"n": 8}).json()
+        assert past["source"] != "verified" and past["results"][0]["verified"] is None
+    cli("match", root, "-k", "5", "-q")  # without --rerank: the verified files go
+    assert not list(root.glob("models/*/verified_*.npy"))
+    assert ServedCollection.open(root).verified is None
