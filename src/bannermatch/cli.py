@@ -155,6 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task = {
         "batch_size": args.batch_size,
         "progress": not args.quiet,
+        "rerank": args.rerank,
     }
     if args.compare:
         copies = {
@@ -179,8 +180,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "several values of --model, --fit, --strategy or --augment need --compare"
         )
     options = {**shared, **runs[0]}
-    if args.rerank and (args.copies or not args.groups):
-        raise BannermatchError("--rerank works with --groups only for now (not --copies)")
     if args.copies:
         from .copydetect import evaluate_copies
 
@@ -201,7 +200,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.groups,
         file_column=args.file_column,
         group_column=args.group_column,
-        rerank=args.rerank,
         **task,
         **options,
     )
@@ -344,7 +342,7 @@ def _add_rerank(p: argparse.ArgumentParser, what: str) -> None:
         const=100,
         default=None,
         metavar="K",
-        help=f"{what} (K: 100 if not given; needs `index --local`)",
+        help=f"{what} (K: 100 if not given)",
     )
 
 
@@ -489,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.95,
         help="recall@k the search breadth (nprobe, efSearch) is tuned to (default: 0.95)",
     )
-    _add_rerank(p, "also store each item's neighbours verified with local features, for serve")
+    _add_rerank(p, "also store neighbours verified with local features (`index --local`)")
     p.set_defaults(handler=cmd_match)
 
     p = sub.add_parser("similar", parents=[common], help="items most similar to a query")
@@ -519,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Steam store API, asked where an app's current banner is "
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
-    _add_rerank(p, "verify the top K global candidates with local features")
+    _add_rerank(p, "verify the top K global candidates with local features (`index --local`)")
     p.set_defaults(handler=cmd_similar)
 
     p = sub.add_parser("unique", parents=[common], help="items least like any other")
@@ -589,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="--copies: comma-separated, from crop,resize,jpeg,flip,jitter,text,mix (default: all)",
     )
-    _add_rerank(p, "--groups: re-rank the top K with local features")
+    _add_rerank(p, "also verify the top K (and local-feature candidates): both figures shown")
     p.add_argument("--seed", type=int, default=0, help="--copies: seed of the alterations")
     p.add_argument("--keep", default=None, metavar="DIR", help="--copies: keep the copies in DIR")
     p.add_argument(

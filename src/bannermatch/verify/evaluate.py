@@ -90,9 +90,46 @@ def store_of(features: Sequence[Features]) -> tuple[LocalStore, list[str]]:
 
 def reranked_on_files(
     sources: Sequence[str], emb: np.ndarray, labels: np.ndarray, k: int, ks: Sequence[int]
-) -> Metrics:
+) -> tuple[Metrics, float]:
     """``eval --rerank``: features of ``sources`` (the rows of ``emb``) and their index
-    in memory, then :func:`reranked_metrics`."""
+    in memory, then :func:`reranked_metrics`; and the mean verification CPU seconds."""
     store, ids = store_of(extract_many(sources))
     verifier = Verifier.in_memory(store, ids, np.asarray(emb, np.float32))
-    return reranked_metrics(emb, labels, verifier, k, ks)[0]
+    metrics, times = reranked_metrics(emb, labels, verifier, k, ks)
+    return metrics, float(times[:, 1].mean()) if len(times) else 0.0
+
+
+def reranked_copy_ranks(
+    database: Sequence[str],
+    queries: Sequence[str],
+    db_emb: np.ndarray,
+    query_emb: np.ndarray,
+    targets: np.ndarray,
+    k: int,
+    *,
+    workers: int | None = None,
+) -> tuple[np.ndarray, float]:
+    """``eval --copies --rerank``: the 1-based rank of each query's target database row
+    after verification of its top ``k`` and local-feature candidates (the rest in
+    global order); and the mean verification CPU seconds a query. A query without
+    features keeps its global ranking."""
+    store, ids = store_of(extract_many(database, workers))
+    verifier = Verifier.in_memory(store, ids, np.asarray(db_emb, np.float32))
+    q_feats = extract_many(queries, workers)
+    db = np.asarray(db_emb, np.float32)
+
+    def one(i: int) -> tuple[int, float]:
+        vec = np.asarray(query_emb[i], np.float32)
+        scores = db @ vec
+        order = np.argsort(-scores, kind="stable")
+        c0 = time.thread_time()
+        top = order[:k]
+        out = verifier.verify(q_feats[i], vec, (top, scores[top]))
+        seconds = time.thread_time() - c0
+        order = np.concatenate([out.rows, order[~np.isin(order, out.rows)]])
+        return int(np.flatnonzero(order == targets[i])[0]) + 1, seconds
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        found = list(pool.map(one, range(len(queries))))
+    ranks = np.array([r for r, _ in found], np.int64)
+    return ranks, float(np.mean([t for _, t in found])) if found else 0.0
