@@ -105,13 +105,17 @@ class EvalRun:
 
     def _run_lines(self) -> list[str]:
         before = self.global_metrics
-        verified = [
-            f"verified re-rank of the top {self.rerank} (+ local-feature candidates): "
-            f"{self.rerank_cpu_ms:.1f} ms CPU a query; before it: recall@1 "
-            f"{before.recall.get(1, float('nan')):.4f}, mAP {before.map:.4f}"
-        ]
+        verified = (
+            [
+                f"verified re-rank of the top {self.rerank} (+ local-feature candidates): "
+                f"{self.rerank_cpu_ms:.1f} ms CPU a query; before it: recall@1 "
+                f"{before.recall.get(1, float('nan')):.4f}, mAP {before.map:.4f}"
+            ]
+            if self.rerank and before
+            else []
+        )
         return [
-            *(verified if self.rerank and before else []),
+            *verified,
             f"{self.seconds:.1f}s in all, embedding at {self.images_per_second:.1f} img/s; "
             f"{len(self.bad)} bad file(s) skipped",
             *(f"skipped {b['file']}: {b['reason']}" for b in self.bad),
