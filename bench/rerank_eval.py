@@ -9,7 +9,8 @@ then its top K and M local-feature candidates verified by
 :class:`bannermatch.verify.pipeline.Verifier`, the rest kept in global order.
 Prints recall@1/@10/@50, mAP and the verification time per query (p50/p99,
 timed around ``Verifier.verify`` only: local features and their index on disk;
-``--workers 1`` for latency, one query at a time).
+``--workers 1`` for latency, one query at a time; ``--idf``: the collection-wide
+feature weights of :func:`bannermatch.verify.pipeline.collection_idf` as well).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _labels(coll: Collection, ids: list[str], groups: dict[str, str]) -> np.ndar
     )
 
 
-def run(root: str, groups_file: str, ks: list[int], locals_: list[int], workers: int) -> None:
+def run(
+    root: str, groups_file: str, ks: list[int], locals_: list[int], workers: int, idf: bool
+) -> None:
     coll = Collection(root)
     data = coll.load()
     emb = np.asarray(data.embeddings, np.float32)
@@ -43,7 +46,7 @@ def run(root: str, groups_file: str, ks: list[int], locals_: list[int], workers:
     runs = [(0, 0)] + [(k, m) for k in ks for m in locals_]
     for k, m in runs:
         metrics, times = reranked_metrics(
-            emb, labels, verifier, k, (1, 10, 50), local=m, workers=workers
+            emb, labels, verifier, k, (1, 10, 50), local=m, workers=workers, idf=idf
         )
         line = (
             f"K={k or 'global':>6} M={m:>3}  n={metrics.n_queries}  r@1={metrics.recall[1]:.3f}  "
@@ -64,8 +67,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[20, 50])
     parser.add_argument("--local", type=int, nargs="+", default=[0, 50])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--idf", action="store_true", help="collection-wide feature weights")
     args = parser.parse_args()
-    run(args.collection, args.groups, args.k, args.local, args.workers)
+    run(args.collection, args.groups, args.k, args.local, args.workers, args.idf)
 
 
 if __name__ == "__main__":

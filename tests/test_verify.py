@@ -190,6 +190,21 @@ def test_a_shared_template_does_not_outrank_the_real_match(covers_dir: Path) -> 
     assert int(out.rows[0]) == len(distractors)
     assert out.inliers[0] >= MIN_INLIERS
     assert not any(out.inliers[1:] >= MIN_INLIERS)
+    # the same through the whole pipeline (local search, pre-filter), with and without the
+    # collection-wide weights: every item at cosine 0.5 from the query, five framed ones as
+    # the global candidates, the rest (the real match too) left to the local candidates
+    from bannermatch.verify.pipeline import Verifier
+
+    emb = np.zeros((len(images), len(images) + 1), np.float32)
+    emb[:, 0] = 0.5
+    emb[np.arange(len(images)), np.arange(1, len(images) + 1)] = np.sqrt(0.75)
+    vector = np.eye(len(images) + 1, dtype=np.float32)[0]
+    verifier = Verifier.in_memory(store, store.ids, emb)
+    for idf in (False, True):
+        got = verifier.verify(q, vector, (rows[:5], emb[:5] @ vector), idf=idf)
+        assert int(got.rows[0]) == len(distractors), idf
+        assert got.inliers[0] >= MIN_INLIERS
+        assert not any(got.inliers[1:] >= MIN_INLIERS)
 
 
 def test_eval_rerank_reports_the_reranked_metrics(planted: tuple[Path, Path], cli) -> None:

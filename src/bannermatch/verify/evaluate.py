@@ -27,7 +27,7 @@ def _first_and_ap(order: np.ndarray, same: np.ndarray) -> tuple[int, float]:
 
 
 def reranked_order(
-    verifier: Verifier, emb: np.ndarray, q: int, k: int, local: int = LOCAL_M
+    verifier: Verifier, emb: np.ndarray, q: int, k: int, local: int = LOCAL_M, idf: bool = False
 ) -> tuple[np.ndarray, tuple[float, float] | None]:
     """The whole ranking of query row ``q``: its top ``k`` global candidates and ``local``
     local-feature ones verified first, the rest in global order; and the wall-clock and
@@ -46,6 +46,7 @@ def reranked_order(
         (top, scores[top]),
         exclude=q,
         local=local,
+        idf=idf,
     )
     seconds = (time.perf_counter() - t0, time.thread_time() - c0)
     return np.concatenate([out.rows, order[~np.isin(order, out.rows)]]), seconds
@@ -60,6 +61,7 @@ def reranked_metrics(
     *,
     local: int = LOCAL_M,
     workers: int | None = None,
+    idf: bool = False,
 ) -> tuple[Metrics, np.ndarray]:
     """Metrics of the global ranking with its top ``k`` (and ``local`` local-feature
     candidates) verified (``k=0``: global only), and the verification time of each
@@ -68,7 +70,7 @@ def reranked_metrics(
     labels = np.asarray(labels)
 
     def one(q: int) -> tuple[int, float, tuple[float, float] | None]:
-        order, seconds = reranked_order(verifier, emb, int(q), k, local)
+        order, seconds = reranked_order(verifier, emb, int(q), k, local, idf)
         first, ap = _first_and_ap(order, labels == labels[q])
         return first, ap, seconds
 

@@ -34,7 +34,6 @@ from .rerank import MIN_INLIERS, RATIO, Verified, by_evidence, match_counts
 
 LOCAL_M = 50  # local-feature candidates merged with the global ones
 REACH_MIN = MIN_INLIERS  # query descriptors that must reach a candidate before RANSAC
-DEFAULT_RERANK = 100  # global candidates verified by `--rerank` without a number
 
 
 @contextlib.contextmanager
@@ -60,6 +59,18 @@ def local_votes(nb: Neighbours, n_items: int) -> np.ndarray:
     )
     ok = (nb.item[:, 0] >= 0) & (nb.dist[:, 0] < RATIO * second)
     return np.bincount(nb.item[ok, 0], minlength=n_items)
+
+
+def collection_idf(nb: Neighbours) -> np.ndarray:
+    """Per query feature: ``1 / c``, ``c`` the distinct items among its neighbours that
+    are as near as the ratio test allows (within ``nearest / RATIO``): a feature that
+    many items of the collection share (a template, a logo) counts little anywhere."""
+    near = (nb.item >= 0) & (nb.dist <= nb.dist[:, :1] / RATIO)
+    items = np.where(near, nb.item, -1)
+    items.sort(axis=1)
+    distinct = (items[:, 1:] != items[:, :-1]) & (items[:, 1:] >= 0)
+    c = distinct.sum(axis=1) + (items[:, 0] >= 0)
+    return 1.0 / np.maximum(c, 1)
 
 
 def reach(nb: Neighbours, n_items: int) -> np.ndarray:
@@ -124,9 +135,12 @@ class Verifier:
         *,
         exclude: int | None = None,
         local: int = LOCAL_M,
+        idf: bool = False,
     ) -> Verified:
         """The global ``candidates`` (embedding rows, cosines) and ``local`` local-feature
-        candidates, verified and ordered. ``exclude``: the query's own embedding row."""
+        candidates, verified and ordered. ``exclude``: the query's own embedding row.
+        ``idf``: also weight features by :func:`collection_idf` (off: it lowered
+        same-game recall@1 on the covers from 0.786 to 0.706, docs/verification.md)."""
         rows, scores = (np.asarray(a) for a in candidates)
         own = -1 if exclude is None else int(self.store_row[exclude])
         n = len(self.store.ids)
@@ -148,5 +162,6 @@ class Verifier:
         check = (srows >= 0) & (reach(nb, n)[np.maximum(srows, 0)] >= REACH_MIN)
         counts = np.zeros(len(rows), np.int64)
         with single_threaded_faiss():
-            counts[check] = match_counts(query, self.store, srows[check])
+            weights = collection_idf(nb) if idf else None
+            counts[check] = match_counts(query, self.store, srows[check], idf=weights)
         return by_evidence(rows, scores, counts)

@@ -86,10 +86,16 @@ class Verified:
 
 
 def match_counts(
-    query: Features, store: LocalStore, store_rows: np.ndarray, *, workers: int = 1
+    query: Features,
+    store: LocalStore,
+    store_rows: np.ndarray,
+    *,
+    workers: int = 1,
+    idf: np.ndarray | None = None,
 ) -> np.ndarray:
     """Burstiness-weighted inliers of ``query`` against each store row of ``store_rows``
-    (-1: an item without local features, 0 inliers)."""
+    (-1: an item without local features, 0 inliers). ``idf``: a collection-wide weight
+    per query feature; each feature counts the smaller of it and its burstiness weight."""
     none = np.zeros((0, 2), np.int64)
     cands = [None if r < 0 else store.features(int(r)) for r in store_rows]
 
@@ -105,6 +111,8 @@ def match_counts(
     else:
         found = [one(c) for c in cands]
     weights = burst_weights([g for g, _ in found], len(query.descriptors))
+    if idf is not None:
+        weights = np.minimum(weights, idf)
     counts = np.array([weights[g[m, 0]].sum() if len(g) else 0.0 for g, m in found])
     return np.floor(counts + 1e-9).astype(np.int64)
 
