@@ -333,3 +333,16 @@ def test_match_rerank_stores_verified_neighbours_that_serve_shows(
     cli("match", root, "-k", "5", "-q")  # without --rerank: the verified files go
     assert not list(root.glob("models/*/verified_*.npy"))
     assert ServedCollection.open(root).verified is None
+
+
+def test_a_query_image_without_features_keeps_the_global_order(
+    coll: Path, tmp_path: Path, cli
+) -> None:
+    """A flat grey image has no ORB features: nothing is verified, the global order stays."""
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 300), (128, 128, 128)).save(blank)
+    plain = json.loads(cli("similar", coll, blank, "-k", "5", "--json").stdout)["results"]
+    proc = cli("similar", coll, blank, "-k", "5", "--rerank", "10", "--json")
+    hits = json.loads(proc.stdout)["results"]
+    assert [h["id"] for h in hits] == [h["id"] for h in plain]
+    assert not any(h["verified"] for h in hits) and all(h["inliers"] == 0 for h in hits)

@@ -149,4 +149,5 @@ def load_verified(data: ModelData) -> VerifiedNeighbours | None:
     if any(a.shape != (len(data.ids), info["stored"]) for a in arrays):
         log.warning("ignoring the verified neighbours of %s: wrong shape", data.folder)
         return None
-    return VerifiedNeighbours(*arrays, info)
+    rows, scores, inliers = arrays
+    return VerifiedNeighbours(rows, scores, inliers, info)
