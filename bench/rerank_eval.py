@@ -1,12 +1,16 @@
 """Same-game retrieval on a collection, global vs verified re-rank (issue 16).
 
     bannermatch index /work/shared/data/covers/images --out /tmp/c16 --local
-    python bench/rerank_eval.py /tmp/c16 /work/shared/data/covers/covers.tsv --k 20 50
+    python bench/rerank_eval.py /tmp/c16 /work/shared/data/covers/covers.tsv --k 20 50 100 \
+        --local 0 50 --workers 1
 
 For each query with a same-group partner: the global ranking (exact cosine),
-then its top K re-ranked by :func:`bannermatch.verify.rerank.rerank`, the rest
-kept in global order. Prints recall@1/@10, mAP and the re-rank time per query
-(p50/p99, timed around the re-rank only, local features already on disk).
+then its top K and M local-feature candidates verified by
+:class:`bannermatch.verify.pipeline.Verifier`, the rest kept in global order.
+Prints recall@1/@10/@50, mAP and the verification time per query (p50/p99,
+timed around ``Verifier.verify`` only: local features and their index on disk;
+``--workers 1`` for latency, one query at a time; ``--idf``: the collection-wide
+feature weights of :func:`bannermatch.verify.pipeline.collection_idf` as well).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from bannermatch.evaluation.groups import read_groups
 from bannermatch.evaluation.rerank import reranked_metrics
 from bannermatch.store.collection import Collection
-from bannermatch.verify.features import LocalStore
+from bannermatch.verify.pipeline import Verifier
 
 
 def _labels(coll: Collection, ids: list[str], groups: dict[str, str]) -> np.ndarray:
@@ -32,20 +36,28 @@ def _labels(coll: Collection, ids: list[str], groups: dict[str, str]) -> np.ndar
     )
 
 
-def run(root: str, groups_file: str, ks: list[int]) -> None:
+def run(
+    root: str, groups_file: str, ks: list[int], locals_: list[int], workers: int, idf: bool
+) -> None:
     coll = Collection(root)
     data = coll.load()
-    store = LocalStore.load(root)
-    assert store is not None, "index with --local first"
     emb = np.asarray(data.embeddings, np.float32)
+    verifier = Verifier.open(root, data.ids, emb)
     labels = _labels(coll, data.ids, read_groups(groups_file))
-    for k in [0, *ks]:
-        m, times = reranked_metrics(emb, labels, store, data.ids, k, (1, 10, 50))
-        line = f"K={k or 'global':>6}  n={m.n_queries}  r@1={m.recall[1]:.3f}  "
-        line += f"r@10={m.recall[10]:.3f}  r@50={m.recall[50]:.3f}  mAP={m.map:.3f}"
+    runs = [(0, 0)] + [(k, m) for k in ks for m in locals_]
+    for k, m in runs:
+        metrics, times = reranked_metrics(
+            emb, labels, verifier, k, (1, 10, 50), local=m, workers=workers, idf=idf
+        )
+        line = (
+            f"K={k or 'global':>6} M={m:>3}  n={metrics.n_queries}  r@1={metrics.recall[1]:.3f}  "
+        )
+        line += f"r@10={metrics.recall[10]:.3f}  r@50={metrics.recall[50]:.3f}  "
+        line += f"mAP={metrics.map:.3f}"
         if len(times):
-            t = times * 1000
-            line += f"  rerank p50={np.percentile(t, 50):.1f} ms p99={np.percentile(t, 99):.1f} ms"
+            wall, cpu = (np.percentile(times[:, i] * 1000, [50, 99]) for i in (0, 1))
+            line += f"  verify p50/p99 wall {wall[0]:.1f}/{wall[1]:.1f} ms"
+            line += f" cpu {cpu[0]:.1f}/{cpu[1]:.1f} ms"
         print(line, flush=True)
 
 
@@ -54,8 +66,11 @@ def main() -> None:
     parser.add_argument("collection")
     parser.add_argument("groups")
     parser.add_argument("--k", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--local", type=int, nargs="+", default=[0, 50])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--idf", action="store_true", help="collection-wide feature weights")
     args = parser.parse_args()
-    run(args.collection, args.groups, args.k)
+    run(args.collection, args.groups, args.k, args.local, args.workers, args.idf)
 
 
 if __name__ == "__main__":

@@ -36,15 +36,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     values["model"] = args.model if isinstance(args.model, list) else [args.model]
     runs = variants(values["model"], values["fit"], values["strategy"], values["augment"])
     shared = {k: v[0] for k, v in values.items() if k not in VARIANT_OPTIONS}
-    task = {"batch_size": args.batch_size, "progress": not args.quiet}
+    task = {"batch_size": args.batch_size, "progress": not args.quiet, "rerank": args.rerank}
     if args.compare:
         return emit(args, _compare(args, runs, {**task, **shared}))
     if len(runs) > 1:
         raise BannermatchError(
             "several values of --model, --fit, --strategy or --augment need --compare"
         )
-    if args.rerank and (args.copies or not args.groups):
-        raise BannermatchError("--rerank works with --groups only for now (not --copies)")
     options = {**task, **shared, **runs[0]}
     if args.copies:
         from bannermatch.evaluation.copies import evaluate_copies
@@ -57,7 +55,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.groups,
         file_column=args.file_column,
         group_column=args.group_column,
-        rerank=args.rerank,
         **options,
     )
     return emit(args, result)
@@ -144,7 +141,7 @@ def _add_eval(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--file-column", default="file", help="--groups: the column of file names")
     p.add_argument("--group-column", default="group", help="--groups: the column of groups")
-    add_rerank(p, "--groups: re-rank the top K with local features")
+    add_rerank(p, "also verify the top K (and local-feature candidates): both figures shown")
     _add_copies_args(p)
     p.add_argument(
         "--compare",

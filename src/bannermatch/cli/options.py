@@ -51,7 +51,7 @@ def add_rerank(p: argparse.ArgumentParser, what: str) -> None:
         const=RERANK_K,
         default=None,
         metavar="K",
-        help=f"{what} (K: {RERANK_K} if not given; needs `index --local`)",
+        help=f"{what} (K: {RERANK_K} if not given)",
     )
 
 

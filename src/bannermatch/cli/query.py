@@ -22,6 +22,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         index=args.index,
         memory=args.memory,
         target_recall=args.target_recall,
+        rerank=args.rerank,
     )
     return emit(args, result)
 
@@ -108,6 +109,7 @@ def _add_match(sub: Any, common: argparse.ArgumentParser) -> None:
         default=TARGET_RECALL,
         help="recall@k the search breadth (nprobe, efSearch) is tuned to",
     )
+    add_rerank(p, "also store neighbours verified with local features (`index --local`)")
     p.set_defaults(handler=cmd_match)
 
 
@@ -138,5 +140,5 @@ def _add_similar(sub: Any, common: argparse.ArgumentParser) -> None:
         help="Steam store API, asked where an app's current banner is "
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
-    add_rerank(p, "verify the top K global candidates with local features")
+    add_rerank(p, "verify the top K global candidates with local features (`index --local`)")
     p.set_defaults(handler=cmd_similar)

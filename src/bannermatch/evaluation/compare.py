@@ -78,19 +78,32 @@ class Comparison:
                 headers += [f"r@1 {n}" for n in names]
             rows = []
             for r in self.results:
-                m = r.metrics
-                row = [r.model_key, *(m.recall[k] for k in ks), m.map, m.median_first_rank]
-                if isinstance(r, CopyEvalResult):
-                    row += [
-                        r.by_alteration[n].recall[1] if n in r.by_alteration else "" for n in names
-                    ]
-                rows.append([*row, round(r.images_per_second, 1)])
-            lines.append(format_table([*headers, "img/s"], rows))
+                for label, m, alt in _rows_of(r):
+                    row = [label, *(m.recall[k] for k in ks), m.map, m.median_first_rank]
+                    row += [alt[n].recall[1] if n in alt else "" for n in names]
+                    rows.append([*row, round(r.images_per_second, 1), _verify_ms(r, m)])
+            lines.append(format_table([*headers, "img/s", "verify ms"], rows))
             best = max(self.results, key=lambda r: r.metrics.map)
             lines.append(f"best mAP: {best.model_key} ({best.metrics.map:.4f})")
         lines += [f"failed: {f['variant']}: {f['reason']}" for f in self.failed]
         lines.append(f"{len(self.results)} run(s) in {self.seconds:.1f}s")
         return "\n".join(lines)
+
+
+def _rows_of(r: EvalResult | CopyEvalResult) -> list[tuple[str, Any, dict[str, Any]]]:
+    """A run's table rows: global, then re-ranked when it was (``--rerank``)."""
+    alt = r.by_alteration if isinstance(r, CopyEvalResult) else {}
+    if not r.rerank or r.global_metrics is None:
+        return [(r.model_key, r.metrics, alt)]
+    before = (r.global_by_alteration or {}) if isinstance(r, CopyEvalResult) else {}
+    return [
+        (r.model_key, r.global_metrics, before),
+        (f"{r.model_key} +rerank {r.rerank}", r.metrics, alt),
+    ]
+
+
+def _verify_ms(r: EvalResult | CopyEvalResult, m: Any) -> str | float:
+    return round(r.rerank_cpu_ms, 1) if r.rerank and m is r.metrics else ""
 
 
 def compare(
@@ -106,6 +119,7 @@ def compare(
     distractors: str | os.PathLike[str] | None = None,
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
+    rerank: int | None = None,
     **shared: Any,
 ) -> Comparison:
     """Evaluate each variant of ``runs`` (dicts of model, fit, strategy, augment) on
@@ -139,6 +153,7 @@ def compare(
                     group_column=group_column,
                     batch_size=batch_size,
                     progress=progress,
+                    rerank=rerank,
                     **o,
                 ),
             )
@@ -149,7 +164,7 @@ def compare(
             attempt(
                 variant,
                 lambda o: evaluate_copy_set(
-                    copy_set, batch_size=batch_size, progress=progress, **o
+                    copy_set, batch_size=batch_size, progress=progress, rerank=rerank, **o
                 ),
             )
     return Comparison("copies", str(images), results, failed, time.perf_counter() - t0)

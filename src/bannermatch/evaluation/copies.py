@@ -168,6 +168,7 @@ class CopyEvalResult(EvalRun):
     n_images: int  # originals in the database
     n_distractors: int  # other images in the database
     by_alteration: dict[str, Metrics]
+    global_by_alteration: dict[str, Metrics] | None = None  # with rerank: before it
 
     task = "copies"
 
@@ -181,18 +182,24 @@ class CopyEvalResult(EvalRun):
             "n_distractors": self.n_distractors,
             **self.metrics.to_dict(),
             "alterations": {name: m.to_dict() for name, m in self.by_alteration.items()},
+            "rerank": self.rerank,
+            **({"global_alterations": _dicts(self.global_by_alteration)} if self.rerank else {}),
             **self._run_dict(),
         }
 
     def summary(self) -> str:
         from bannermatch.tables import format_table
 
+        before = {**(self.global_by_alteration or {}), "all": self.global_metrics}
         rows = [
             [name, m.n_queries, *(m.recall[k] for k in sorted(m.recall)), m.map]
+            + ([before[name].recall[1]] if self.rerank and before.get(name) else [])  # type: ignore[union-attr]
             for name, m in [*self.by_alteration.items(), ("all", self.metrics)]
         ]
         ks = sorted(self.metrics.recall)
-        table = format_table(["alteration", "copies", *(f"recall@{k}" for k in ks), "mAP"], rows)
+        headers = ["alteration", "copies", *(f"recall@{k}" for k in ks), "mAP"]
+        headers += ["global recall@1"] if self.rerank else []
+        table = format_table(headers, rows)
         lines = [
             f"{self.model_key} ({self.engine}): {self.metrics.n_queries} altered copies of "
             f"{self.n_images} images must find their original among "
@@ -210,9 +217,11 @@ def evaluate_copy_set(
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
     ks: Sequence[int] = RECALL_KS,
+    rerank: int | None = None,
     **model_options: Any,
 ) -> CopyEvalResult:
-    """Embed the originals and copies of ``copy_set`` with ``model`` and score them."""
+    """Embed the originals and copies of ``copy_set`` with ``model`` and score them;
+    ``rerank=K``: also after the verified re-rank (docs/verification.md)."""
     t0 = time.perf_counter()
     if isinstance(model, EmbeddingModel):
         net = model
@@ -222,10 +231,13 @@ def evaluate_copy_set(
     db, ok, failed = embed_items(copy_set.originals, net, batch_size, progress, "originals")
     n_originals = len(ok)
     if copy_set.distractors:
-        more, _, failed_extra = embed_items(
+        more, more_ok, failed_extra = embed_items(
             copy_set.distractors, net, batch_size, progress, "distractors"
         )
         db, failed = np.concatenate([db, more]), failed + failed_extra
+        database = [*ok, *more_ok]
+    else:
+        database = list(ok)
     row_of = {id(item): row for row, item in enumerate(ok)}
     number_row = {n: row_of.get(id(item)) for n, item in enumerate(copy_set.originals)}
     copies = [c for c in copy_set.copies if number_row[c.original] is not None]
@@ -238,8 +250,14 @@ def evaluate_copy_set(
     if not kept:
         raise BannermatchError(f"nothing to evaluate: no usable image in {copy_set.folder}")
     targets = np.array([number_row[c.original] for c in kept], np.int64)
-    ranks = copy_ranks(emb, db, targets)
+    ranks = before = copy_ranks(emb, db, targets)
     names = np.array([c.alteration for c in kept])
+    cpu = 0.0
+    if rerank:
+        from bannermatch.evaluation.rerank import reranked_copy_ranks
+
+        sources = [it.source for it in database], [c.item.source for c in kept]
+        ranks, cpu = reranked_copy_ranks(*sources, db, emb, targets, rerank)
     bad = list(copy_set.bad)
     bad += [{"file": it.relpath, "reason": reason} for it, reason in failed + failed_copies]
     return CopyEvalResult(
@@ -252,16 +270,32 @@ def evaluate_copy_set(
         n_images=n_originals,
         n_distractors=len(db) - n_originals,
         metrics=metrics_from_ranks(ranks, 1.0 / ranks, ks),
-        by_alteration={
-            name: metrics_from_ranks(ranks[names == name], 1.0 / ranks[names == name], ks)
-            for name in copy_set.alterations
-            if (names == name).any()
-        },
+        by_alteration=_by_alteration(ranks, names, copy_set.alterations, ks),
+        rerank=rerank,
+        global_metrics=metrics_from_ranks(before, 1.0 / before, ks) if rerank else None,
+        global_by_alteration=(
+            _by_alteration(before, names, copy_set.alterations, ks) if rerank else None
+        ),
+        rerank_cpu_ms=cpu * 1000,
         bad=bad,
         n_read=len(copy_set.originals) + len(copy_set.distractors) + len(copies),
         seconds=time.perf_counter() - t0,
         embed_seconds=embed_seconds,
     )
+
+
+def _dicts(metrics: dict[str, Metrics] | None) -> dict[str, Any]:
+    return {name: m.to_dict() for name, m in (metrics or {}).items()}
+
+
+def _by_alteration(
+    ranks: np.ndarray, names: np.ndarray, alterations: Sequence[str], ks: Sequence[int]
+) -> dict[str, Metrics]:
+    return {
+        name: metrics_from_ranks(ranks[names == name], 1.0 / ranks[names == name], ks)
+        for name in alterations
+        if (names == name).any()
+    }
 
 
 @contextmanager
@@ -296,6 +330,7 @@ def evaluate_copies(
     model: str | EmbeddingModel = DEFAULT_MODEL,
     batch_size: int = 64,
     progress: bool = True,
+    rerank: int | None = None,
     **model_options: Any,
 ) -> CopyEvalResult:
     """Copy detection on the folder ``images``: alter every image (into ``keep_copies``,
@@ -304,7 +339,12 @@ def evaluate_copies(
     t0 = time.perf_counter()
     with copies_of(images, keep_copies, alterations, seed, distractors, progress) as copy_set:
         result = evaluate_copy_set(
-            copy_set, model=model, batch_size=batch_size, progress=progress, **model_options
+            copy_set,
+            model=model,
+            batch_size=batch_size,
+            progress=progress,
+            rerank=rerank,
+            **model_options,
         )
     result.seconds = time.perf_counter() - t0
     return result

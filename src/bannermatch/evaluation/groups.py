@@ -79,6 +79,9 @@ class EvalRun:
     n_read: int = 0  # files read and decoded or refused during embedding
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    rerank: int | None = None  # top K verified with local features (docs/verification.md)
+    global_metrics: Metrics | None = None  # with rerank: the figures before it
+    rerank_cpu_ms: float = 0.0  # with rerank: mean verification CPU time a query
 
     @property
     def images_per_second(self) -> float:
@@ -88,7 +91,12 @@ class EvalRun:
         return {"model": self.model, "model_key": self.model_key, "engine": self.engine}
 
     def _run_dict(self) -> dict[str, Any]:
+        verified = {
+            "global": self.global_metrics.to_dict() if self.global_metrics else None,
+            "rerank_cpu_ms": round(self.rerank_cpu_ms, 2),
+        }
         return {
+            **(verified if self.rerank else {}),
             "n_bad": len(self.bad),
             "bad": self.bad,
             "seconds": round(self.seconds, 3),
@@ -97,7 +105,18 @@ class EvalRun:
         }
 
     def _run_lines(self) -> list[str]:
+        before = self.global_metrics
+        verified = (
+            [
+                f"verified re-rank of the top {self.rerank} (+ local-feature candidates): "
+                f"{self.rerank_cpu_ms:.1f} ms CPU a query; before it: recall@1 "
+                f"{before.recall.get(1, float('nan')):.4f}, mAP {before.map:.4f}"
+            ]
+            if self.rerank and before
+            else []
+        )
         return [
+            *verified,
             f"{self.seconds:.1f}s in all, embedding at {self.images_per_second:.1f} img/s; "
             f"{len(self.bad)} bad file(s) skipped",
             *(f"skipped {b['file']}: {b['reason']}" for b in self.bad),
@@ -113,7 +132,6 @@ class EvalResult(EvalRun):
     n_listed: int
     n_distractors: int
     n_groups: int
-    rerank: int | None = None  # top K re-ranked with local features
 
     task = "groups"
 
@@ -357,12 +375,12 @@ def evaluate(
     embed_seconds = time.perf_counter() - t_embed
     bad += [{"file": _relpath(it, folder), "reason": reason} for it, reason in failed]
     labels, n_groups = _labels(ok, folder, listed)
-    metrics = retrieval_metrics(emb, labels, ks=ks)
+    metrics = before = retrieval_metrics(emb, labels, ks=ks)
+    cpu = 0.0
     if rerank:  # the top `rerank` verified with local features (docs/verification.md)
-        from bannermatch.evaluation.rerank import extract_many, reranked_metrics, store_of
+        from bannermatch.evaluation.rerank import reranked_on_files
 
-        store, ids = store_of(extract_many([it.source for it in ok]))
-        metrics = reranked_metrics(emb, labels, store, ids, rerank, ks)[0]
+        metrics, cpu = reranked_on_files([it.source for it in ok], emb, labels, rerank, ks)
     listed_keys = {_norm(folder / name) for name in listed}
     n_listed = sum(_norm(it.source) in listed_keys for it in ok)
     return EvalResult(
@@ -376,6 +394,8 @@ def evaluate(
         n_distractors=len(ok) - n_listed,
         n_groups=n_groups,
         rerank=rerank,
+        global_metrics=before if rerank else None,
+        rerank_cpu_ms=cpu * 1000,
         metrics=metrics,
         bad=bad,
         n_read=len(items),

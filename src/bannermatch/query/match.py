@@ -128,6 +128,8 @@ class MatchResult:
     index: dict[str, Any] = field(default_factory=lambda: {"kind": "exact"})
     #: the largest near-duplicate groups, as [{"id", "name"}, ...] (duplicates.json has all)
     largest_groups: list[list[dict[str, str]]] = field(default_factory=list)
+    #: with --rerank: match.json's "rerank" (candidates, timings)
+    rerank: dict[str, Any] | None = None
 
     def summary(self) -> str:
         text = (
@@ -139,6 +141,12 @@ class MatchResult:
             text += f" and {len(group) - 6} more" if len(group) > 6 else ""
         if self.duplicate_groups > len(self.largest_groups):
             text += f"\n  ... {self.duplicate_groups - len(self.largest_groups)} more (--json)"
+        if self.rerank:
+            r = self.rerank
+            text += (
+                f"\nverified the top {r['k']} + {r['local']} local-feature candidates of each "
+                f"item in {r['seconds']:.1f}s ({r['without_features']} without local features)"
+            )
         if self.index["kind"] != "exact":
             ix = self.index
             text += (
@@ -162,13 +170,16 @@ def match(
     index: str = "exact",
     memory: int | None = None,
     target_recall: float = TARGET_RECALL,
+    rerank: int | None = None,
 ) -> MatchResult:
     """Compute and store every item's neighbours, and the near-duplicate groups.
 
     ``index``: ``exact`` (faiss flat, blocked), or an approximate ``ivf`` / ``hnsw``
     index (:mod:`bannermatch.query.ann`) sized for ``memory`` bytes (default: half of what is
     available) and tuned to ``target_recall``; it is stored beside the neighbours for
-    ``serve``, and its measured recall goes into match.json.
+    ``serve``, and its measured recall goes into match.json. ``rerank=K``: each item's
+    top K and local-feature candidates are verified too (docs/verification.md), stored
+    beside the global neighbours for ``serve``.
     """
     if index not in ann.KINDS:
         raise BannermatchError(f"unknown index {index!r}; choose one of {', '.join(ann.KINDS)}")
@@ -181,17 +192,24 @@ def match(
     t0 = time.perf_counter()
     n = len(data.ids)
     k = max(0, min(k, n - 1))
+    want = max(k, min(rerank or 0, n - 1))  # the global candidates of the re-rank
     folder = data.folder
     built: Any = None
     index_info: dict[str, Any] = {"kind": "exact"}
     if k < 1:
         nb, sc = np.zeros((n, 0), np.uint32), np.zeros((n, 0), np.float32)
     elif index == "exact":
-        nb, sc = topk_all(data.embeddings, k, progress=progress)
+        nb, sc = topk_all(data.embeddings, want, progress=progress)
     else:
         built, index_info, nb, sc = _approximate(
-            data.embeddings, index, k, memory, target_recall, progress
+            data.embeddings, index, want, memory, target_recall, progress
         )
+    verified = None
+    if rerank and k:
+        from bannermatch.verify.search import verified_all
+
+        verified = verified_all(collection, data, (nb, sc), k, progress=progress)
+    nb, sc = nb[:, :k], sc[:, :k]
     groups = duplicate_groups(nb, sc, threshold) if k else []
     seconds = time.perf_counter() - t0
     info = {
@@ -212,16 +230,31 @@ def match(
     }
     if built is not None:
         writers[ann.ANN_FILE] = lambda p: ann.save(built, p)
+    if verified is not None:
+        writers |= verified.writers()
+        info["rerank"] = verified.info
     writers[MATCH] = lambda p: p.write_text(json.dumps(info, indent=1), "utf-8")
     atomic.commit_files(folder, writers)
     if built is None:  # an index of an earlier match is of no use now
         (folder / ann.ANN_FILE).unlink(missing_ok=True)
+    if verified is None:  # nor the verified neighbours of an earlier `match --rerank`
+        for stale in folder.glob("verified_*.npy"):
+            stale.unlink()
     shown = groups[:SHOWN_GROUPS]
     with Collection(collection).catalog() as cat:
         names = cat.names(data.ids[r] for g in shown for r in g)
     largest = [[{"id": data.ids[r], "name": names.get(data.ids[r], "")} for r in g] for g in shown]
     return MatchResult(
-        str(collection), data.key, n, k, threshold, len(groups), seconds, index_info, largest
+        str(collection),
+        data.key,
+        n,
+        k,
+        threshold,
+        len(groups),
+        seconds,
+        index_info,
+        largest,
+        None if verified is None else verified.info,
     )
 
 

@@ -168,7 +168,8 @@ def similar(
                 img = _query_image(query, draft)
             else:
                 img = _steam_banner(query, cdn_url, steam_api_url, draft)
-            rows, scores = Neighbours(data).nearest(embedder.embed_images([img.image])[0], k)
+            vector = embedder.embed_images([img.image])[0]
+            rows, scores = Neighbours(data).nearest(vector, k)
         else:
             row = data.row_of[q.item_id()]
             info = data.match_info
@@ -178,7 +179,8 @@ def similar(
             else:
                 rows, scores = Neighbours(data).nearest(data.embeddings[row], k, exclude=row)
         if rerank:
-            return _reranked(coll, data, cat, q, img, (rows, scores), want)
+            query_in = q.item_id() if img is None else (img, vector)
+            return _reranked(coll, data, cat, q, query_in, (rows, scores), want)
         return SimilarResult(q, data.key, _hits(cat, data, rows[:want], scores[:want]))
 
 
@@ -187,16 +189,14 @@ def _reranked(
     data: ModelData,
     cat: Catalog,
     q: Query,
-    img: DecodedImage | None,
+    query: str | tuple[DecodedImage, np.ndarray],
     candidates: tuple[np.ndarray, np.ndarray],
     k: int,
 ) -> SimilarResult:
-    from bannermatch.verify.features import extract_array
-    from bannermatch.verify.rerank import MIN_INLIERS, rerank_for_query
+    from bannermatch.verify.rerank import MIN_INLIERS
+    from bannermatch.verify.search import verified_similar
 
-    rows, scores = candidates
-    query = q.item_id() if img is None else extract_array(np.asarray(img.image))
-    out = rerank_for_query(coll.root, data.ids, query, rows, scores, k)
+    out = verified_similar(coll.root, data, query, candidates, k)
     hits = _hits(cat, data, out.rows, out.scores)
     for hit, n in zip(hits, out.inliers, strict=True):
         hit.inliers, hit.verified = int(n), bool(n >= MIN_INLIERS)

@@ -101,11 +101,15 @@ def _item_routes(router: APIRouter, served: ServedCollection) -> None:
         else:
             rows, scores, source = await run_in_threadpool(served.similar, row, n)
         root = root_path(request)
+        results = hits(served, rows.tolist(), scores, root)
+        if source == "verified" and served.verified is not None:
+            for hit, extra in zip(results, served.verified.hit_fields(row, n), strict=False):
+                hit |= extra
         return {
             "query": item(served, row, root),
             "model_key": served.data.key,
             "source": source,
-            "results": hits(served, rows.tolist(), scores, root),
+            "results": results,
         }
 
     @router.get(

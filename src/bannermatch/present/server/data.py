@@ -29,6 +29,7 @@ from bannermatch.store.collection import Collection, ModelData
 
 if TYPE_CHECKING:
     from bannermatch.embed.models import EmbeddingModel
+    from bannermatch.verify.search import VerifiedNeighbours
 
 #: how many items the featured list shows when the catalogue has no query set
 FEATURED_SAMPLE = 24
@@ -52,6 +53,8 @@ class ServedCollection:
     scores: np.ndarray | None
     #: searches past the stored k: `match --index ivf|hnsw`'s index, else exact scans
     search: Neighbours
+    #: the neighbours `match --rerank` verified with local features, shown when present
+    verified: VerifiedNeighbours | None = None
     load_seconds: float = 0.0
     _unique: np.ndarray | None = field(default=None, repr=False)
     _model: EmbeddingModel | None = field(default=None, repr=False)
@@ -62,6 +65,8 @@ class ServedCollection:
     @classmethod
     def open(cls, root: str | os.PathLike[str], model: str | None = None) -> ServedCollection:
         t0 = time.perf_counter()
+        from bannermatch.verify.search import load_verified
+
         coll = Collection(root)
         data = coll.load(model)
         neighbors: np.ndarray | None
@@ -108,6 +113,7 @@ class ServedCollection:
             neighbors=neighbors,
             scores=scores,
             search=Neighbours(data),
+            verified=load_verified(data) if neighbors is not None else None,
         )
         served.load_seconds = time.perf_counter() - t0
         return served
@@ -148,7 +154,11 @@ class ServedCollection:
 
     def similar(self, row: int, n: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The ``n`` rows nearest ``row``: from neighbors.npy when it holds them, else from
-        the approximate index when there is one, else exact."""
+        the approximate index when there is one, else exact. Verified neighbours
+        (``match --rerank``) come first when they hold ``n``."""
+        if self.verified is not None and n <= self.verified.k:
+            rows = np.asarray(self.verified.rows[row, :n], np.int64)
+            return rows, np.asarray(self.verified.scores[row, :n], np.float32), "verified"
         if self.neighbors is not None and self.scores is not None and n <= self.stored_k:
             rows = np.asarray(self.neighbors[row, :n], np.int64)
             return rows, np.asarray(self.scores[row, :n], np.float32), "neighbors"

@@ -21,7 +21,13 @@ class Item(BaseModel):
 
 class Hit(Item):
     rank: int = Field(description="1 for the most similar")
-    score: float = Field(description="cosine similarity, -1 to 1")
+    score: float = Field(description="cosine similarity, -1 to 1 (verified: the combined score)")
+    inliers: int | None = Field(
+        None, description="source 'verified': local-feature matches that agree on one geometry"
+    )
+    verified: bool | None = Field(
+        None, description="source 'verified': whether the inliers confirm the match"
+    )
 
 
 class Info(BaseModel):
@@ -52,8 +58,8 @@ class Similar(BaseModel):
     query: Item
     model_key: str
     source: str = Field(
-        description="'neighbors' (stored top-k), 'exact' (a full scan) or 'ann' (the "
-        "approximate index)"
+        description="'neighbors' (stored top-k), 'verified' (stored by `match --rerank`), "
+        "'exact' (a full scan) or 'ann' (the approximate index)"
     )
     results: list[Hit]
 

@@ -64,6 +64,10 @@ function card(hit, sub) {
   if (hit.score !== undefined) {
     caption.append(make("span", { class: "score", text: `similarity ${hit.score.toFixed(3)}` }));
   }
+  if (hit.verified) {
+    const title = `${hit.inliers} local features agree on one geometry`;
+    caption.append(make("span", { class: "verified", text: "verified", title }));
+  }
   if (sub) caption.append(make("span", { class: "sub", text: sub }));
   const img = make("img", { src: hit.image_url, alt: "", loading: "lazy", decoding: "async" });
   const link = make("a", { href: itemHref(hit.id), "data-id": hit.id, title: hit.name }, [
