@@ -1,6 +1,11 @@
-"""Verified matches: local features stored beside the embeddings, and a geometric re-rank.
+"""Verified matches: local features stored beside the embeddings, local-feature
+candidates and a geometric re-rank (docs/verification.md).
 
 ``features`` extracts and stores ORB keypoints per item (``index --local``);
-``rerank`` matches them between a query and its top global candidates, fits a
-similarity transform with RANSAC and folds the inlier count into the score.
+``local_index`` keeps one faiss binary IVF over every stored descriptor;
+``rerank`` matches a query against candidates, fits a similarity transform with
+RANSAC and folds the inlier count into the score; ``pipeline.Verifier`` runs the
+whole second stage for one query (local search, merged candidates, pre-filter,
+verification); ``search`` serves ``similar --rerank`` and ``match --rerank``, and
+``evaluate`` the ``eval --rerank`` figures.
 """
