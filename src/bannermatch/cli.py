@@ -133,7 +133,7 @@ def cmd_unique(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .textsearch import search
+    from .ocr.combined import search  # banner text, names and image (CLIP or labels)
 
     result = search(args.collection, args.text, k=args.k, model=args.model, device=args.device)
     return emit(args, result)
@@ -547,7 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "search",
         parents=[common],
-        help="images matching a text (CLIP; ImageNet labels for the embedded model)",
+        help="images matching a text: banner text (index --ocr), names, and CLIP (ImageNet "
+        "labels for the embedded model)",
     )
     p.add_argument("collection")
     p.add_argument("text", help='what to look for, e.g. "a knight fighting a dragon"')
