@@ -117,3 +117,36 @@ def test_without_the_extra_one_line(tmp_path: Path, cli) -> None:
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "OCR needs the 'ocr' extra: pip install" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "c").exists()
+
+
+def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
+    """OCR runs the words of a title together; the search still finds it, in any order,
+    and says it was the banner text; names fill in from the banners when asked."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n, (stem, text) in enumerate(
+        [("b1", "APLAGUETALE|INNOCENCE"), ("b2", "PLAGUE INC"), ("b3", "TALES OF|ARISE"),
+         ("b4", "")]
+    ):  # fmt: skip
+        banner(text, 10 + n).save(src / f"{stem}.png")
+    coll = tmp_path / "c"
+    cli("index", src, "--out", coll, "--ocr", "-q")
+    assert "APLAGUETALE" in load_ocr(coll)["b1"].text.upper().replace(" ", "")
+    for query in ("plague tale", "tale plague", "A Plague Tale: Innocence", "plage tale"):
+        out = json.loads(cli("search", coll, query, "-k", "2", "--json").stdout)
+        first = out["results"][0]
+        assert first["id"] == "b1", (query, out["results"])
+        assert first["matched"][0] == "banner text" and first["signals"]["banner text"] > 50
+        assert first["banner_text"].upper().replace(" ", "") == "APLAGUETALEINNOCENCE"
+        assert out["signals"] == ["banner text", "name", "image"]
+
+    # names: the stems b1..b4 are no names; the banner's title is
+    cli("index", src, "--out", coll, "--names-from-ocr", "-q")
+    from bannermatch.collection import Collection
+
+    with Collection(coll).catalog() as cat:
+        names = {i.id: i.name for i in cat.items()}
+    assert names["b1"].upper() == "APLAGUETALE INNOCENCE"  # two lines of one size
+    assert names["b4"] == "b4"  # no text: the name stays
+    out = json.loads(cli("search", coll, "tales arise", "--json").stdout)
+    assert out["results"][0]["id"] == "b3"

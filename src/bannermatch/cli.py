@@ -37,7 +37,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import index
 
-    if args.ocr:  # before the embedding: a missing OCR extra is said at once
+    if args.ocr or args.names_from_ocr:  # before embedding: a missing OCR extra is said at once
         from .ocr.engine import require_ocr
 
         require_ocr()
@@ -64,7 +64,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not args.json:
             for item_id, reason in local.bad.items():
                 print(f"no local features for {item_id}: {reason}", file=sys.stderr)
-    if args.ocr:
+    if args.ocr or args.names_from_ocr:
         from .ocr.read import read_collection
 
         ocr = read_collection(args.out, workers=args.workers, progress=not args.quiet)
@@ -72,6 +72,12 @@ def cmd_index(args: argparse.Namespace) -> int:
             for item_id, reason in ocr.bad.items():
                 print(f"no text for {item_id}: {reason}", file=sys.stderr)
             print(ocr.summary(), file=sys.stderr)
+    if args.names_from_ocr:
+        from .ocr.names import names_from_ocr
+
+        named = names_from_ocr(args.out)
+        if not args.json:
+            print(f"named {len(named)} item(s) after their banner text", file=sys.stderr)
     return emit(args, result)
 
 
@@ -417,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also read the text on the images (OCR), for `search` by banner text "
         "(needs the 'ocr' extra; see docs/ocr.md)",
+    )
+    p.add_argument(
+        "--names-from-ocr",
+        action="store_true",
+        help="name the items that have no name after the title on their banner (implies --ocr)",
     )
     g = p.add_argument_group("distributed (--engine ray)")
     g.add_argument(

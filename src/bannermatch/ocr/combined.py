@@ -34,8 +34,9 @@ from .search import BannerTextIndex
 from .store import load_ocr
 
 BANNER_TEXT, NAME, IMAGE = "banner text", "name", "image"
-#: a banner text scoring at least this (0-100) is a match (most of the words found)
-MIN_TEXT_SCORE = 60.0
+#: a banner text is a match when the query's words are found in it this well (0-1: the
+#: length-weighted, squared alignment scores; a long subtitle on the banner is no matter)
+MIN_QUERY_COVERAGE = 0.6
 #: added to a word match that both the name and the banner text found
 AGREEMENT_BONUS = 5.0
 
@@ -50,6 +51,7 @@ class Ranked:
 @dataclass
 class Ranking:
     rows: list[Ranked]
+    signals: list[str] = field(default_factory=list)  # the signals the collection has
     image_mode: str | None = None  # "clip", "labels" or None (no image search)
     classes: list[LabelClass] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
@@ -78,7 +80,7 @@ class WordSearcher:
     def _words(self, text: str, k: int) -> dict[int, dict[str, float]]:
         found: dict[int, dict[str, float]] = {}
         if self.banner is not None:
-            for m in self.banner.search(text, k, min_score=MIN_TEXT_SCORE - 1e-9):
+            for m in self.banner.search(text, k, min_coverage=MIN_QUERY_COVERAGE):
                 found.setdefault(m.row, {})[BANNER_TEXT] = m.score
         for s in self.names.search(text, k):
             found.setdefault(s.row, {})[NAME] = s.score
@@ -90,7 +92,7 @@ class WordSearcher:
         if k < 1:
             raise BannermatchError("k must be at least 1")
         words = self._words(text, k)
-        ranking = Ranking([])
+        ranking = Ranking([], self.signals)
         for row, sig in words.items():
             best = max(sig.values()) + AGREEMENT_BONUS * (len(sig) > 1)
             ranking.rows.append(Ranked(row, min(best, 100.0) / 100, sig))
@@ -207,6 +209,6 @@ def search(
         for h, r in zip(plain, ranking.rows, strict=True)
     ]  # fmt: skip
     return WordSearchResult(
-        text, ranking.image_mode, data.key, searcher.signals, hits,
+        text, ranking.image_mode, data.key, ranking.signals, hits,
         ranking.classes, ranking.unmatched, ranking.image_note,
     )  # fmt: skip

@@ -121,10 +121,11 @@ def match_word(word: str, text: _Text) -> tuple[float, int, int] | None:
     return found if found is not None and found[0] * 100 >= MIN_WORD else None
 
 
-def score_text(words: Sequence[str], text: _Text) -> float:
-    """The score (0-100) of ``text`` for the query ``words``; see the module doc."""
+def score_text(words: Sequence[str], text: _Text) -> tuple[float, float]:
+    """The score (0-100) of ``text`` for the query ``words`` (see the module doc), and its
+    query coverage (0-1)."""
     if not text.compact or not words:
-        return 0.0
+        return 0.0, 0.0
     covered = np.zeros(len(text.compact), bool)
     total = got = 0.0
     for word in words:
@@ -137,7 +138,7 @@ def score_text(words: Sequence[str], text: _Text) -> float:
         covered[found[1] : found[2]] = True
     coverage = float(covered.mean())
     w = TEXT_COVERAGE_WEIGHT
-    return round(100 * got / total * ((1 - w) + w * coverage), 2)
+    return round(100 * got / total * ((1 - w) + w * coverage), 2), got / total
 
 
 class BannerTextIndex:
@@ -169,15 +170,16 @@ class BannerTextIndex:
                 rows.update(r for r, t in enumerate(self.texts) if word in t.initials)
         return np.fromiter(sorted(rows), np.int64, len(rows))
 
-    def search(self, query: str, limit: int = 10, min_score: float = 0.0) -> list[TextMatch]:
+    def search(self, query: str, limit: int = 10, min_coverage: float = 0.0) -> list[TextMatch]:
         """The best ``limit`` rows for ``query``, best first (ties: the shorter text, then
-        row order), scoring more than ``min_score``."""
+        row order), whose query coverage is at least ``min_coverage`` (0-1)."""
         words = query_words(query)
         if not words or limit < 1:
             return []
         rows = self._candidates(words)
-        scores = np.array([score_text(words, self.texts[r]) for r in rows.tolist()])
-        keep = scores > min_score
+        scored = np.array([score_text(words, self.texts[r]) for r in rows.tolist()]).reshape(-1, 2)
+        scores = scored[:, 0]
+        keep = (scores > 0) & (scored[:, 1] >= min_coverage)
         rows, scores = rows[keep], scores[keep]
         lengths = np.array([len(self._compact[r]) for r in rows.tolist()], np.int64)
         order = np.lexsort((rows, lengths, -scores))[:limit]
