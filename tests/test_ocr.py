@@ -150,3 +150,29 @@ def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
     assert names["b4"] == "b4"  # no text: the name stays
     out = json.loads(cli("search", coll, "tales arise", "--json").stdout)
     assert out["results"][0]["id"] == "b3"
+
+
+def test_banner_text_in_the_api(tmp_path: Path) -> None:
+    """/api/search/text finds a banner by its run-together words and says how; items
+    carry their banner text; a word no signal has is a 422, not a crash."""
+    from fastapi.testclient import TestClient
+
+    from bannermatch.indexer import index
+    from bannermatch.server.app import create_app
+
+    src = tmp_path / "src"
+    src.mkdir()
+    banner("DEADCELLS", 21).save(src / "k1.png")
+    banner("HOLLOW|KNIGHT", 22).save(src / "k2.png")
+    index(src, tmp_path / "c", progress=False)
+    read_collection(tmp_path / "c", progress=False)
+    client = TestClient(create_app(tmp_path / "c"))
+    assert client.get("/api/info").json()["text_search"] is True
+    body = client.get("/api/search/text", params={"q": "cells dead", "n": 2}).json()
+    assert body["signals"] == ["banner text", "name", "image"]
+    first = body["results"][0]
+    assert (first["id"], first["matched"][0]) == ("k1", "banner text")
+    assert first["banner_text"].upper() == "DEADCELLS" and first["signals"]["banner text"] > 80
+    assert client.get("/api/items/k2").json()["banner_text"].upper() == "HOLLOW KNIGHT"
+    nothing = client.get("/api/search/text", params={"q": "xyzzy plugh"})
+    assert nothing.status_code == 422 and "no ImageNet class matches" in nothing.json()["detail"]

@@ -67,8 +67,9 @@ class WordSearcher:
         banner_texts: list[str] | None,
         image: TextSearcher | None,
         ids: list[str] | None = None,
+        name_index: NameIndex | None = None,  # one built already (the server has one)
     ):
-        self.names = NameIndex(ids or [str(i) for i in range(len(names))], names)
+        self.names = name_index or NameIndex(ids or [str(i) for i in range(len(names))], names)
         self.banner = BannerTextIndex(banner_texts) if banner_texts is not None else None
         self.image = image
 

@@ -227,7 +227,9 @@ class ServedCollection:
         """Rows for a text by banner text, name and image (:mod:`bannermatch.ocr.combined`)."""
         with self._text_lock:
             if self._words is None:
-                self._words = WordSearcher(self.names, self.banner_texts, self.text, self.ids)
+                self._words = WordSearcher(
+                    self.names, self.banner_texts, self.text, name_index=self.name_index
+                )
             return self._words.rank(text, n)
 
     def image_source(self, row: int) -> str | None:
