@@ -141,7 +141,8 @@ def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
         assert out["signals"] == ["banner text", "name", "image"]
 
     # names: the stems b1..b4 are no names; the banner's title is
-    cli("index", src, "--out", coll, "--names-from-ocr", "-q")
+    out = json.loads(cli("index", src, "--out", coll, "--names-from-ocr", "-q", "--json").stdout)
+    assert out["ocr"]["kept"] == 4 and set(out["ocr"]["named"]) == {"b1", "b2", "b3"}
     from bannermatch.collection import Collection
 
     with Collection(coll).catalog() as cat:

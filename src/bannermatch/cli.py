@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .cli_output import byte_size, emit, positive_int
+from .cli_output import byte_size, emit, positive_int, print_json
 from .errors import BannermatchError
 from .steam.cli import add_steam_commands
 
@@ -67,17 +67,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.ocr or args.names_from_ocr:
         from .ocr.read import read_collection
 
-        ocr = read_collection(args.out, workers=args.workers, progress=not args.quiet)
-        if not args.json:
-            for item_id, reason in ocr.bad.items():
-                print(f"no text for {item_id}: {reason}", file=sys.stderr)
-            print(ocr.summary(), file=sys.stderr)
-    if args.names_from_ocr:
-        from .ocr.names import names_from_ocr
-
-        named = names_from_ocr(args.out)
-        if not args.json:
-            print(f"named {len(named)} item(s) after their banner text", file=sys.stderr)
+        ocr = read_collection(
+            args.out, workers=args.workers, progress=not args.quiet, name=args.names_from_ocr
+        )
+        if args.json:
+            print_json(result.to_dict() | {"ocr": ocr.to_dict()})
+            return 0
+        for item_id, reason in ocr.bad.items():
+            print(f"no text for {item_id}: {reason}", file=sys.stderr)
+        print(ocr.summary(), file=sys.stderr)
     return emit(args, result)
 
 

@@ -90,7 +90,7 @@ def _quad(points: Any, width: int, height: int) -> Quad:
 def require_ocr() -> Any:
     """rapidocr's ``RapidOCR`` class; a one-line :class:`BannermatchError` when it is missing."""
     try:
-        from rapidocr_onnxruntime import RapidOCR
+        from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped]
     except ImportError as exc:  # the package, or one of its own needs (pyclipper, ...)
         raise BannermatchError(f"{INSTALL_HINT} ({exc})") from None
     return RapidOCR
