@@ -1,6 +1,6 @@
 """The package's import rule: a stage imports only earlier stages and the shared base.
 
-The order is docs/architecture.md's: base < store < acquire < embed < verify < query <
+The order is docs/architecture.md's: base < store < acquire < ocr < embed < verify < query <
 evaluation < present < cli. Every ``import`` in ``src/bannermatch`` is read (lazy ones
 inside functions too), so an import that runs the wrong way fails here by name.
 """
@@ -14,7 +14,7 @@ import pytest
 
 import bannermatch
 
-STAGES = ["store", "acquire", "embed", "verify", "query", "evaluation", "present", "cli"]
+STAGES = ["store", "acquire", "ocr", "embed", "verify", "query", "evaluation", "present", "cli"]
 PACKAGE = Path(bannermatch.__file__).parent
 
 

@@ -20,7 +20,7 @@ _EXPORTS = {
     "match": "query.match",
     "similar": "query.similar",
     "unique": "query.similar",
-    "search": "query.text",
+    "search": "query.words",
     "audit": "evaluation.audit",
     "demo": "present.demo",
     "evaluate": "evaluation.groups",

@@ -7,13 +7,17 @@ import sys
 from typing import Any
 
 from bannermatch.cli.options import add_model_args, model_options
-from bannermatch.cli.output import emit, positive_int
+from bannermatch.cli.output import emit, positive_int, print_json
 from bannermatch.defaults import BATCH_SIZE
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     from bannermatch.embed.index import index
 
+    if args.ocr or args.names_from_ocr:  # before embedding: a missing OCR extra is said at once
+        from bannermatch.ocr.engine import require_ocr
+
+        require_ocr()
     result = index(
         args.input,
         args.out,
@@ -37,6 +41,18 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not args.json:
             for item_id, reason in local.bad.items():
                 print(f"no local features for {item_id}: {reason}", file=sys.stderr)
+    if args.ocr or args.names_from_ocr:
+        from bannermatch.ocr.read import read_collection
+
+        ocr = read_collection(
+            args.out, workers=args.workers, progress=not args.quiet, name=args.names_from_ocr
+        )
+        if args.json:
+            print_json(result.to_dict() | {"ocr": ocr.to_dict()})
+            return 0
+        for item_id, reason in ocr.bad.items():
+            print(f"no text for {item_id}: {reason}", file=sys.stderr)
+        print(ocr.summary(), file=sys.stderr)
     return emit(args, result)
 
 
@@ -72,6 +88,17 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--local",
         action="store_true",
         help="also extract local features (ORB) for `--rerank` (see docs/verification.md)",
+    )
+    p.add_argument(
+        "--ocr",
+        action="store_true",
+        help="also read the text on the images (OCR), for `search` by banner text "
+        "(needs the 'ocr' extra; see docs/ocr.md)",
+    )
+    p.add_argument(
+        "--names-from-ocr",
+        action="store_true",
+        help="name the items that have no name after the title on their banner (implies --ocr)",
     )
     _add_ray_args(p)
     add_model_args(p, ray=True)

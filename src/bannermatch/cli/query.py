@@ -51,7 +51,7 @@ def cmd_unique(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bannermatch.query.text import search
+    from bannermatch.query.words import search  # banner text, names and image (CLIP or labels)
 
     result = search(args.collection, args.text, k=args.k, model=args.model, device=args.device)
     return emit(args, result)
@@ -68,7 +68,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "search",
         parents=[common],
-        help="images matching a text (CLIP; ImageNet labels for the embedded model)",
+        help="images matching a text: banner text (index --ocr), names, and CLIP (ImageNet "
+        "labels for the embedded model)",
     )
     add_collection(p)
     p.add_argument("text", help='what to look for, e.g. "a knight fighting a dragon"')

@@ -24,6 +24,7 @@ from bannermatch.query.match import unique_order
 from bannermatch.query.names import NameIndex
 from bannermatch.query.neighbours import Neighbours
 from bannermatch.query.text import LabelClass, TextSearcher
+from bannermatch.query.words import Ranking, WordSearcher, banner_texts
 from bannermatch.store.catalog import Item, steam_appid
 from bannermatch.store.collection import Collection, ModelData
 
@@ -55,12 +56,14 @@ class ServedCollection:
     search: Neighbours
     #: the neighbours `match --rerank` verified with local features, shown when present
     verified: VerifiedNeighbours | None = None
+    banner_texts: list[str] | None = None  # each row's OCR text (index --ocr); None without
     load_seconds: float = 0.0
     _unique: np.ndarray | None = field(default=None, repr=False)
     _model: EmbeddingModel | None = field(default=None, repr=False)
     _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _text: TextSearcher | None = field(default=None, repr=False)
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _words: WordSearcher | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], model: str | None = None) -> ServedCollection:
@@ -114,6 +117,7 @@ class ServedCollection:
             scores=scores,
             search=Neighbours(data),
             verified=load_verified(data) if neighbors is not None else None,
+            banner_texts=banner_texts(coll.root, data),
         )
         served.load_seconds = time.perf_counter() - t0
         return served
@@ -217,6 +221,20 @@ class ServedCollection:
         """Rows, scores, the ImageNet classes of a label search and the words none has."""
         with self._text_lock:  # one model load, one scan at a time
             return self.text.rank_words(text, n)
+
+    @property
+    def can_search_words(self) -> bool:
+        """Whether a text finds anything beyond names: banner text or an image search."""
+        return self.banner_texts is not None or self.text.mode is not None
+
+    def search_words(self, text: str, n: int) -> Ranking:
+        """Rows for a text by banner text, name and image (:mod:`bannermatch.query.words`)."""
+        with self._text_lock:
+            if self._words is None:
+                self._words = WordSearcher(
+                    self.names, self.banner_texts, self.text, name_index=self.name_index
+                )
+            return self._words.rank(text, n)
 
     def image_source(self, row: int) -> str | None:
         return self.sources[row]

@@ -62,7 +62,9 @@ function card(hit, sub) {
     make("span", { class: "name", text: hit.name }),
   ]);
   if (hit.score !== undefined) {
-    caption.append(make("span", { class: "score", text: `similarity ${hit.score.toFixed(3)}` }));
+    // a text search's banner-text or name match is scored as a match, not a similarity
+    const label = hit.matched && hit.matched[0] !== "image" ? "match" : "similarity";
+    caption.append(make("span", { class: "score", text: `${label} ${hit.score.toFixed(3)}` }));
   }
   if (hit.verified) {
     const title = `${hit.inliers} local features agree on one geometry`;
@@ -74,6 +76,11 @@ function card(hit, sub) {
     img, caption,
   ]);
   return make("li", { class: "card" }, [link]);
+}
+
+function matchedBy(hit) {
+  const read = hit.banner_text ? ` · reads “${hit.banner_text}”` : "";
+  return `${hit.matched.join(" + ")}${read}`;
 }
 
 function showGrid(title, items, subOf) {
@@ -149,7 +156,8 @@ function showQuery(item, meta) {
   el.queryImg.src = item.image_url;
   el.queryImg.alt = `Banner of ${item.name}`;
   el.queryName.textContent = item.name;
-  el.queryMeta.textContent = [meta, ...describeMetadata(item.metadata)].join(" · ");
+  const read = item.banner_text ? [`banner text: “${item.banner_text}”`] : [];
+  el.queryMeta.textContent = [meta, ...read, ...describeMetadata(item.metadata)].join(" · ");
   const links = [];
   if (item.store_url) links.push(make("a", { href: item.store_url, rel: "noopener", target: "_blank", text: "Steam store" }));
   if (item.steamdb_url) links.push(make("a", { href: item.steamdb_url, rel: "noopener", target: "_blank", text: "SteamDB" }));
@@ -437,8 +445,12 @@ const textSearch = {
   mode: null,
   async run(text) {
     const data = await getJSON(`${API}search/text?q=${encodeURIComponent(text)}&n=${defaultN()}`);
-    showGrid(`Banners matching “${text}”`, data.results);
-    if (data.mode === "labels") {
+    // each card says which signals found it ("banner text", "name", "image") and the text read
+    showGrid(`Banners matching “${text}”`, data.results, matchedBy);
+    const words = data.results.filter((h) => !h.matched.every((m) => m === "image")).length;
+    if (words) {
+      setStatus(`${words} found by ${data.signals.filter((s) => s !== "image").join(" or ")}, then by the image.`);
+    } else if (data.mode === "labels") {
       const names = data.classes.slice(0, 6).map((c) => c.name.split(",")[0]);
       const more = data.classes.length > 6 ? ` and ${data.classes.length - 6} more` : "";
       const ignored = data.unmatched_words.length
@@ -471,10 +483,11 @@ function renderTextMode() {
   }
   el.textMode.hidden = false;
   if (textSearch.mode === "labels") el.textInput.placeholder = "a sports car, a castle, a dog";
+  const read = state.info && state.info.banner_text ? " The words on the banners were read: a title finds them first." : "";
   setStatus(
-    textSearch.mode === "labels"
+    (textSearch.mode === "labels"
       ? "This model cannot read text: your words pick ImageNet classes (animals, objects, vehicles…)."
-      : "Describe the picture you are looking for.",
+      : "Describe the picture you are looking for.") + read,
   );
 }
 
