@@ -63,7 +63,7 @@ class OcrLine:
         box = tuple(float(v) for v in d["box"])
         if len(box) != 8:
             raise ValueError(f"a box has 8 coordinates, not {len(box)}")
-        return cls(str(d["text"]), float(d["confidence"]), box)  # type: ignore[arg-type]
+        return cls(str(d["text"]), float(d["confidence"]), box)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _quad(points: Any, width: int, height: int) -> Quad:
 def require_ocr() -> Any:
     """rapidocr's ``RapidOCR`` class; a one-line :class:`BannermatchError` when it is missing."""
     try:
-        from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped]
+        from rapidocr_onnxruntime import RapidOCR
     except ImportError as exc:  # the package, or one of its own needs (pyclipper, ...)
         raise BannermatchError(f"{INSTALL_HINT} ({exc})") from None
     return RapidOCR

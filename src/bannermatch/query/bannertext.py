@@ -71,7 +71,7 @@ class _Text:
 
     def _ends(self) -> list[int]:
         """Where each word ends in ``compact``."""
-        return np.cumsum([len(w) for w in self.spaced.split()]).tolist()
+        return [int(n) for n in np.cumsum([len(w) for w in self.spaced.split()])]
 
     def roman_at(self, start: int, end: int) -> bool:
         """Whether compact[start:end] can be a Roman numeral: it ends a word and follows
