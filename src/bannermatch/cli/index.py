@@ -37,10 +37,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.local:
         from bannermatch.verify.features import index_local
 
-        local = index_local(args.out, workers=args.workers, progress=not args.quiet)
-        if not args.json:
-            for item_id, reason in local.bad.items():
-                print(f"no local features for {item_id}: {reason}", file=sys.stderr)
+        index_local(args.out, workers=args.workers, progress=not args.quiet)  # logs bad items
     if args.ocr or args.names_from_ocr:
         from bannermatch.ocr.read import read_collection
 
@@ -50,9 +47,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.json:
             print_json(result.to_dict() | {"ocr": ocr.to_dict()})
             return 0
-        for item_id, reason in ocr.bad.items():
-            print(f"no text for {item_id}: {reason}", file=sys.stderr)
-        print(ocr.summary(), file=sys.stderr)
+        print(ocr.summary(), file=sys.stderr)  # its bad items are logged as they come
     return emit(args, result)
 
 

@@ -135,7 +135,6 @@ def read_collection(
         from bannermatch.ocr.names import names_from_ocr
 
         result.named = names_from_ocr(collection)
-    log.info("%s", result.summary())
     return result
 
 

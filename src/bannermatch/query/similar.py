@@ -124,8 +124,12 @@ class SimilarResult:
     hits: list[Hit]
 
     def summary(self) -> str:
-        rows = [[h.rank, h.id, h.name, h.score] for h in self.hits]
-        table = format_table(["#", "id", "name", "score"], rows)
+        if any(h.inliers is not None for h in self.hits):  # --rerank: say what was verified
+            rows = [[h.rank, h.id, h.name, h.score, _verified(h)] for h in self.hits]
+            table = format_table(["#", "id", "name", "score", "verified (inliers)"], rows)
+        else:
+            rows = [[h.rank, h.id, h.name, h.score] for h in self.hits]
+            table = format_table(["#", "id", "name", "score"], rows)
         return f"most similar to {self.query.describe()}:\n{table}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +138,10 @@ class SimilarResult:
             "model_key": self.model_key,
             "results": [h.to_dict() for h in self.hits],
         }
+
+
+def _verified(hit: Hit) -> str:
+    return f"{'yes' if hit.verified else 'no'} ({hit.inliers})"
 
 
 def similar(
