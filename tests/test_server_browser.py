@@ -323,3 +323,29 @@ def test_map_renders_zooms_hovers_and_click_opens_the_similar_view(page, base_ur
     expect(page.locator("#grid .card").first).to_be_visible()
     page.go_back()
     expect(canvas).to_be_visible()
+
+
+def test_mirror_and_flip_toggles(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The toggles put mirror=1 / flip=1 in the URL, and the grid is what the API gives."""
+    import httpx
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/?id=620")
+    expect(page.locator("#grid .card")).to_have_count(10)
+    page.get_by_role("checkbox", name="Flipped").check()
+    expect(page).to_have_url(base_url + "/?id=620&flip=1")
+    expect(page.locator("#grid-title")).to_have_text("Most similar to Portal 2 (flipped)")
+    expect(page.locator("#query-img")).to_have_class("flipped")
+    api = httpx.get(f"{base_url}/api/items/620/similar?n=10&flip=1").json()
+    expect(page.locator("#grid .card a")).to_have_count(10)
+    shown = page.locator("#grid .card a").evaluate_all("as => as.map(a => a.dataset.id)")
+    assert shown == [h["id"] for h in api["results"]]
+    page.get_by_role("checkbox", name="Mirrored").check()
+    expect(page).to_have_url(base_url + "/?id=620&mirror=1&flip=1")
+    expect(page.locator("#grid-title")).to_contain_text("(mirrored and flipped)")
+    page.go_back()
+    expect(page.get_by_role("checkbox", name="Mirrored")).not_to_be_checked()
+    expect(page.get_by_role("checkbox", name="Flipped")).to_be_checked()
+    page.get_by_role("checkbox", name="Flipped").uncheck()
+    expect(page).to_have_url(base_url + "/?id=620")
+    expect(page.locator("#grid-title")).to_have_text("Most similar to Portal 2")

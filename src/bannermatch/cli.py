@@ -109,6 +109,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
         cdn_url=args.cdn_url,
         steam_api_url=args.steam_api_url,
         rerank=args.rerank,
+        mirror=args.mirror,
+        flip=args.flip,
     )
     return emit(args, result)
 
@@ -518,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
     _add_rerank(p, "verify the top K global candidates with local features")
+    for flag, how in (("mirror", "mirrored left to right"), ("flip", "flipped upside down")):
+        p.add_argument(
+            f"--{flag}",
+            action="store_true",
+            help=f"embed the query's image {how} (weakens the pull of the text on it)",
+        )
     p.set_defaults(handler=cmd_similar)
 
     p = sub.add_parser("unique", parents=[common], help="items least like any other")

@@ -14,6 +14,7 @@ from .collection import Collection, ModelData
 from .errors import BannermatchError, ImageError
 from .images import DecodedImage, Draft, decode_bytes, load_image
 from .matching import DEFAULT_K, shown_score, unique_order
+from .mirror import transform_decoded, transform_name
 from .names import NameIndex
 from .steam.endpoints import is_app_id
 
@@ -47,8 +48,16 @@ class Query:
     match_score: float | None = None
     match: str | None = None  # how a name matched: names.Suggestion.match
     alternatives: list[dict[str, str]] = field(default_factory=list)  # the next candidates
+    transform: str | None = None  # "mirror", "flip" or "mirror+flip": the image turned
 
     def describe(self) -> str:
+        turned = {"mirror": "mirrored", "flip": "flipped"}.get(self.transform or "", "")
+        what = self._what()
+        if self.transform:
+            return f"{what}, {turned or 'mirrored and flipped'}"
+        return what
+
+    def _what(self) -> str:
         if self.kind == "image":
             return f"image {self.text}"
         if self.kind == "steam-app":
@@ -173,10 +182,13 @@ def similar(
     cdn_url: str | None = None,
     steam_api_url: str | None = None,
     rerank: int | None = None,
+    mirror: bool = False,
+    flip: bool = False,
 ) -> SimilarResult:
     """The ``k`` items most similar to ``query``: an item id, a name, an image file, or the
     app id of a Steam game outside the collection, whose current banner the store API names.
-    With ``rerank=K`` the top ``max(K, k)`` are verified with local features first."""
+    With ``rerank=K`` the top ``max(K, k)`` are verified with local features first. With
+    ``mirror`` / ``flip`` the query's image is mirrored / flipped and embedded on the fly."""
     want, k = k, max(k, rerank or 0)
     if k < 1:
         raise BannermatchError("k must be at least 1")
@@ -184,15 +196,20 @@ def similar(
     data = coll.load(model)
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
+        q.transform = transform_name(mirror, flip)
         img: DecodedImage | None = None
-        if q.kind in {"image", "steam-app"}:
+        if q.kind in {"image", "steam-app"} or q.transform:
             model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
             draft = model.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = _query_image(query, draft)
-            else:
+            elif q.kind == "steam-app":
                 img = _steam_banner(query, cdn_url, steam_api_url, draft)
-            rows, scores = _nearest(data, model.embed_images([img.image])[0], k)
+            else:
+                img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
+            img = transform_decoded(img, mirror, flip)
+            own = data.row_of.get(q.id) if q.kind not in {"image", "steam-app"} else None
+            rows, scores = _nearest(data, model.embed_images([img.image])[0], k, exclude=own)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
             info = data.match_info
@@ -225,6 +242,17 @@ def _reranked(
     for hit, n in zip(hits, out.inliers, strict=True):
         hit.inliers, hit.verified = int(n), bool(n >= MIN_INLIERS)
     return SimilarResult(q, data.key, hits)
+
+
+def _item_image(coll: Collection, cat: Catalog, item_id: str, draft: Draft) -> DecodedImage:
+    """An indexed item's own image (to transform it); an error when it cannot be read."""
+    item = cat.get(item_id)
+    if item is None or not item.source:
+        raise BannermatchError(f"item {item_id} has no image in the catalogue to transform")
+    try:
+        return load_image(coll.resolve_source(item.source), draft_size=draft)
+    except (ImageError, OSError) as exc:
+        raise ImageError(f"the image of item {item_id} cannot be read: {exc}") from None
 
 
 def _query_image(path: str, draft: Draft) -> DecodedImage:

@@ -17,6 +17,7 @@ from ..errors import BannermatchError, CollectionError, ImageError
 from ..images import ReadError, read_source
 from . import schemas
 from .data import ServedCollection
+from .transformed import similar_transformed
 from .views import hits, item, root_path, row_or_404
 
 DEFAULT_N = 10
@@ -42,6 +43,7 @@ _MAGIC = (
 NOT_FOUND = {404: {"model": schemas.Message, "description": "no such item"}}
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description=f"how many results (1 to {MAX_N})")]
+Flag = Annotated[int, Query(ge=0, le=1, description="1: transform the query item's image")]
 
 
 def media_type(name: str, head: bytes) -> str:
@@ -81,14 +83,23 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
     @router.get(
         "/items/{item_id:path}/similar", response_model=schemas.Similar, responses=NOT_FOUND
     )
-    async def similar(item_id: str, request: Request, n: N = DEFAULT_N) -> dict[str, Any]:
+    async def similar(
+        item_id: str, request: Request, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
+    ) -> dict[str, Any]:
         """The ``n`` items whose images look most like this item's, most similar first.
 
         From the stored neighbours when ``n`` is at most the stored k, else the approximate
-        index `match --index` stored, else an exact scan.
+        index `match --index` stored, else an exact scan. With ``mirror=1`` / ``flip=1``
+        the item's image is mirrored / flipped and embedded on the fly (``source:
+        transformed``), which weakens the pull of the text on it.
         """
         row = row_or_404(served, item_id)
-        if n <= served.stored_k:
+        if mirror or flip:
+            rows, scores = await run_in_threadpool(
+                similar_transformed, served, row, n, bool(mirror), bool(flip)
+            )
+            source = "transformed"
+        elif n <= served.stored_k:
             rows, scores, source = served.similar(row, n)
         else:
             rows, scores, source = await run_in_threadpool(served.similar, row, n)

@@ -53,7 +53,7 @@ class Similar(BaseModel):
     model_key: str
     source: str = Field(
         description="'neighbors' (stored top-k), 'exact' (a full scan) or 'ann' (the "
-        "approximate index)"
+        "approximate index), 'transformed' (the query image mirrored or flipped, embedded)"
     )
     results: list[Hit]
 

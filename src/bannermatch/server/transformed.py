@@ -9,14 +9,12 @@ which weakens its pull on the match.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from fastapi import HTTPException
-from PIL import ImageOps
 
 from ..errors import ImageError
 from ..images import load_image
+from ..mirror import transform_decoded
 from .data import ServedCollection
 
 #: route suffix -> (mirror, flip)
@@ -33,12 +31,7 @@ def transformed_vector(served: ServedCollection, row: int, mirror: bool, flip: b
     except (ImageError, OSError) as exc:
         what = f"the image of {served.ids[row]!r} cannot be read: {exc}"
         raise HTTPException(404, what) from None
-    image = decoded.image
-    if mirror:
-        image = ImageOps.mirror(image)
-    if flip:
-        image = ImageOps.flip(image)
-    return served.embed(dataclasses.replace(decoded, image=image))
+    return served.embed(transform_decoded(decoded, mirror, flip))
 
 
 def similar_transformed(

@@ -15,7 +15,7 @@ const el = {
   gridTitle: $("grid-title"), grid: $("grid"), pager: $("pager"), prev: $("prev"),
   next: $("next"), pageLabel: $("page-label"), file: $("file"), drop: $("drop"),
   random: $("random"), info: $("info"), textLink: $("text-mode-link"), textMode: $("text-mode"),
-  textForm: $("text-form"), textInput: $("text-q"),
+  textForm: $("text-form"), textInput: $("text-q"), mirror: $("mirror"), flip: $("flip"),
 };
 const state = { info: null, lastImage: null, renderToken: 0 };
 
@@ -106,7 +106,7 @@ async function render() {
   el.textMode.hidden = true;
   bannermatchMap.hide();
   try {
-    if (params.id) await renderItem(params.id, Number(params.n) || defaultN(), token);
+    if (params.id) await renderItem(params.id, Number(params.n) || defaultN(), turnOf(params), token);
     else if (params.view === "unique") await renderUnique(Math.max(1, Number(params.page) || 1), token);
     else if (params.view === "image") renderImageResults();
     else if (params.view === "text") renderTextMode();
@@ -152,17 +152,40 @@ function showQuery(item, meta) {
   el.queryLinks.replaceChildren(...links);
 }
 
-async function renderItem(id, n, token) {
+// the query image turned (?mirror=1, ?flip=1): embedded on the fly by the server
+function turnOf(params) {
+  return { mirror: params.mirror === "1", flip: params.flip === "1" };
+}
+
+function turnWords(turn) {
+  return [turn.mirror && "mirrored", turn.flip && "flipped"].filter(Boolean).join(" and ");
+}
+
+function itemParams(id, n, turn) {
+  const params = { id };
+  if (n) params.n = n;
+  if (turn.mirror) params.mirror = "1";
+  if (turn.flip) params.flip = "1";
+  return params;
+}
+
+async function renderItem(id, n, turn, token) {
   markNav(null);
-  setStatus("Loading…");
-  const data = await getJSON(`${API}items/${encodeURIComponent(id)}/similar?n=${n}`);
+  setStatus(turn.mirror || turn.flip ? "Embedding the turned banner…" : "Loading…");
+  const flags = `${turn.mirror ? "&mirror=1" : ""}${turn.flip ? "&flip=1" : ""}`;
+  const data = await getJSON(`${API}items/${encodeURIComponent(id)}/similar?n=${n}${flags}`);
   if (stale(token)) return;
+  el.mirror.checked = turn.mirror;
+  el.flip.checked = turn.flip;
+  el.queryImg.classList.toggle("mirrored", turn.mirror);
+  el.queryImg.classList.toggle("flipped", turn.flip);
   showQuery(data.query, `id ${data.query.id}`);
   if (![...el.n.options].some((o) => Number(o.value) === n)) el.n.append(make("option", { text: String(n) }));
   el.n.value = String(n);
   el.input.value = data.query.name;
   document.title = `${data.query.name} · bannermatch`;
-  showGrid(`Most similar to ${data.query.name}`, data.results);
+  const turned = turnWords(turn);
+  showGrid(`Most similar to ${data.query.name}${turned ? ` (${turned})` : ""}`, data.results);
   setStatus(`${data.results.length} most similar banners.`);
 }
 
@@ -393,8 +416,16 @@ el.form.addEventListener("submit", async (event) => {
 
 el.n.addEventListener("change", () => {
   const params = currentParams();
-  if (params.id) navigate({ id: params.id, n: el.n.value });
+  if (params.id) navigate(itemParams(params.id, el.n.value, turnOf(params)));
 });
+
+for (const box of [el.mirror, el.flip]) {
+  box.addEventListener("change", () => {
+    const params = currentParams();
+    const turn = { mirror: el.mirror.checked, flip: el.flip.checked };
+    if (params.id) navigate(itemParams(params.id, params.n, turn));
+  });
+}
 
 el.random.addEventListener("click", async () => {
   try {
