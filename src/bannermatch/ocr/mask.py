@@ -1,0 +1,182 @@
+"""Art-only images: the text regions OCR found on a banner masked out before embedding.
+
+Banners carry their title in big letters, and a model's similarity follows the letters:
+banners with similar titles come out "similar". ``index --mask-text`` embeds each image
+with its text boxes (from ``index --ocr``, :mod:`bannermatch.ocr.store`) painted over, as
+its own model key beside the plain one (``<plain key>-textmask-<method>``), so the two can
+be compared and ``similar --model KEY`` picks either.
+
+Two ways to paint over a box, both OpenCV (no hand-written filling):
+
+- ``inpaint``: ``cv2.inpaint`` (Telea) fills the box from its surroundings;
+- ``fill``: the box takes the mean colour of a ring of pixels just around it.
+
+docs/evaluation.md ("Text bias") has their figures; :data:`DEFAULT_METHOD` is the better.
+Each box grows by :data:`PAD` of its height on every side first: OCR boxes hug the glyphs,
+and the strokes' outlines and shadows lie just outside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BannermatchError
+
+if TYPE_CHECKING:
+    from ..inputs import InputItem
+    from ..models import EmbeddingModel
+    from .engine import OcrResult
+
+METHODS = ("inpaint", "fill")
+DEFAULT_METHOD = "inpaint"
+#: a box grows by this fraction of its height on each side
+PAD = 0.15
+#: cv2.inpaint's neighbourhood, as a fraction of the image's shorter side
+INPAINT_RADIUS = 0.02
+#: the key suffix of an art-only model key: ``<plain key>-textmask-<method>``
+KEY_MARK = "-textmask-"
+
+Quad = Sequence[float]  # x0, y0, ... x3, y3, normalised to the image's size
+
+
+def mask_key(plain_key: str, method: str) -> str:
+    """The model key of the art-only embeddings of ``plain_key``."""
+    return f"{plain_key}{KEY_MARK}{method}"
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """(plain key, mask method), the method None for a plain key."""
+    plain, mark, method = key.rpartition(KEY_MARK)
+    return (plain, method) if mark and method in METHODS else (key, None)
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise BannermatchError(f"unknown text mask {method!r}; choose one of {', '.join(METHODS)}")
+    return method
+
+
+def text_mask(size: tuple[int, int], boxes: Iterable[Quad], pad: float = PAD) -> np.ndarray:
+    """A uint8 mask (255 inside a text box) of an image of ``size`` (width, height)."""
+    import cv2
+
+    width, height = size
+    mask = np.zeros((height, width), np.uint8)
+    for box in boxes:
+        pts = np.asarray(box, np.float32).reshape(4, 2) * (width, height)
+        grow = pad * (pts[:, 1].max() - pts[:, 1].min())
+        centre = pts.mean(axis=0)
+        away = pts - centre
+        reach = np.maximum(np.linalg.norm(away, axis=1, keepdims=True), 1e-6)
+        grown = pts + away / reach * grow * np.sqrt(2)
+        cv2.fillPoly(mask, [np.round(grown).astype(np.int32)], 255)
+    return mask
+
+
+def _ring_fill(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each masked region takes the mean colour of the pixels in a ring just outside it."""
+    import cv2
+
+    out = rgb.copy()
+    count, regions = cv2.connectedComponents(mask)
+    ring_width = max(3, round(0.03 * min(mask.shape)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring_width + 1,) * 2)
+    for label in range(1, count):
+        region = (regions == label).astype(np.uint8)
+        ring = (cv2.dilate(region, kernel) > 0) & (mask == 0)
+        colour = rgb[ring].mean(axis=0) if ring.any() else rgb[mask == 0].mean(axis=0)
+        out[region > 0] = np.round(colour).astype(np.uint8)
+    return out
+
+
+def mask_image(
+    image: Image.Image, boxes: Sequence[Quad], method: str = DEFAULT_METHOD
+) -> Image.Image:
+    """``image`` with its text ``boxes`` painted over (``inpaint`` or ``fill``)."""
+    if not boxes:
+        return image
+    import cv2
+
+    rgb = np.asarray(image.convert("RGB"))
+    mask = text_mask(image.size, boxes)
+    if method == "inpaint":
+        radius = max(3.0, INPAINT_RADIUS * min(image.size))
+        out = cv2.inpaint(rgb, mask, radius, cv2.INPAINT_TELEA)
+    elif method == "fill":
+        out = _ring_fill(rgb, mask)
+    else:
+        check_method(method)
+    return Image.fromarray(out)
+
+
+def boxes_of(result: OcrResult | None) -> tuple[tuple[float, ...], ...]:
+    """The boxes of the lines OCR read (none for an image without text)."""
+    return tuple(tuple(line.box) for line in result.lines) if result is not None else ()
+
+
+@dataclass(frozen=True)
+class TextMask:
+    """The masking of one image, carried by its :class:`~bannermatch.inputs.InputItem` to the
+    decoding threads (:func:`bannermatch.embedder.decode_item` calls it before preprocessing)."""
+
+    boxes: tuple[tuple[float, ...], ...]
+    method: str = DEFAULT_METHOD
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        return mask_image(image, self.boxes, self.method)
+
+
+@dataclass
+class MaskedModel:
+    """An embedding model whose rows are the art-only images: its own key and manifest,
+    the rest (engine, preprocessing) the plain model's."""
+
+    plain: EmbeddingModel
+    method: str
+    ocr_settings: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.plain, name)
+
+    @property
+    def key(self) -> str:
+        return mask_key(self.plain.key, self.method)
+
+    def manifest(self) -> dict[str, Any]:
+        mask = {"method": self.method, "pad": PAD, "ocr": self.ocr_settings}
+        return self.plain.manifest() | {"key": self.key, "text_mask": json.loads(json.dumps(mask))}
+
+
+def masked_model(
+    plain: EmbeddingModel, collection: str | os.PathLike[str], method: str
+) -> tuple[EmbeddingModel, dict[str, OcrResult]]:
+    """The art-only model of ``plain`` (typed as the plain one: it answers the same), and
+    the text the collection's OCR store holds; an error when OCR never ran on it."""
+    from .store import OcrStore
+
+    check_method(method)
+    store = OcrStore.open(collection)
+    if not store.manifest:
+        raise BannermatchError(
+            f"{collection} has no banner text yet: run `bannermatch index ... --ocr` first "
+            "(--mask-text masks the text boxes it finds)"
+        )
+    return cast("EmbeddingModel", MaskedModel(plain, method, store.manifest)), store.results
+
+
+def with_masks(
+    todo: list[tuple[InputItem, str]], texts: dict[str, OcrResult], method: str
+) -> list[tuple[InputItem, str]]:
+    """Each (item, id) with its text mask attached (an item OCR has not read: none)."""
+    return [
+        (dataclasses.replace(it, mask=TextMask(boxes_of(texts.get(i)), method)), i)
+        for it, i in todo
+    ]
