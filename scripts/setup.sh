@@ -12,6 +12,11 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     .venv/bin/python -m pip install -qq torch==2.14.1 torchvision==0.29.1
 fi
 .venv/bin/python -m pip install -qq -e ".[${extras}]"
+# OCR (the 'ocr' extra, which 'test' includes): rapidocr-onnxruntime without its own
+# dependencies, whose opencv-python would be a second cv2 over opencv-python-headless
+if [[ ",${extras}," == *",ocr,"* || ",${extras}," == *",test,"* ]]; then
+    .venv/bin/python -m pip install -qq --no-deps "rapidocr-onnxruntime>=1.4.4,<1.5"
+fi
 # The browser tests drive Debian's Chromium with Playwright (never `playwright install`).
 # Set-up installs that one package (no recommends) and only when doing so upgrades nothing
 # already on the system; one line here, the details in .venv/chromium-install.log.

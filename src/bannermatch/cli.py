@@ -37,6 +37,10 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import index
 
+    if args.ocr:  # before the embedding: a missing OCR extra is said at once
+        from .ocr.engine import require_ocr
+
+        require_ocr()
     result = index(
         args.input,
         args.out,
@@ -60,6 +64,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not args.json:
             for item_id, reason in local.bad.items():
                 print(f"no local features for {item_id}: {reason}", file=sys.stderr)
+    if args.ocr:
+        from .ocr.read import read_collection
+
+        ocr = read_collection(args.out, workers=args.workers, progress=not args.quiet)
+        if not args.json:
+            for item_id, reason in ocr.bad.items():
+                print(f"no text for {item_id}: {reason}", file=sys.stderr)
+            print(ocr.summary(), file=sys.stderr)
     return emit(args, result)
 
 
@@ -401,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--local",
         action="store_true",
         help="also extract local features (ORB) for `--rerank` (see docs/verification.md)",
+    )
+    p.add_argument(
+        "--ocr",
+        action="store_true",
+        help="also read the text on the images (OCR), for `search` by banner text "
+        "(needs the 'ocr' extra; see docs/ocr.md)",
     )
     g = p.add_argument_group("distributed (--engine ray)")
     g.add_argument(

@@ -1,0 +1,164 @@
+"""The OCR engine: PP-OCRv4 text detection and recognition on CPU.
+
+The models and their pre/post-processing come from ``rapidocr-onnxruntime`` (its wheel
+ships ``ch_PP-OCRv4_det_infer.onnx`` and ``ch_PP-OCRv4_rec_infer.onnx``, about 15 MB);
+they run through the onnxruntime the project already depends on. That package pins the
+non-headless ``opencv-python``, which would install a second ``cv2`` over the project's
+``opencv-python-headless``; it only needs the ``cv2`` API, so it is installed with
+``--no-deps`` and its other needs (pyclipper, shapely, PyYAML, six) come from the
+``ocr`` extra (docs/ocr.md). Writing the DB post-processing and CTC decoding ourselves
+would duplicate a maintained library for no gain.
+
+Boxes are four corner points, clockwise from the top left, normalised to the image's
+width and height (0..1), so they hold for any resized copy of the image.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import BannermatchError
+
+log = logging.getLogger(__name__)
+
+#: how to get the engine when it is missing (one line, for the CLI and the API)
+INSTALL_HINT = (
+    "OCR needs the 'ocr' extra: pip install 'bannermatch[ocr]' && "
+    "pip install --no-deps 'rapidocr-onnxruntime>=1.4.4,<1.5'"
+)
+#: the shorter side of the image the detector sees, in pixels. rapidocr's default (736)
+#: upscales a 342x482 cover 2.2x; 480 reads the covers' titles as well at half the time
+#: (docs/ocr.md has the figures)
+DET_SIDE = 480
+#: lines the recogniser is less sure of than this are dropped (rapidocr's default)
+MIN_CONFIDENCE = 0.5
+
+Quad = tuple[float, float, float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    """One line of text: what it says, how sure the recogniser is, and where it is."""
+
+    text: str
+    confidence: float
+    box: Quad  # x0, y0, x1, y1, x2, y2, x3, y3, normalised; clockwise from the top left
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """The box's bounds: left, top, right, bottom (normalised)."""
+        xs, ys = self.box[0::2], self.box[1::2]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "confidence": self.confidence, "box": list(self.box)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OcrLine:
+        box = tuple(float(v) for v in d["box"])
+        if len(box) != 8:
+            raise ValueError(f"a box has 8 coordinates, not {len(box)}")
+        return cls(str(d["text"]), float(d["confidence"]), box)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    """The text of one image, its lines in reading order (top to bottom, left to right)."""
+
+    lines: tuple[OcrLine, ...] = field(default_factory=tuple)
+
+    @property
+    def text(self) -> str:
+        """The lines joined with spaces ("" for an image without text)."""
+        return " ".join(line.text for line in self.lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "lines": [line.to_dict() for line in self.lines]}
+
+
+def _quad(points: Any, width: int, height: int) -> Quad:
+    pts = np.asarray(points, np.float64).reshape(4, 2)
+    pts = np.clip(pts / [width, height], 0.0, 1.0)
+    return tuple(round(float(v), 4) for v in pts.reshape(-1))  # type: ignore[return-value]
+
+
+def require_ocr() -> Any:
+    """rapidocr's ``RapidOCR`` class; a one-line :class:`BannermatchError` when it is missing."""
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError as exc:  # the package, or one of its own needs (pyclipper, ...)
+        raise BannermatchError(f"{INSTALL_HINT} ({exc})") from None
+    return RapidOCR
+
+
+class OcrEngine:
+    """PP-OCRv4 on CPU. One instance is used by one thread at a time (:func:`thread_engine`
+    gives each thread its own); ``threads`` is onnxruntime's per-call thread count."""
+
+    def __init__(self, *, det_side: int = DET_SIDE, threads: int = 1):
+        rapid_ocr = require_ocr()
+        self.det_side = det_side
+        self._ocr = rapid_ocr(
+            intra_op_num_threads=threads,
+            inter_op_num_threads=1,
+            det_limit_side_len=det_side,
+            text_score=MIN_CONFIDENCE,
+        )
+
+    @staticmethod
+    def settings(det_side: int = DET_SIDE) -> dict[str, Any]:
+        """What the stored text depends on (``ocr/manifest.json``): another setting reads again."""
+        from importlib.metadata import version
+
+        return {
+            "engine": "rapidocr-onnxruntime",
+            "version": version("rapidocr-onnxruntime"),
+            "det": "ch_PP-OCRv4_det_infer",
+            "rec": "ch_PP-OCRv4_rec_infer",
+            "det_side": det_side,
+            "min_confidence": MIN_CONFIDENCE,
+        }
+
+    def read(self, rgb: np.ndarray) -> OcrResult:
+        """The text lines of an RGB (or grey) uint8 image."""
+        bgr = _bgr(rgb)
+        found, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=True)
+        h, w = bgr.shape[:2]
+        lines = [
+            OcrLine(str(text), round(float(score), 4), _quad(points, w, h))
+            for points, text, score in found or []
+            if str(text).strip()
+        ]
+        return OcrResult(tuple(lines))
+
+    def detect(self, rgb: np.ndarray) -> list[Quad]:
+        """Where the text is, without reading it (detection only: about half the time)."""
+        bgr = _bgr(rgb)
+        found, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=False)
+        h, w = bgr.shape[:2]
+        return [_quad(points, w, h) for points in found or []]
+
+
+def _bgr(rgb: np.ndarray) -> np.ndarray:
+    if rgb.dtype != np.uint8 or rgb.ndim not in (2, 3):
+        raise ValueError(f"an image is a 2-d or 3-d uint8 array, not {rgb.dtype} {rgb.shape}")
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(rgb[:, :, 2::-1])
+
+
+_local = threading.local()
+
+
+def thread_engine(det_side: int = DET_SIDE) -> OcrEngine:
+    """This thread's engine, made on first use (onnxruntime sessions are per thread here,
+    with one compute thread each: the parallelism comes from the reading threads)."""
+    engine = getattr(_local, "engine", None)
+    if engine is None or engine.det_side != det_side:
+        engine = _local.engine = OcrEngine(det_side=det_side)
+    return engine
