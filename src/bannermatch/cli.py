@@ -37,7 +37,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import index
 
-    if args.ocr:  # before the embedding: a missing OCR extra is said at once
+    if args.ocr or args.mask_text:  # before the embedding: a missing OCR extra is said at once
         from .ocr.engine import require_ocr
 
         require_ocr()
@@ -64,7 +64,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not args.json:
             for item_id, reason in local.bad.items():
                 print(f"no local features for {item_id}: {reason}", file=sys.stderr)
-    if args.ocr:
+    if args.ocr or args.mask_text:
         from .ocr.read import read_collection
 
         ocr = read_collection(args.out, workers=args.workers, progress=not args.quiet)
@@ -72,6 +72,15 @@ def cmd_index(args: argparse.Namespace) -> int:
             for item_id, reason in ocr.bad.items():
                 print(f"no text for {item_id}: {reason}", file=sys.stderr)
             print(ocr.summary(), file=sys.stderr)
+    if args.mask_text:  # the art-only rows under their own key, beside the plain ones
+        from .ocr.mask import MaskedIndexResult
+
+        masked = index(
+            args.input, args.out, args.model, names=args.names, batch_size=args.batch_size,
+            workers=args.workers, progress=not args.quiet, skip_flagged=args.skip_flagged,
+            text_mask=args.mask_text, **_model_options(args),
+        )  # fmt: skip
+        return emit(args, MaskedIndexResult(result, masked))
     return emit(args, result)
 
 
@@ -419,6 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also read the text on the images (OCR), for `search` by banner text "
         "(needs the 'ocr' extra; see docs/ocr.md)",
+    )
+    p.add_argument(
+        "--mask-text",
+        nargs="?",
+        const="inpaint",
+        choices=["inpaint", "fill"],
+        default=None,
+        help="also embed the art alone: the text OCR finds painted over (inpaint, the "
+        "default, or fill), under its own model key (implies --ocr; docs/ocr.md)",
     )
     g = p.add_argument_group("distributed (--engine ray)")
     g.add_argument(

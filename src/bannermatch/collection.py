@@ -18,6 +18,7 @@ from . import atomic
 from .catalog import Catalog
 from .errors import CollectionError
 from .models.registry import DEFAULT_MODEL, safe_name
+from .ocr.mask import KEY_MARK
 
 FORMAT_VERSION = 1
 EMBEDDINGS = "embeddings.npy"
@@ -95,6 +96,8 @@ class Collection:
         if model in keys:
             return model
         matching = [k for k in keys if k.split("__", 1)[0] in (model, safe_name(model))]
+        if len(matching) > 1:  # art-only keys (index --mask-text) are picked by their full key
+            matching = [k for k in matching if KEY_MARK not in k] or matching
         if len(matching) == 1:
             return matching[0]
         if matching:

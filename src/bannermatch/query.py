@@ -16,6 +16,7 @@ from .images import DecodedImage, Draft, decode_bytes, load_image
 from .matching import DEFAULT_K, shown_score, unique_order
 from .mirror import transform_decoded, transform_name
 from .names import NameIndex
+from .ocr.mask import prepare_query, split_key
 from .steam.endpoints import is_app_id
 
 #: candidates shown beside a name chosen by a prefix, word or fuzzy match
@@ -209,7 +210,8 @@ def similar(
                 img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
             img = transform_decoded(img, mirror, flip)
             own = data.row_of.get(q.id) if q.kind not in {"image", "steam-app"} else None
-            rows, scores = _nearest(data, model.embed_images([img.image])[0], k, exclude=own)
+            image = prepare_query(data.manifest, img.image)  # art-only keys: text masked
+            rows, scores = _nearest(data, model.embed_images([image])[0], k, exclude=own)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
             info = data.match_info
@@ -298,7 +300,7 @@ def create_model_for(
         few_images=few_images,
         **options,
     )
-    if model.key != manifest["key"]:
+    if model.key != split_key(manifest["key"])[0]:  # an art-only key: <plain key>-textmask-...
         raise BannermatchError(
             f"cannot rebuild model {manifest['key']}: this bannermatch gives {model.key} "
             "(written by another version); run `bannermatch index` again to re-embed it"

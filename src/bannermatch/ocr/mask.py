@@ -29,8 +29,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BannermatchError
+from .textsim import normalise
 
 if TYPE_CHECKING:
+    from ..indexer import IndexResult
     from ..inputs import InputItem
     from ..models import EmbeddingModel
     from .engine import OcrResult
@@ -41,6 +43,8 @@ DEFAULT_METHOD = "inpaint"
 PAD = 0.15
 #: cv2.inpaint's neighbourhood, as a fraction of the image's shorter side
 INPAINT_RADIUS = 0.02
+#: a line is masked from this many letters or digits
+MIN_CHARS = 2
 #: the key suffix of an art-only model key: ``<plain key>-textmask-<method>``
 KEY_MARK = "-textmask-"
 
@@ -118,8 +122,12 @@ def mask_image(
 
 
 def boxes_of(result: OcrResult | None) -> tuple[tuple[float, ...], ...]:
-    """The boxes of the lines OCR read (none for an image without text)."""
-    return tuple(tuple(line.box) for line in result.lines) if result is not None else ()
+    """The boxes of the lines OCR read with at least :data:`MIN_CHARS` letters or digits
+    (none for an image without text): a lone letter is most often a shape taken for one
+    (a cup read as "O"), and painting over it would paint over the art."""
+    if result is None:
+        return ()
+    return tuple(tuple(line.box) for line in result.lines if len(normalise(line.text)) >= MIN_CHARS)
 
 
 @dataclass(frozen=True)
@@ -180,3 +188,30 @@ def with_masks(
         (dataclasses.replace(it, mask=TextMask(boxes_of(texts.get(i)), method)), i)
         for it, i in todo
     ]
+
+
+def prepare_query(manifest: dict[str, Any], image: Image.Image) -> Image.Image:
+    """A query image (a file, an upload, an item's image turned) as the rows of ``manifest``
+    were embedded: for an art-only key, read by OCR and its text painted over; else as is."""
+    mask = manifest.get("text_mask")
+    if not mask:
+        return image
+    from .engine import DET_SIDE, thread_engine
+
+    engine = thread_engine(int(mask.get("ocr", {}).get("det_side", DET_SIDE)))
+    result = engine.read(np.asarray(image.convert("RGB")))
+    return mask_image(image, boxes_of(result), str(mask["method"]))
+
+
+@dataclass
+class MaskedIndexResult:
+    """What ``index --mask-text`` reports: the plain rows' run, then the art-only rows'."""
+
+    plain: IndexResult
+    masked: IndexResult
+
+    def summary(self) -> str:
+        return f"{self.plain.summary()}\nart only: {self.masked.summary()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.plain.to_dict() | {"text_mask": self.masked.to_dict()}

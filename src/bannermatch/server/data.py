@@ -24,6 +24,7 @@ from ..errors import BannermatchError, CollectionError
 from ..images import TAR_SEPARATOR, DecodedImage, decode_bytes
 from ..matching import unique_order
 from ..names import NameIndex
+from ..ocr.mask import prepare_query
 from ..query import create_model_for, nearest
 from ..textsearch import LabelClass, TextSearcher
 
@@ -196,8 +197,9 @@ class ServedCollection:
     def embed(self, image: DecodedImage) -> np.ndarray:
         """Embed an uploaded image (from :meth:`decode`) with the collection's own model."""
         model = self.model()
+        picture = prepare_query(self.data.manifest, image.image)  # art-only keys: text masked
         with self._model_lock:
-            vector = model.embed_images([image.image])[0]
+            vector = model.embed_images([picture])[0]
         return np.asarray(vector, np.float32)
 
     @property
