@@ -104,6 +104,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     from .matching import match
 
+    if args.text_weight:  # image and banner text together: stored beside (docs/ocr.md)
+        from .ocr.textweight import match_weighted
+
+        weighted = match_weighted(
+            args.collection, k=args.k, weight=args.text_weight, model=args.model,
+            progress=not args.quiet,
+        )  # fmt: skip
+        return emit(args, weighted)
     result = match(
         args.collection,
         k=args.k,
@@ -132,6 +140,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         rerank=args.rerank,
         mirror=args.mirror,
         flip=args.flip,
+        text_weight=args.text_weight,
     )
     return emit(args, result)
 
@@ -169,6 +178,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .comparison import VARIANT_OPTIONS, compare, variants
+    from .ocr.evaluate import from_arguments
+
+    text = from_arguments(args)  # --text-bias, --mask-text, ... (docs/evaluation.md)
 
     values = {k: v if isinstance(v, list) else [v] for k, v in _model_options(args).items()}
     values["model"] = args.model if isinstance(args.model, list) else [args.model]
@@ -224,6 +236,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         file_column=args.file_column,
         group_column=args.group_column,
         rerank=args.rerank,
+        text=text,
         **task,
         **options,
     )
@@ -357,6 +370,17 @@ def _add_limit(p: argparse.ArgumentParser, dest: str, default: int, what: str, *
                    metavar="N", help=what)  # fmt: skip
 
 
+def _add_text_weight(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--text-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="rank by (1 - W) * image + W * banner-text similarity, 0 to 1 (the text "
+        "`index --ocr` read; finds the same game under other art)",
+    )
+
+
 def _add_rerank(p: argparse.ArgumentParser, what: str) -> None:
     """``--rerank [K]``: verification with the local features of ``index --local``."""
     p.add_argument(
@@ -433,10 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-text",
         nargs="?",
         const="inpaint",
-        choices=["inpaint", "fill"],
+        choices=["inpaint", "fill", "blur"],
         default=None,
         help="also embed the art alone: the text OCR finds painted over (inpaint, the "
-        "default, or fill), under its own model key (implies --ocr; docs/ocr.md)",
+        "default; fill or blur), under its own model key (implies --ocr; docs/ocr.md)",
     )
     g = p.add_argument_group("distributed (--engine ray)")
     g.add_argument(
@@ -526,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.95,
         help="recall@k the search breadth (nprobe, efSearch) is tuned to (default: 0.95)",
     )
+    _add_text_weight(p)
     p.set_defaults(handler=cmd_match)
 
     p = sub.add_parser("similar", parents=[common], help="items most similar to a query")
@@ -556,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
     _add_rerank(p, "verify the top K global candidates with local features")
+    _add_text_weight(p)
     for flag, how in (("mirror", "mirrored left to right"), ("flip", "flipped upside down")):
         p.add_argument(
             f"--{flag}",
@@ -648,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
     _add_model_args(p, several=True)
+    from .ocr.evaluate import add_arguments as add_text_eval_arguments
+
+    add_text_eval_arguments(p)
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser(

@@ -23,7 +23,7 @@ import csv
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from .embedder import iter_batches
 from .errors import BannermatchError
 from .inputs import InputItem, scan_input
 from .models import DEFAULT_MODEL, EmbeddingModel, create_model
+from .ocr.evaluate import TextEval, embedder, masked_items, read_texts, text_line, text_metrics
 from .progress import progress_bar
 
 #: The recall@k cut-offs reported.
@@ -113,6 +114,7 @@ class EvalResult(EvalRun):
     n_distractors: int
     n_groups: int
     rerank: int | None = None  # top K re-ranked with local features
+    text: dict[str, Any] | None = None  # --text-bias, --mask-text, ... (bannermatch.ocr.evaluate)
 
     task = "groups"
 
@@ -128,6 +130,7 @@ class EvalResult(EvalRun):
             "n_groups": self.n_groups,
             "rerank": self.rerank,
             **self.metrics.to_dict(),
+            **({"text": self.text} if self.text is not None else {}),
             **self._run_dict(),
         }
 
@@ -141,6 +144,7 @@ class EvalResult(EvalRun):
             f"{recalls}  mAP {m.map:.4f}",
             f"rank of the first same-group image: mean {m.mean_first_rank:.2f}, "
             f"median {m.median_first_rank:g}",
+            *([text_line(self.text)] if self.text is not None else []),
             *self._run_lines(),
         ]
         return "\n".join(lines)
@@ -196,11 +200,17 @@ def query_rows(labels: np.ndarray) -> np.ndarray:
 
 
 def first_hits_and_ap(
-    emb: np.ndarray, labels: np.ndarray, queries: np.ndarray, *, block: int | None = None
+    emb: np.ndarray,
+    labels: np.ndarray,
+    queries: np.ndarray,
+    *,
+    block: int | None = None,
+    scores_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank of the first same-group image (1-based) and AP of each query row.
 
-    Scores ``block x N`` rows at a time; the query itself is ranked last and dropped.
+    Scores ``block x N`` rows at a time (``scores_of(rows)`` when given, else cosine of the
+    rows); the query itself is ranked last and dropped.
     """
     emb = np.asarray(emb, np.float32)
     labels = np.asarray(labels)
@@ -210,7 +220,7 @@ def first_hits_and_ap(
     ap = np.empty(len(queries), np.float64)
     for start in range(0, len(queries), block):
         rows = queries[start : start + block]
-        scores = emb[rows] @ emb.T
+        scores = emb[rows] @ emb.T if scores_of is None else scores_of(rows)
         scores[np.arange(len(rows)), rows] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")[:, : n - 1]
         hits = labels[order] == labels[rows][:, None]
@@ -330,6 +340,7 @@ def evaluate(
     progress: bool = True,
     ks: Sequence[int] = RECALL_KS,
     rerank: int | None = None,
+    text: TextEval | None = None,
     **model_options: Any,
 ) -> EvalResult:
     """Embed the folder ``images`` and measure how well same-group images find each other.
@@ -344,6 +355,12 @@ def evaluate(
         raise BannermatchError(f"images folder not found: {images}")
     folder = Path(os.path.abspath(folder))
     items, bad = _database(folder, listed)
+    texts, text_figures = {}, {}
+    if text is not None and text.needs_text:  # the banners' text (bannermatch.ocr.evaluate)
+        if rerank:
+            raise BannermatchError("--rerank does not combine with the text options")
+        texts, text_figures = read_texts(items, text.ocr_from, progress)
+        items = masked_items(items, texts, text.mask) if text.mask else items
     if isinstance(model, EmbeddingModel):
         net = model
     else:
@@ -355,6 +372,10 @@ def evaluate(
     bad += [{"file": _relpath(it, folder), "reason": reason} for it, reason in failed]
     labels, n_groups = _labels(ok, folder, listed)
     metrics = retrieval_metrics(emb, labels, ks=ks)
+    if text is not None and text.active:
+        run = embedder(net, batch_size, progress)
+        metrics, figures = text_metrics(emb, ok, labels, texts, text, run, ks)
+        text_figures = figures | text_figures
     if rerank:  # the top `rerank` verified with local features (docs/verification.md)
         from .verify.evaluate import extract_many, reranked_metrics, store_of
 
@@ -373,6 +394,7 @@ def evaluate(
         n_distractors=len(ok) - n_listed,
         n_groups=n_groups,
         rerank=rerank,
+        text=text_figures if text is not None and text.active else None,
         metrics=metrics,
         bad=bad,
         n_read=len(items),

@@ -185,11 +185,14 @@ def similar(
     rerank: int | None = None,
     mirror: bool = False,
     flip: bool = False,
+    text_weight: float = 0.0,
 ) -> SimilarResult:
     """The ``k`` items most similar to ``query``: an item id, a name, an image file, or the
     app id of a Steam game outside the collection, whose current banner the store API names.
     With ``rerank=K`` the top ``max(K, k)`` are verified with local features first. With
-    ``mirror`` / ``flip`` the query's image is mirrored / flipped and embedded on the fly."""
+    ``mirror`` / ``flip`` the query's image is mirrored / flipped and embedded on the fly.
+    ``text_weight=W`` ranks by ``(1 - W) * image + W * banner-text`` similarity (the text
+    ``index --ocr`` read; :mod:`bannermatch.ocr.textweight`)."""
     want, k = k, max(k, rerank or 0)
     if k < 1:
         raise BannermatchError("k must be at least 1")
@@ -198,8 +201,10 @@ def similar(
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
         q.transform = transform_name(mirror, flip)
+        own = data.row_of.get(q.id) if q.kind not in {"image", "steam-app"} else None  # type: ignore[arg-type]
         img: DecodedImage | None = None
-        if q.kind in {"image", "steam-app"} or q.transform:
+        vector: np.ndarray | None = None
+        if own is None or q.transform:
             model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
             draft = model.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
@@ -209,9 +214,14 @@ def similar(
             else:
                 img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
             img = transform_decoded(img, mirror, flip)
-            own = data.row_of.get(q.id) if q.kind not in {"image", "steam-app"} else None
             image = prepare_query(data.manifest, img.image)  # art-only keys: text masked
-            rows, scores = _nearest(data, model.embed_images([image])[0], k, exclude=own)
+            vector = model.embed_images([image])[0]
+        if text_weight:
+            from .ocr.textweight import nearest_with_text
+
+            rows, scores = nearest_with_text(coll.root, data, own, vector, img, k, text_weight)
+        elif vector is not None:
+            rows, scores = _nearest(data, vector, k, exclude=own)
         else:
             row = data.row_of[q.id]  # type: ignore[index]
             info = data.match_info

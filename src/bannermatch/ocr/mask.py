@@ -9,7 +9,9 @@ be compared and ``similar --model KEY`` picks either.
 Two ways to paint over a box, both OpenCV (no hand-written filling):
 
 - ``inpaint``: ``cv2.inpaint`` (Telea) fills the box from its surroundings;
-- ``fill``: the box takes the mean colour of a ring of pixels just around it.
+- ``fill``: the box takes the mean colour of a ring of pixels just around it;
+- ``blur``: the box takes a strong Gaussian blur of the image (the letters' shapes go,
+  their colours stay).
 
 docs/evaluation.md ("Text bias") has their figures; :data:`DEFAULT_METHOD` is the better.
 Each box grows by :data:`PAD` of its height on every side first: OCR boxes hug the glyphs,
@@ -37,12 +39,14 @@ if TYPE_CHECKING:
     from ..models import EmbeddingModel
     from .engine import OcrResult
 
-METHODS = ("inpaint", "fill")
+METHODS = ("inpaint", "fill", "blur")
 DEFAULT_METHOD = "inpaint"
 #: a box grows by this fraction of its height on each side
 PAD = 0.15
 #: cv2.inpaint's neighbourhood, as a fraction of the image's shorter side
 INPAINT_RADIUS = 0.02
+#: the blur's sigma, as a fraction of the image's shorter side
+BLUR_SIGMA = 0.04
 #: a line is masked from this many letters or digits
 MIN_CHARS = 2
 #: the key suffix of an art-only model key: ``<plain key>-textmask-<method>``
@@ -101,6 +105,18 @@ def _ring_fill(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _blurred(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The masked pixels replaced by a strong blur of the image: the letters' shapes go,
+    their colours and the picture's layout stay."""
+    import cv2
+
+    sigma = max(4.0, BLUR_SIGMA * min(mask.shape))
+    blurred = cv2.GaussianBlur(rgb, (0, 0), sigma)
+    out = rgb.copy()
+    out[mask > 0] = blurred[mask > 0]
+    return out
+
+
 def mask_image(
     image: Image.Image, boxes: Sequence[Quad], method: str = DEFAULT_METHOD
 ) -> Image.Image:
@@ -116,6 +132,8 @@ def mask_image(
         out = cv2.inpaint(rgb, mask, radius, cv2.INPAINT_TELEA)
     elif method == "fill":
         out = _ring_fill(rgb, mask)
+    elif method == "blur":
+        out = _blurred(rgb, mask)
     else:
         check_method(method)
     return Image.fromarray(out)

@@ -17,7 +17,7 @@ from ..errors import BannermatchError, CollectionError, ImageError
 from ..images import ReadError, read_source
 from . import schemas
 from .data import ServedCollection
-from .transformed import similar_transformed
+from .transformed import similar_transformed, similar_with_text
 from .views import hits, item, root_path, row_or_404
 
 DEFAULT_N = 10
@@ -41,9 +41,15 @@ _MAGIC = (
     (b"MM\x00*", "image/tiff"),
 )
 NOT_FOUND = {404: {"model": schemas.Message, "description": "no such item"}}
+TEXT_WEIGHT_ERRORS = {
+    409: {"model": schemas.Message, "description": "text_weight: the collection has no text"}
+}
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description=f"how many results (1 to {MAX_N})")]
 Flag = Annotated[int, Query(ge=0, le=1, description="1: transform the query item's image")]
+TextWeight = Annotated[
+    float, Query(ge=0, le=1, description="weight of the banner-text similarity (0: image only)")
+]
 
 
 def media_type(name: str, head: bytes) -> str:
@@ -81,20 +87,33 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         }
 
     @router.get(
-        "/items/{item_id:path}/similar", response_model=schemas.Similar, responses=NOT_FOUND
+        "/items/{item_id:path}/similar",
+        response_model=schemas.Similar,
+        responses=NOT_FOUND | TEXT_WEIGHT_ERRORS,
     )
     async def similar(
-        item_id: str, request: Request, n: N = DEFAULT_N, mirror: Flag = 0, flip: Flag = 0
+        item_id: str,
+        request: Request,
+        n: N = DEFAULT_N,
+        mirror: Flag = 0,
+        flip: Flag = 0,
+        text_weight: TextWeight = 0.0,
     ) -> dict[str, Any]:
         """The ``n`` items whose images look most like this item's, most similar first.
 
         From the stored neighbours when ``n`` is at most the stored k, else the approximate
         index `match --index` stored, else an exact scan. With ``mirror=1`` / ``flip=1``
         the item's image is mirrored / flipped and embedded on the fly (``source:
-        transformed``), which weakens the pull of the text on it.
+        transformed``), which weakens the pull of the text on it. ``text_weight=W`` ranks
+        by ``(1 - W) * image + W * banner-text`` similarity (``source: text-weighted``).
         """
         row = row_or_404(served, item_id)
-        if mirror or flip:
+        if text_weight:
+            rows, scores = await run_in_threadpool(
+                similar_with_text, served, row, n, text_weight, bool(mirror), bool(flip)
+            )
+            source = "text-weighted"
+        elif mirror or flip:
             rows, scores = await run_in_threadpool(
                 similar_transformed, served, row, n, bool(mirror), bool(flip)
             )

@@ -60,6 +60,7 @@ class ServedCollection:
     _text: TextSearcher | None = field(default=None, repr=False)
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _exact_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _row_texts: Any = field(default=None, repr=False)  # ocr.textweight.RowTexts, on first use
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], model: str | None = None) -> ServedCollection:
@@ -215,6 +216,16 @@ class ServedCollection:
         """Rows, scores, the ImageNet classes of a label search and the words none has."""
         with self._text_lock:  # one model load, one scan at a time
             return self.text.rank_words(text, n)
+
+    def row_texts(self) -> Any:
+        """The rows' banner text for ``text_weight`` (:mod:`bannermatch.ocr.textweight`),
+        read on first use; a BannermatchError when the collection has none."""
+        from ..ocr.textweight import RowTexts
+
+        with self._text_lock:
+            if self._row_texts is None:
+                self._row_texts = RowTexts.load(self.root, self.data)
+            return self._row_texts
 
     def image_source(self, row: int) -> str | None:
         return self.sources[row]

@@ -52,8 +52,9 @@ class Similar(BaseModel):
     query: Item
     model_key: str
     source: str = Field(
-        description="'neighbors' (stored top-k), 'exact' (a full scan) or 'ann' (the "
-        "approximate index), 'transformed' (the query image mirrored or flipped, embedded)"
+        description="'neighbors' (stored top-k), 'exact' (a full scan), 'ann' (the "
+        "approximate index), 'transformed' (the query image mirrored or flipped, embedded) "
+        "or 'text-weighted' (image and banner-text similarity together)"
     )
     results: list[Hit]
 

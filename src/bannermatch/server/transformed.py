@@ -42,3 +42,22 @@ def similar_transformed(
     rows, scores = served.nearest_to(vector, k + 1)
     keep = rows != row
     return rows[keep][:k], scores[keep][:k]
+
+
+def similar_with_text(
+    served: ServedCollection, row: int, k: int, weight: float, mirror: bool, flip: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows best by image and banner-text similarity together (the query's image
+    turned first when asked); a 409 when the collection has no banner text."""
+    from ..errors import BannermatchError
+    from ..ocr.textweight import nearest_weighted
+
+    try:
+        texts = served.row_texts()
+    except BannermatchError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if mirror or flip:
+        vector = transformed_vector(served, row, mirror, flip)
+    else:
+        vector = np.asarray(served.data.embeddings[row], np.float32)
+    return nearest_weighted(served.data, texts, vector, k, weight, row=row)
