@@ -144,5 +144,23 @@ def test_eval_with_the_text_options(cli, text_root: Path, tmp_path: Path) -> Non
     art = json.loads(cli(*base, "--mask-text", "--query-transform", "mirror").stdout)
     assert art["text"]["mask"] == "inpaint" and art["text"]["query_transform"] == "mirror"
     assert art["text"]["ocr_read"] == 5  # no store given: read now
-    bad = cli("eval", images, "--copies", "--text-bias", check=False)
+    bad = cli("eval", images, "--copies", "--text-weight", "0.5", check=False)
     assert bad.returncode != 0 and "go with --groups" in bad.stderr
+
+
+def test_copies_title_check(cli, skimage_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """eval --copies --text-bias adds the synthetic title check, plain and art only."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
+                 "hubble_deep_field.jpg", "coins.png", "camera.png"):  # fmt: skip
+        Image.open(skimage_dir / name).convert("RGB").resize((240, 340)).save(folder / name)
+    out = cli("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "--json", "-q")
+    titles = json.loads(out.stdout)["titles"]
+    assert titles["n"] == 4 and titles["titles_read"] >= 0.75  # OCR reads the pasted titles
+    for kind in ("plain", "art_only"):
+        assert 0 <= titles[kind]["same_art_found"] <= 1
+        assert 0 <= titles[kind]["same_title_taken"] <= 1
+    assert titles["art_only"]["mask"] == "inpaint"
+    text = cli("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "-q").stdout
+    assert "title check (4 pictures)" in text

@@ -227,6 +227,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             **task,
             **options,
         )
+        if text is not None:  # --text-bias: the synthetic title check (bannermatch.ocr.titles)
+            from .ocr.titles import check_for
+
+            result.titles = check_for(args.images, options, text.mask)
         return emit(args, result)
     from .evaluation import evaluate
 

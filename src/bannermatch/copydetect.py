@@ -167,6 +167,8 @@ class CopyEvalResult(EvalRun):
     n_images: int  # originals in the database
     n_distractors: int  # other images in the database
     by_alteration: dict[str, Metrics]
+    #: --text-bias: the synthetic title check (bannermatch.ocr.titles)
+    titles: dict[str, Any] | None = None
 
     task = "copies"
 
@@ -180,11 +182,13 @@ class CopyEvalResult(EvalRun):
             "n_distractors": self.n_distractors,
             **self.metrics.to_dict(),
             "alterations": {name: m.to_dict() for name, m in self.by_alteration.items()},
+            **({"titles": self.titles} if self.titles is not None else {}),
             **self._run_dict(),
         }
 
     def summary(self) -> str:
         from .cli_output import format_table
+        from .ocr.titles import title_line
 
         rows = [
             [name, m.n_queries, *(m.recall[k] for k in sorted(m.recall)), m.map]
@@ -197,6 +201,7 @@ class CopyEvalResult(EvalRun):
             f"{self.n_images} images must find their original among "
             f"{self.n_images + self.n_distractors} (seed {self.seed})",
             table,
+            *([title_line(self.titles)] if self.titles is not None else []),
             *self._run_lines(),
         ]
         return "\n".join(lines)

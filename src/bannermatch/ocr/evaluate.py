@@ -266,9 +266,11 @@ def from_arguments(args: Any) -> TextEval | None:
     )
     if not options.active:
         return None
+    if args.copies and not (options.transform or options.text_weight or args.compare):
+        return options  # --copies --text-bias [--mask-text M]: the synthetic title check
     if args.copies or args.compare or not args.groups:
         raise BannermatchError(
-            "--text-bias, --mask-text, --query-transform and --text-weight go with --groups "
-            "(not --copies or --compare)"
+            "--query-transform and --text-weight go with --groups, and no text option "
+            "with --compare (--copies takes --text-bias and --mask-text)"
         )
     return options

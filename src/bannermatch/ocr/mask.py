@@ -72,10 +72,12 @@ def check_method(method: str) -> str:
     return method
 
 
-def text_mask(size: tuple[int, int], boxes: Iterable[Quad], pad: float = PAD) -> np.ndarray:
-    """A uint8 mask (255 inside a text box) of an image of ``size`` (width, height)."""
+def text_mask(size: tuple[int, int], boxes: Iterable[Quad], pad: float | None = None) -> np.ndarray:
+    """A uint8 mask (255 inside a text box, grown by ``pad``, default :data:`PAD`) of an
+    image of ``size`` (width, height)."""
     import cv2
 
+    pad = PAD if pad is None else pad
     width, height = size
     mask = np.zeros((height, width), np.uint8)
     for box in boxes:
