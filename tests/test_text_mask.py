@@ -51,24 +51,24 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_masking_removes_a_pasted_title(engine: OcrEngine, model, skimage_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    """The art-only embeddings (the default method) of a photo with and without a pasted
-    title are closer than the plain ones, on every photo tried."""
+    """Every method paints the title away (OCR no longer reads it); with ``inpaint`` the
+    art-only embeddings of a photo with and without the title are closer than the plain
+    ones on every photo tried. (``blur``, the default, keeps the letters' colours: on
+    astronaut.png its pair is 0.93 against 0.96 plain; docs/ocr.md.)"""
     for name in PHOTOS:
         art = Image.open(skimage_dir / name).convert("RGB").resize((342, 482))
         titled = with_title(art, "STARFALL")
         boxes = ocr_boxes(engine.read(np.asarray(titled)))
         assert boxes, f"{name}: OCR found no title"
         plain = model.embed_images([art, titled])
+        art_boxes = ocr_boxes(engine.read(np.asarray(art)))
         masked = model.embed_images(
-            [
-                mask_image(art, ocr_boxes(engine.read(np.asarray(art))), DEFAULT_METHOD),
-                mask_image(titled, boxes, DEFAULT_METHOD),
-            ]
+            [mask_image(art, art_boxes, "inpaint"), mask_image(titled, boxes, "inpaint")]
         )
-        assert _cos(*masked) > _cos(*plain) + 0.01, name
-        # the title is gone: OCR reads nothing where it was
-        cleaned = mask_image(titled, boxes, "inpaint")
-        assert "STARFALL" not in engine.read(np.asarray(cleaned)).text.upper()
+        assert _cos(*masked) > _cos(*plain), name
+        for method in METHODS:
+            cleaned = mask_image(titled, boxes, method)
+            assert "STARFALL" not in engine.read(np.asarray(cleaned)).text.upper(), method
 
 
 def test_mask_touches_only_the_boxes() -> None:
@@ -86,7 +86,7 @@ def test_mask_touches_only_the_boxes() -> None:
 
 @pytest.fixture(scope="module")
 def masked_root(tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path) -> Path:
-    """Four photos, each also with a title pasted on, indexed with --mask-text."""
+    """Four photos, each also with a title pasted on, indexed with --mask-text inpaint."""
     from conftest import run_cli
 
     folder = tmp_path_factory.mktemp("masked") / "in"
@@ -97,7 +97,7 @@ def masked_root(tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path) -> 
         with_title(art, "STARFALL").save(folder / f"{Path(name).stem}-titled.png")
     shutil.copy(folder / "coffee.png", folder.parent / "query.png")
     root = folder.parent / "coll"
-    out = run_cli("index", folder, "--out", root, "--mask-text", "--json", "-q")
+    out = run_cli("index", folder, "--out", root, "--mask-text", "inpaint", "--json", "-q")
     result = json.loads(out.stdout)
     assert result["embedded"] == 8 and result["text_mask"]["embedded"] == 8
     return root
@@ -119,16 +119,20 @@ def test_index_mask_text_writes_its_own_key(cli, masked_root: Path) -> None:  # 
         cli("similar", masked_root, "coffee", "--model", masked, "-k", "1", "--json").stdout
     )
     assert art["model_key"] == masked and art["results"][0]["id"] == "coffee-titled"
-    # a rerun is incremental: nothing to embed again
-    again = cli("index", masked_root.parent / "in", "--out", masked_root, "--mask-text", "--json")
-    again = json.loads(again.stdout)
-    assert again["text_mask"]["embedded"] == 0 and again["text_mask"]["count"] == 8
+    # --mask-text alone is the default method, a third key; a rerun is incremental
+    inputs = masked_root.parent / "in"
+    for embedded in (8, 0):
+        again = cli("index", inputs, "--out", masked_root, "--mask-text", "--json")
+        again = json.loads(again.stdout)
+        assert again["embedded"] == 0 and again["text_mask"]["embedded"] == embedded
+        assert again["text_mask"]["model_key"] == f"{plain}-textmask-{DEFAULT_METHOD}"
+    assert len(Collection(masked_root).model_keys()) == 3
 
 
 def test_titled_copies_are_closer_in_the_art_only_rows(masked_root: Path) -> None:
     coll = Collection(masked_root)
     keys = coll.model_keys()
-    masked = coll.load(next(k for k in keys if split_key(k)[1]))
+    masked = coll.load(next(k for k in keys if split_key(k)[1] == "inpaint"))
     plain = coll.load(split_key(masked.key)[0])
     for stem in ("astronaut", "coffee", "chelsea", "rocket"):
         pair = [stem, f"{stem}-titled"]
@@ -143,7 +147,7 @@ def test_image_query_on_the_art_only_key_is_masked(
     cli, masked_root: Path, skimage_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """An outside image queried against the art-only key is read and masked on the fly."""
-    masked = next(k for k in Collection(masked_root).model_keys() if split_key(k)[1])
+    masked = next(k for k in Collection(masked_root).model_keys() if split_key(k)[1] == "inpaint")
     query = masked_root.parent / "rocket-other-title.png"
     art = Image.open(skimage_dir / "rocket.jpg").convert("RGB").resize((342, 482))
     with_title(art, "GALAXY RUN").save(query)
@@ -154,6 +158,6 @@ def test_image_query_on_the_art_only_key_is_masked(
     assert out["results"][0]["score"] > 0.9
 
 
-def test_mask_text_without_ocr_extra_or_with_a_bad_method(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    proc = cli("index", tmp_path, "--out", tmp_path / "c", "--mask-text", "blur", check=False)
+def test_mask_text_with_a_bad_method(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proc = cli("index", tmp_path, "--out", tmp_path / "c", "--mask-text", "smear", check=False)
     assert proc.returncode != 0 and "invalid choice" in proc.stderr

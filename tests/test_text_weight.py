@@ -18,6 +18,7 @@ pytest.importorskip(
     "see docs/ocr.md)",
 )
 
+from bannermatch.ocr.mask import DEFAULT_METHOD
 from bannermatch.ocr.textsim import TextSimilarity, normalise, text_bias, top_k, words
 from bannermatch.server import ServedCollection, create_app
 from test_text_mask import with_title
@@ -142,7 +143,7 @@ def test_eval_with_the_text_options(cli, text_root: Path, tmp_path: Path) -> Non
     weighted = json.loads(cli(*base, "--ocr-from", text_root, "--text-weight", "0.75").stdout)
     assert weighted["recall@1"] == 1.0 > plain["recall@1"]  # the title finds the other art
     art = json.loads(cli(*base, "--mask-text", "--query-transform", "mirror").stdout)
-    assert art["text"]["mask"] == "inpaint" and art["text"]["query_transform"] == "mirror"
+    assert art["text"]["mask"] == DEFAULT_METHOD and art["text"]["query_transform"] == "mirror"
     assert art["text"]["ocr_read"] == 5  # no store given: read now
     bad = cli("eval", images, "--copies", "--text-weight", "0.5", check=False)
     assert bad.returncode != 0 and "go with --groups" in bad.stderr
@@ -161,6 +162,6 @@ def test_copies_title_check(cli, skimage_dir: Path, tmp_path: Path) -> None:  # 
     for kind in ("plain", "art_only"):
         assert 0 <= titles[kind]["same_art_found"] <= 1
         assert 0 <= titles[kind]["same_title_taken"] <= 1
-    assert titles["art_only"]["mask"] == "inpaint"
+    assert titles["art_only"]["mask"] == DEFAULT_METHOD
     text = cli("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "-q").stdout
     assert "title check (4 pictures)" in text

@@ -460,11 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mask-text",
         nargs="?",
-        const="inpaint",
-        choices=["inpaint", "fill", "blur"],
+        const="blur",
+        choices=["blur", "inpaint", "fill"],
         default=None,
-        help="also embed the art alone: the text OCR finds painted over (inpaint, the "
-        "default; fill or blur), under its own model key (implies --ocr; docs/ocr.md)",
+        help="also embed the art alone: the text OCR finds painted over (blur, the "
+        "default; inpaint or fill), under its own model key (implies --ocr; docs/ocr.md)",
     )
     g = p.add_argument_group("distributed (--engine ray)")
     g.add_argument(

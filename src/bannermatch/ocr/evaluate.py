@@ -5,7 +5,7 @@
 - ``--text-bias``: the share of each query's top-5 neighbours from another group whose
   text shares a word of 4+ letters with the query's (:func:`.textsim.text_bias`), beside
   recall and mAP, with what a text-blind ranking would give (``text_bias_chance``);
-- ``--mask-text inpaint|fill``: the art-only embeddings (:mod:`.mask`), queries and
+- ``--mask-text blur|inpaint|fill``: the art-only embeddings (:mod:`.mask`), queries and
   database alike;
 - ``--query-transform mirror|flip|mirror+flip``: the queries embedded turned, the
   database as it is (the original tools' mitigation);
@@ -232,7 +232,7 @@ def add_arguments(parser: Any) -> None:
     g.add_argument(
         "--mask-text",
         nargs="?",
-        const="inpaint",
+        const="blur",
         choices=list(METHODS),
         help="evaluate the art-only embeddings: the text OCR finds painted over",
     )
