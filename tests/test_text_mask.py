@@ -161,3 +161,27 @@ def test_image_query_on_the_art_only_key_is_masked(
 def test_mask_text_with_a_bad_method(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proc = cli("index", tmp_path, "--out", tmp_path / "c", "--mask-text", "smear", check=False)
     assert proc.returncode != 0 and "invalid choice" in proc.stderr
+
+
+def test_served_art_only_key_masks_uploads_and_turned_items(
+    masked_root: Path, skimage_dir: Path
+) -> None:
+    """The server on an art-only key: an upload is read and masked before it is embedded,
+    and so is a mirrored item; the answers name the art-only key."""
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from bannermatch.server import create_app
+
+    masked = next(k for k in Collection(masked_root).model_keys() if split_key(k)[1] == "inpaint")
+    client = TestClient(create_app(masked_root, masked))
+    art = Image.open(skimage_dir / "chelsea.png").convert("RGB").resize((342, 482))
+    buf = io.BytesIO()
+    with_title(art, "NIGHT OWL").save(buf, "PNG")
+    files = {"file": ("chelsea-other.png", buf.getvalue(), "image/png")}
+    found = client.post("/api/search/image?n=2", files=files).json()
+    assert found["model_key"] == masked
+    assert {h["id"] for h in found["results"]} == {"chelsea", "chelsea-titled"}
+    turned = client.get("/api/items/chelsea-titled/similar?n=1&mirror=1").json()
+    assert turned["source"] == "transformed" and turned["results"][0]["id"] == "chelsea"
