@@ -34,7 +34,7 @@ from .embedder import iter_batches
 from .errors import BannermatchError
 from .inputs import InputItem, scan_input
 from .models import DEFAULT_MODEL, EmbeddingModel, create_model
-from .ocr.evaluate import TextEval, embedder, masked_items, read_texts, text_line, text_metrics
+from .ocr.evaluate import TextEval, embedder, prepare_texts, text_line, text_metrics
 from .progress import progress_bar
 
 #: The recall@k cut-offs reported.
@@ -355,12 +355,8 @@ def evaluate(
         raise BannermatchError(f"images folder not found: {images}")
     folder = Path(os.path.abspath(folder))
     items, bad = _database(folder, listed)
-    texts, text_figures = {}, {}
-    if text is not None and text.needs_text:  # the banners' text (bannermatch.ocr.evaluate)
-        if rerank:
-            raise BannermatchError("--rerank does not combine with the text options")
-        texts, text_figures = read_texts(items, text.ocr_from, progress)
-        items = masked_items(items, texts, text.mask) if text.mask else items
+    # the banners' text (bannermatch.ocr.evaluate): read, and masked for --mask-text
+    items, texts, text_figures = prepare_texts(items, text, bool(rerank), progress)
     if isinstance(model, EmbeddingModel):
         net = model
     else:

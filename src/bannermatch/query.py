@@ -205,8 +205,8 @@ def similar(
         img: DecodedImage | None = None
         vector: np.ndarray | None = None
         if own is None or q.transform:
-            model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
-            draft = model.preprocess.draft_size  # decoded as the collection's images were
+            net = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
+            draft = net.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = _query_image(query, draft)
             elif q.kind == "steam-app":
@@ -215,7 +215,7 @@ def similar(
                 img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
             img = transform_decoded(img, mirror, flip)
             image = prepare_query(data.manifest, img.image)  # art-only keys: text masked
-            vector = model.embed_images([image])[0]
+            vector = net.embed_images([image])[0]
         if text_weight:
             from .ocr.textweight import nearest_with_text
 

@@ -124,6 +124,21 @@ def read_texts(
     return texts, {"ocr_read": len(todo), "ocr_seconds": round(time.perf_counter() - t0, 3)}
 
 
+def prepare_texts(
+    items: list[InputItem], options: TextEval | None, rerank: bool, progress: bool
+) -> tuple[list[InputItem], dict[str, OcrResult], dict[str, Any]]:
+    """The items to embed (masked for ``--mask-text``), their text and its timing; the
+    items as they are when ``options`` need no text."""
+    if options is None or not options.needs_text:
+        return items, {}, {}
+    if rerank:
+        raise BannermatchError("--rerank does not combine with the text options")
+    texts, figures = read_texts(items, options.ocr_from, progress)
+    if options.mask:
+        items = masked_items(items, texts, options.mask)
+    return items, texts, figures
+
+
 def masked_items(
     items: Sequence[InputItem], texts: dict[str, OcrResult], method: str
 ) -> list[InputItem]:

@@ -154,7 +154,7 @@ def match_weighted(
     check_weight(weight)
     if k < 1:
         raise BannermatchError("k must be at least 1")
-    data = Collection(collection).load(model)
+    data = Collection(Path(collection)).load(model)
     texts = RowTexts.load(collection, data)
     t0 = time.perf_counter()
     n = len(data.ids)
@@ -179,10 +179,15 @@ def match_weighted(
     writers: dict[str, Callable[[Path], None]] = {
         NEIGHBORS: lambda p: _save(p, nb),
         SCORES: lambda p: _save(p, sc.astype(np.float16)),
-        INFO: lambda p: p.write_text(json.dumps(info, indent=1), "utf-8"),
+        INFO: lambda p: _write_text(p, json.dumps(info, indent=1)),
     }
     atomic.commit_files(data.folder / FOLDER, writers)
     return TextMatchResult(str(collection), data.key, n, k, weight, changed, seconds)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (a staged name: :func:`atomic.commit_files` renames it)."""
+    path.write_text(text, "utf-8")
 
 
 def _save(path: Path, array: np.ndarray) -> None:
