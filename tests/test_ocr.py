@@ -117,3 +117,63 @@ def test_without_the_extra_one_line(tmp_path: Path, cli) -> None:
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "OCR needs the 'ocr' extra: pip install" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "c").exists()
+
+
+def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
+    """OCR runs the words of a title together; the search still finds it, in any order,
+    and says it was the banner text; names fill in from the banners when asked."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n, (stem, text) in enumerate(
+        [("b1", "APLAGUETALE|INNOCENCE"), ("b2", "PLAGUE INC"), ("b3", "TALES OF|ARISE"),
+         ("b4", "")]
+    ):  # fmt: skip
+        banner(text, 10 + n).save(src / f"{stem}.png")
+    coll = tmp_path / "c"
+    cli("index", src, "--out", coll, "--ocr", "-q")
+    assert "APLAGUETALE" in load_ocr(coll)["b1"].text.upper().replace(" ", "")
+    for query in ("plague tale", "tale plague", "A Plague Tale: Innocence", "plage tale"):
+        out = json.loads(cli("search", coll, query, "-k", "2", "--json").stdout)
+        first = out["results"][0]
+        assert first["id"] == "b1", (query, out["results"])
+        assert first["matched"][0] == "banner text" and first["signals"]["banner text"] > 50
+        assert first["banner_text"].upper().replace(" ", "") == "APLAGUETALEINNOCENCE"
+        assert out["signals"] == ["banner text", "name", "image"]
+
+    # names: the stems b1..b4 are no names; the banner's title is
+    out = json.loads(cli("index", src, "--out", coll, "--names-from-ocr", "-q", "--json").stdout)
+    assert out["ocr"]["kept"] == 4 and set(out["ocr"]["named"]) == {"b1", "b2", "b3"}
+    from bannermatch.collection import Collection
+
+    with Collection(coll).catalog() as cat:
+        names = {i.id: i.name for i in cat.items()}
+    assert names["b1"].upper() == "APLAGUETALE INNOCENCE"  # two lines of one size
+    assert names["b4"] == "b4"  # no text: the name stays
+    out = json.loads(cli("search", coll, "tales arise", "--json").stdout)
+    assert out["results"][0]["id"] == "b3"
+
+
+def test_banner_text_in_the_api(tmp_path: Path) -> None:
+    """/api/search/text finds a banner by its run-together words and says how; items
+    carry their banner text; a word no signal has is a 422, not a crash."""
+    from fastapi.testclient import TestClient
+
+    from bannermatch.indexer import index
+    from bannermatch.server.app import create_app
+
+    src = tmp_path / "src"
+    src.mkdir()
+    banner("DEADCELLS", 21).save(src / "k1.png")
+    banner("HOLLOW|KNIGHT", 22).save(src / "k2.png")
+    index(src, tmp_path / "c", progress=False)
+    read_collection(tmp_path / "c", progress=False)
+    client = TestClient(create_app(tmp_path / "c"))
+    assert client.get("/api/info").json()["text_search"] is True
+    body = client.get("/api/search/text", params={"q": "cells dead", "n": 2}).json()
+    assert body["signals"] == ["banner text", "name", "image"]
+    first = body["results"][0]
+    assert (first["id"], first["matched"][0]) == ("k1", "banner text")
+    assert first["banner_text"].upper() == "DEADCELLS" and first["signals"]["banner text"] > 80
+    assert client.get("/api/items/k2").json()["banner_text"].upper() == "HOLLOW KNIGHT"
+    nothing = client.get("/api/search/text", params={"q": "xyzzy plugh"})
+    assert nothing.status_code == 422 and "no ImageNet class matches" in nothing.json()["detail"]

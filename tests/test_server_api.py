@@ -94,6 +94,7 @@ def test_item_steam_id(client: TestClient, served: ServedCollection) -> None:
         "store_url": "https://store.steampowered.com/app/620/",
         "steamdb_url": "https://steamdb.info/app/620/",
         "metadata": {"steam_appid": "620"},
+        "banner_text": None,  # no `index --ocr` here
     }
 
 

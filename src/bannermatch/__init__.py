@@ -26,7 +26,7 @@ _EXPORTS = {
     "match": "matching",
     "similar": "query",
     "unique": "query",
-    "search": "textsearch",
+    "search": "ocr.combined",
     "evaluate": "evaluation",
     "create_model": "models",
     "create_app": "server.app",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from .cli_output import byte_size, emit, positive_int
+from .cli_output import byte_size, emit, positive_int, print_json
 from .errors import BannermatchError
 from .steam.cli import add_steam_commands
 
@@ -37,7 +37,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_index(args: argparse.Namespace) -> int:
     from .indexer import index
 
-    if args.ocr or args.mask_text:  # before the embedding: a missing OCR extra is said at once
+    if args.ocr or args.names_from_ocr or args.mask_text:  # a missing OCR extra is said at once
         from .ocr.engine import require_ocr
 
         require_ocr()
@@ -64,10 +64,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not args.json:
             for item_id, reason in local.bad.items():
                 print(f"no local features for {item_id}: {reason}", file=sys.stderr)
-    if args.ocr or args.mask_text:
+    ocr = None
+    if args.ocr or args.names_from_ocr or args.mask_text:
         from .ocr.read import read_collection
 
-        ocr = read_collection(args.out, workers=args.workers, progress=not args.quiet)
+        ocr = read_collection(
+            args.out, workers=args.workers, progress=not args.quiet, name=args.names_from_ocr
+        )
         if not args.json:
             for item_id, reason in ocr.bad.items():
                 print(f"no text for {item_id}: {reason}", file=sys.stderr)
@@ -80,7 +83,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             workers=args.workers, progress=not args.quiet, skip_flagged=args.skip_flagged,
             text_mask=args.mask_text, **_model_options(args),
         )  # fmt: skip
-        return emit(args, MaskedIndexResult(result, masked))
+        result = MaskedIndexResult(result, masked)  # type: ignore[assignment]
+    if args.json and ocr is not None:
+        print_json(result.to_dict() | {"ocr": ocr.to_dict()})
+        return 0
     return emit(args, result)
 
 
@@ -153,7 +159,7 @@ def cmd_unique(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .textsearch import search
+    from .ocr.combined import search  # banner text, names and image (CLIP or labels)
 
     result = search(args.collection, args.text, k=args.k, model=args.model, device=args.device)
     return emit(args, result)
@@ -458,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs the 'ocr' extra; see docs/ocr.md)",
     )
     p.add_argument(
+        "--names-from-ocr",
+        action="store_true",
+        help="name the items that have no name after the title on their banner (implies --ocr)",
+    )
+    p.add_argument(
         "--mask-text",
         nargs="?",
         const="blur",
@@ -603,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "search",
         parents=[common],
-        help="images matching a text (CLIP; ImageNet labels for the embedded model)",
+        help="images matching a text: banner text (index --ocr), names, and CLIP (ImageNet "
+        "labels for the embedded model)",
     )
     p.add_argument("collection")
     p.add_argument("text", help='what to look for, e.g. "a knight fighting a dragon"')

@@ -39,16 +39,18 @@ class OcrRunResult:
     with_text: int = 0  # of the items read in this run
     bad: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    named: dict[str, str] | None = None  # with name=True: item id -> the name given
 
     @property
     def seconds_per_image(self) -> float:
         return self.seconds / self.read if self.read else 0.0
 
     def summary(self) -> str:
+        named = "" if self.named is None else f"; named {len(self.named)} item(s) after it"
         return (
             f"read the text of {self.read} image(s) in {self.seconds:.1f}s "
             f"({self.seconds_per_image:.2f} s/image), {self.with_text} with text; "
-            f"{self.kept} up to date, {len(self.bad)} bad"
+            f"{self.kept} up to date, {len(self.bad)} bad{named}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +61,7 @@ class OcrRunResult:
             "bad": self.bad,
             "seconds": round(self.seconds, 3),
             "seconds_per_image": round(self.seconds_per_image, 4),
+            "named": self.named,
         }
 
 
@@ -97,8 +100,10 @@ def read_collection(
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     det_side: int = DET_SIDE,
+    name: bool = False,
 ) -> OcrRunResult:
-    """Read the text of every catalogued image of ``collection`` that has none yet.
+    """Read the text of every catalogued image of ``collection`` that has none yet; with
+    ``name``, name the nameless items after their banners (:mod:`bannermatch.ocr.names`).
 
     ``on_progress(done, total)`` is called after every image (besides the bar)."""
     t0 = time.perf_counter()
@@ -126,6 +131,10 @@ def read_collection(
     if len(store.parts) > MAX_PARTS:
         store.compact()
     result.seconds = time.perf_counter() - t0
+    if name:
+        from .names import names_from_ocr
+
+        result.named = names_from_ocr(collection)
     log.info("%s", result.summary())
     return result
 

@@ -69,14 +69,13 @@ class OcrStore:
 
     def _add(self, row: dict[str, Any]) -> None:
         item_id = str(row["id"])
-        self.sha256[item_id] = str(row.get("sha256") or "")
         if "bad" in row:
             self.bad[item_id] = str(row["bad"])
             self.results.pop(item_id, None)
-        else:
-            lines = tuple(OcrLine.from_dict(d) for d in row["lines"])
-            self.results[item_id] = OcrResult(lines)
+        else:  # parsed whole before anything is kept: a damaged line leaves no trace
+            self.results[item_id] = OcrResult(tuple(OcrLine.from_dict(d) for d in row["lines"]))
             self.bad.pop(item_id, None)
+        self.sha256[item_id] = str(row.get("sha256") or "")
 
     def reset(self, manifest: dict[str, Any]) -> None:
         """Forget every entry (read with other settings) and record ``manifest``."""

@@ -26,7 +26,6 @@ from ..collection import Collection, ModelData
 from ..errors import BannermatchError
 from ..images import DecodedImage
 from ..progress import progress_bar
-from .store import OcrStore
 from .textsim import TextSimilarity, check_weight, combine, top_k
 
 #: where ``match --text-weight`` stores its neighbours, inside ``models/<key>/``
@@ -47,13 +46,18 @@ class RowTexts:
 
     @classmethod
     def load(cls, collection: str | os.PathLike[str], data: ModelData) -> RowTexts:
-        store = OcrStore.open(collection)
-        if not store.manifest:
+        from .combined import banner_texts
+
+        return cls.of(banner_texts(collection, data), collection)
+
+    @classmethod
+    def of(cls, texts: list[str] | None, collection: str | os.PathLike[str]) -> RowTexts:
+        """From each row's text (:func:`.combined.banner_texts`); an error for None."""
+        if texts is None:
             raise BannermatchError(
                 f"{collection} has no banner text: run `bannermatch index ... --ocr` "
                 "first (--text-weight compares the text read on the banners)"
             )
-        texts = [store.results[i].text if i in store.results else "" for i in data.ids]
         return cls(texts, TextSimilarity(texts))
 
 

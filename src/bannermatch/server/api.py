@@ -79,7 +79,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "stored_k": served.stored_k,
             "max_n": MAX_N,
             "featured_from": served.featured_from,
-            "text_search": served.text.mode is not None,
+            "text_search": served.can_search_words,
             "text_mode": served.text.mode,
             "index": served.ann.params.kind if served.ann else "exact",
             "index_recall": served.ann_recall,
@@ -292,23 +292,33 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
         q: Annotated[str, Query(min_length=1, max_length=300, description="what to look for")],
         n: N = DEFAULT_N,
     ) -> dict[str, Any]:
-        """Images matching a text: CLIP text-to-image search (``mode: clip``), or for an
-        ImageNet model a label search (``mode: labels``, with the matched ``classes``)."""
-        if served.text.mode is None:
+        """Images matching a text by the text read on the banners (``index --ocr``), their
+        names, and the image: CLIP text-to-image search (``mode: clip``), or for an ImageNet
+        model a label search (``mode: labels``, with the matched ``classes``). Banner-text
+        and name matches come first; each hit says which signals found it."""
+        if not served.can_search_words:
             raise HTTPException(404, f"{served.data.key} cannot search by text")
         try:
-            rows, scores, classes, unmatched = served.search_text(q, n)
+            found = served.search_words(q, n)
         except CollectionError:
             raise
         except BannermatchError as exc:
             raise HTTPException(422, str(exc)) from None
+        root = root_path(request)
         return {
             "query": q,
-            "mode": served.text.mode,
+            "mode": found.image_mode,
             "model_key": served.data.key,
-            "classes": [c.to_dict() for c in classes],
-            "unmatched_words": unmatched,
-            "results": hits(served, rows.tolist(), scores, root_path(request)),
+            "signals": found.signals,
+            "image_note": found.image_note,
+            "classes": [c.to_dict() for c in found.classes],
+            "unmatched_words": found.unmatched,
+            "results": [
+                item(served, r.row, root)
+                | {"rank": n, "score": round(r.score, 4), "matched": list(r.signals)}
+                | {"signals": r.signals}
+                for n, r in enumerate(found.rows, start=1)
+            ],
         }
 
     return router

@@ -24,6 +24,7 @@ from ..errors import BannermatchError, CollectionError
 from ..images import TAR_SEPARATOR, DecodedImage, decode_bytes
 from ..matching import unique_order
 from ..names import NameIndex
+from ..ocr.combined import Ranking, WordSearcher, banner_texts
 from ..ocr.mask import prepare_query
 from ..query import create_model_for, nearest
 from ..textsearch import LabelClass, TextSearcher
@@ -53,12 +54,14 @@ class ServedCollection:
     scores: np.ndarray | None
     #: the approximate index of `match --index ivf|hnsw`, for queries past the stored k
     ann: AnnIndex | None = None
+    banner_texts: list[str] | None = None  # each row's OCR text (index --ocr); None without
     load_seconds: float = 0.0
     _unique: np.ndarray | None = field(default=None, repr=False)
     _model: EmbeddingModel | None = field(default=None, repr=False)
     _model_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _text: TextSearcher | None = field(default=None, repr=False)
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _words: WordSearcher | None = field(default=None, repr=False)
     _exact_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _row_texts: Any = field(default=None, repr=False)  # ocr.textweight.RowTexts, on first use
 
@@ -109,6 +112,7 @@ class ServedCollection:
             neighbors=neighbors,
             scores=scores,
             ann=AnnIndex.load(data) if neighbors is not None else None,
+            banner_texts=banner_texts(coll.root, data),
         )
         served.load_seconds = time.perf_counter() - t0
         return served
@@ -217,6 +221,20 @@ class ServedCollection:
         with self._text_lock:  # one model load, one scan at a time
             return self.text.rank_words(text, n)
 
+    @property
+    def can_search_words(self) -> bool:
+        """Whether a text finds anything beyond names: banner text or an image search."""
+        return self.banner_texts is not None or self.text.mode is not None
+
+    def search_words(self, text: str, n: int) -> Ranking:
+        """Rows for a text by banner text, name and image (:mod:`bannermatch.ocr.combined`)."""
+        with self._text_lock:
+            if self._words is None:
+                self._words = WordSearcher(
+                    self.names, self.banner_texts, self.text, name_index=self.name_index
+                )
+            return self._words.rank(text, n)
+
     def row_texts(self) -> Any:
         """The rows' banner text for ``text_weight`` (:mod:`bannermatch.ocr.textweight`),
         read on first use; a BannermatchError when the collection has none."""
@@ -224,7 +242,7 @@ class ServedCollection:
 
         with self._text_lock:
             if self._row_texts is None:
-                self._row_texts = RowTexts.load(self.root, self.data)
+                self._row_texts = RowTexts.of(self.banner_texts, self.root)
             return self._row_texts
 
     def image_source(self, row: int) -> str | None:

@@ -17,6 +17,9 @@ class Item(BaseModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="the item's metadata: a names sidecar's columns"
     )
+    banner_text: str | None = Field(
+        None, description="the text read on the image (`index --ocr`); null when not read"
+    )
 
 
 class Hit(Item):
@@ -101,18 +104,36 @@ class LabelClass(BaseModel):
     definition: str
 
 
+class TextHit(Hit):
+    score: float = Field(
+        description="what the hit is ranked by: for a banner text or name match its score "
+        "(0-1), else the image signal's score (cosine for CLIP, probability for labels)"
+    )
+    matched: list[str] = Field(
+        description="the signals that found it: 'banner text', 'name', 'image'"
+    )
+    signals: dict[str, float] = Field(
+        description="each matching signal's own score: banner text and name 0-100, image as above"
+    )
+
+
 class TextSearch(BaseModel):
     query: str
-    mode: str = Field(
-        description="'clip' (cosine to the CLIP text embedding) or 'labels' (the summed "
-        "probability of the ImageNet classes matching the text: a label search)"
+    mode: str | None = Field(
+        description="the image signal: 'clip' (cosine to the CLIP text embedding), 'labels' "
+        "(the summed probability of the ImageNet classes matching the text: a label search) "
+        "or null (a model that cannot search by text)"
+    )
+    signals: list[str] = Field(description="the signals this collection has")
+    image_note: str | None = Field(
+        None, description="why the image signal found nothing (e.g. no ImageNet class matches)"
     )
     model_key: str
     classes: list[LabelClass] = Field(description="the classes a label search used")
     unmatched_words: list[str] = Field(
         default_factory=list, description="words of the text no ImageNet class has (ignored)"
     )
-    results: list[Hit]
+    results: list[TextHit]
 
 
 class Featured(BaseModel):

@@ -34,6 +34,7 @@ def item(served: ServedCollection, row: int, root: str = "") -> dict[str, Any]:
         "store_url": store_page_url(appid) if appid else None,
         "steamdb_url": steamdb_url(appid) if appid else None,
         "metadata": served.metadata[row],
+        "banner_text": served.banner_texts[row] if served.banner_texts is not None else None,
     }
 
 

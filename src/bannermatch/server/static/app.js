@@ -72,6 +72,11 @@ function card(hit, sub) {
   return make("li", { class: "card" }, [link]);
 }
 
+function matchedBy(hit) {
+  const read = hit.banner_text ? ` · reads “${hit.banner_text}”` : "";
+  return `${hit.matched.join(" + ")}${read}`;
+}
+
 function showGrid(title, items, subOf) {
   el.gridTitle.textContent = title;
   el.grid.replaceChildren(...items.map((hit) => card(hit, subOf ? subOf(hit) : undefined)));
@@ -145,7 +150,8 @@ function showQuery(item, meta) {
   el.queryImg.src = item.image_url;
   el.queryImg.alt = `Banner of ${item.name}`;
   el.queryName.textContent = item.name;
-  el.queryMeta.textContent = [meta, ...describeMetadata(item.metadata)].join(" · ");
+  const read = item.banner_text ? [`banner text: “${item.banner_text}”`] : [];
+  el.queryMeta.textContent = [meta, ...read, ...describeMetadata(item.metadata)].join(" · ");
   const links = [];
   if (item.store_url) links.push(make("a", { href: item.store_url, rel: "noopener", target: "_blank", text: "Steam store" }));
   if (item.steamdb_url) links.push(make("a", { href: item.steamdb_url, rel: "noopener", target: "_blank", text: "SteamDB" }));
@@ -464,8 +470,12 @@ const textSearch = {
   mode: null,
   async run(text) {
     const data = await getJSON(`${API}search/text?q=${encodeURIComponent(text)}&n=${defaultN()}`);
-    showGrid(`Banners matching “${text}”`, data.results);
-    if (data.mode === "labels") {
+    // each card says which signals found it ("banner text", "name", "image") and the text read
+    showGrid(`Banners matching “${text}”`, data.results, matchedBy);
+    const words = data.results.filter((h) => !h.matched.every((m) => m === "image")).length;
+    if (words) {
+      setStatus(`${words} found by ${data.signals.filter((s) => s !== "image").join(" or ")}, then by the image.`);
+    } else if (data.mode === "labels") {
       const names = data.classes.slice(0, 6).map((c) => c.name.split(",")[0]);
       const more = data.classes.length > 6 ? ` and ${data.classes.length - 6} more` : "";
       const ignored = data.unmatched_words.length
