@@ -168,7 +168,8 @@ def test_banner_text_in_the_api(tmp_path: Path) -> None:
     index(src, tmp_path / "c", progress=False)
     read_collection(tmp_path / "c", progress=False)
     client = TestClient(create_app(tmp_path / "c"))
-    assert client.get("/api/info").json()["text_search"] is True
+    info = client.get("/api/info").json()
+    assert info["text_search"] is True and info["banner_text"] is True
     body = client.get("/api/search/text", params={"q": "cells dead", "n": 2}).json()
     assert body["signals"] == ["banner text", "name", "image"]
     first = body["results"][0]

@@ -36,7 +36,7 @@ from .store import load_ocr
 BANNER_TEXT, NAME, IMAGE = "banner text", "name", "image"
 #: a banner text is a match when the query's words are found in it this well (0-1: the
 #: length-weighted, squared alignment scores; a long subtitle on the banner is no matter)
-MIN_QUERY_COVERAGE = 0.6
+MIN_QUERY_COVERAGE = 0.7
 #: added to a word match that both the name and the banner text found
 AGREEMENT_BONUS = 5.0
 

@@ -17,8 +17,8 @@ aligned to, so "Doom" ranks the banner reading DOOM above DOOM ETERNAL. Texts an
 are folded with :func:`bannermatch.names.fold`, the name resolver's own folding.
 
 For large collections the texts a query can match are found first with rapidfuzz's
-C-speed ``process.extract`` (each query word against every text); only those are scored
-in Python.
+C-speed ``process.cdist`` (each query word against every text, on every core); only
+those are scored in Python.
 """
 
 from __future__ import annotations
@@ -161,11 +161,11 @@ class BannerTextIndex:
                 twins = {word, ROMAN.get(word, word), ARABIC.get(word, word)}
                 rows.update(r for r, t in enumerate(self._compact) if any(v in t for v in twins))
             else:
-                found = process.extract(
-                    word, self._compact, scorer=fuzz.partial_ratio, processor=None,
-                    limit=None, score_cutoff=MIN_WORD,
+                scores = process.cdist(
+                    [word], self._compact, scorer=fuzz.partial_ratio, processor=None,
+                    score_cutoff=MIN_WORD, dtype=np.uint8, workers=-1,
                 )  # fmt: skip
-                rows.update(r for _, _, r in found)
+                rows.update(np.flatnonzero(scores[0]).tolist())
             if 2 <= len(word) <= 5 and word.isalpha():
                 rows.update(r for r, t in enumerate(self.texts) if word in t.initials)
         return np.fromiter(sorted(rows), np.int64, len(rows))

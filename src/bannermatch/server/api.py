@@ -81,6 +81,7 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
             "featured_from": served.featured_from,
             "text_search": served.can_search_words,
             "text_mode": served.text.mode,
+            "banner_text": served.banner_texts is not None,
             "index": served.ann.params.kind if served.ann else "exact",
             "index_recall": served.ann_recall,
             "load_seconds": round(served.load_seconds, 3),

@@ -98,6 +98,6 @@ def start_warnings(served: ServedCollection) -> list[str]:
             f"{served.root} has no `match` results: every similar view is computed on "
             f"request (run `bannermatch match {served.root}` for stored neighbours)"
         )
-    if text_mode(served.data.manifest) is None:
+    if text_mode(served.data.manifest) is None and served.banner_texts is None:
         warnings.append(f"{served.data.key} has no text search: the page's text mode is off")
     return warnings

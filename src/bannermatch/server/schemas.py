@@ -40,6 +40,9 @@ class Info(BaseModel):
     text_mode: str | None = Field(
         None, description="'clip' (CLIP text tower) or 'labels' (ImageNet label search)"
     )
+    banner_text: bool = Field(
+        False, description="whether the banners' text was read (`index --ocr`): text search uses it"
+    )
     index: str = Field(
         "exact",
         description="what answers past the stored neighbours and by image: 'exact' (a full "

@@ -62,7 +62,9 @@ function card(hit, sub) {
     make("span", { class: "name", text: hit.name }),
   ]);
   if (hit.score !== undefined) {
-    caption.append(make("span", { class: "score", text: `similarity ${hit.score.toFixed(3)}` }));
+    // a text search's banner-text or name match is scored as a match, not a similarity
+    const label = hit.matched && hit.matched[0] !== "image" ? "match" : "similarity";
+    caption.append(make("span", { class: "score", text: `${label} ${hit.score.toFixed(3)}` }));
   }
   if (sub) caption.append(make("span", { class: "sub", text: sub }));
   const img = make("img", { src: hit.image_url, alt: "", loading: "lazy", decoding: "async" });
@@ -508,10 +510,11 @@ function renderTextMode() {
   }
   el.textMode.hidden = false;
   if (textSearch.mode === "labels") el.textInput.placeholder = "a sports car, a castle, a dog";
+  const read = state.info && state.info.banner_text ? " The words on the banners were read: a title finds them first." : "";
   setStatus(
-    textSearch.mode === "labels"
+    (textSearch.mode === "labels"
       ? "This model cannot read text: your words pick ImageNet classes (animals, objects, vehicles…)."
-      : "Describe the picture you are looking for.",
+      : "Describe the picture you are looking for.") + read,
   );
 }
 
