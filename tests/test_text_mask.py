@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 pytest.importorskip(
     "rapidocr_onnxruntime",
@@ -21,24 +21,9 @@ from bannermatch.collection import Collection
 from bannermatch.ocr.engine import OcrEngine
 from bannermatch.ocr.mask import DEFAULT_METHOD, METHODS, mask_image, split_key, text_mask
 from bannermatch.ocr.mask import boxes_of as ocr_boxes
+from server_support import with_title
 
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
-
-
-def with_title(image: Image.Image, title: str) -> Image.Image:
-    """``image`` with ``title`` pasted on in large white letters with a dark outline."""
-    out = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(out)
-    font = ImageFont.load_default(size=max(24, out.width // 9))
-    draw.text(
-        (out.width // 12, out.height // 14),
-        title,
-        fill=(250, 250, 250),
-        font=font,
-        stroke_width=3,
-        stroke_fill=(10, 10, 10),
-    )
-    return out
 
 
 @pytest.fixture(scope="module")

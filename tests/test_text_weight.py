@@ -21,16 +21,9 @@ pytest.importorskip(
 from bannermatch.ocr.mask import DEFAULT_METHOD
 from bannermatch.ocr.textsim import TextSimilarity, normalise, text_bias, top_k, words
 from bannermatch.server import ServedCollection, create_app
-from test_text_mask import with_title
+from server_support import TITLED, build_titled_collection
 
-#: id -> (photo, title): the same art under two titles, and one title on two paintings
-BANNERS = {
-    "a-starfall": ("astronaut.png", "STARFALL"),
-    "a-moonrise": ("astronaut.png", "MOONRISE"),
-    "b-starfall": ("rocket.jpg", "STARFALL"),
-    "coffee": ("coffee.png", "HARVEST"),
-    "chelsea": ("chelsea.png", "WHISKERS"),
-}
+BANNERS = TITLED
 
 
 def test_text_similarity_ignores_spaces_and_case() -> None:
@@ -61,18 +54,7 @@ def test_text_bias_counts_other_group_neighbours_sharing_a_word() -> None:
 @pytest.fixture(scope="module")
 def text_root(tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path) -> Path:
     """Five generated banners indexed with --ocr and matched."""
-    from conftest import run_cli
-
-    base = tmp_path_factory.mktemp("textweight")
-    folder = base / "in"
-    folder.mkdir()
-    for item_id, (photo, title) in BANNERS.items():
-        art = Image.open(skimage_dir / photo).convert("RGB").resize((342, 482))
-        with_title(art, title).save(folder / f"{item_id}.png")
-    root = base / "coll"
-    run_cli("index", folder, "--out", root, "--ocr", "-q")
-    run_cli("match", root, "-k", "4", "-q")
-    return root
+    return build_titled_collection(tmp_path_factory.mktemp("textweight"), skimage_dir)
 
 
 def _ids(out: dict) -> list[str]:

@@ -16,6 +16,7 @@ const el = {
   next: $("next"), pageLabel: $("page-label"), file: $("file"), drop: $("drop"),
   random: $("random"), info: $("info"), textLink: $("text-mode-link"), textMode: $("text-mode"),
   textForm: $("text-form"), textInput: $("text-q"), mirror: $("mirror"), flip: $("flip"),
+  titleWeight: $("title-weight"), titleWeightControl: $("title-weight-control"),
 };
 const state = { info: null, lastImage: null, renderToken: 0 };
 
@@ -161,8 +162,10 @@ function showQuery(item, meta) {
 }
 
 // the query image turned (?mirror=1, ?flip=1): embedded on the fly by the server
+// ... and ?tw=W: the banner text's weight beside the image (similar?text_weight=W)
 function turnOf(params) {
-  return { mirror: params.mirror === "1", flip: params.flip === "1" };
+  const tw = ["0.25", "0.5", "0.75"].includes(params.tw) ? params.tw : "";
+  return { mirror: params.mirror === "1", flip: params.flip === "1", tw };
 }
 
 function turnWords(turn) {
@@ -174,17 +177,19 @@ function itemParams(id, n, turn) {
   if (n) params.n = n;
   if (turn.mirror) params.mirror = "1";
   if (turn.flip) params.flip = "1";
+  if (turn.tw) params.tw = turn.tw;
   return params;
 }
 
 async function renderItem(id, n, turn, token) {
   markNav(null);
   setStatus(turn.mirror || turn.flip ? "Embedding the turned banner…" : "Loading…");
-  const flags = `${turn.mirror ? "&mirror=1" : ""}${turn.flip ? "&flip=1" : ""}`;
+  const flags = `${turn.mirror ? "&mirror=1" : ""}${turn.flip ? "&flip=1" : ""}${turn.tw ? `&text_weight=${turn.tw}` : ""}`;
   const data = await getJSON(`${API}items/${encodeURIComponent(id)}/similar?n=${n}${flags}`);
   if (stale(token)) return;
   el.mirror.checked = turn.mirror;
   el.flip.checked = turn.flip;
+  el.titleWeight.value = turn.tw || "0";
   el.queryImg.classList.toggle("mirrored", turn.mirror);
   el.queryImg.classList.toggle("flipped", turn.flip);
   showQuery(data.query, `id ${data.query.id}`);
@@ -192,7 +197,7 @@ async function renderItem(id, n, turn, token) {
   el.n.value = String(n);
   el.input.value = data.query.name;
   document.title = `${data.query.name} · bannermatch`;
-  const turned = turnWords(turn);
+  const turned = [turnWords(turn), turn.tw && "with the title"].filter(Boolean).join(", ");
   showGrid(`Most similar to ${data.query.name}${turned ? ` (${turned})` : ""}`, data.results);
   setStatus(`${data.results.length} most similar banners.`);
 }
@@ -427,10 +432,11 @@ el.n.addEventListener("change", () => {
   if (params.id) navigate(itemParams(params.id, el.n.value, turnOf(params)));
 });
 
-for (const box of [el.mirror, el.flip]) {
+for (const box of [el.mirror, el.flip, el.titleWeight]) {
   box.addEventListener("change", () => {
     const params = currentParams();
-    const turn = { mirror: el.mirror.checked, flip: el.flip.checked };
+    const tw = el.titleWeight.value === "0" ? "" : el.titleWeight.value;
+    const turn = { mirror: el.mirror.checked, flip: el.flip.checked, tw };
     if (params.id) navigate(itemParams(params.id, params.n, turn));
   });
 }
@@ -538,6 +544,7 @@ async function start() {
     textSearch.enabled = Boolean(state.info.text_search);
     textSearch.mode = state.info.text_mode;
     el.textLink.hidden = !textSearch.enabled;
+    el.titleWeightControl.hidden = !state.info.banner_text;
   } catch (error) {
     setStatus(`The server is not answering: ${error.message}`, true);
   }
