@@ -222,8 +222,8 @@ def index(
     :func:`bannermatch.ray_index.connect`) with ``actors`` embedding actors, ``workers``
     decoding tasks in flight, and ``device`` for the actors; everything else is the same.
 
-    ``text_mask="inpaint"|"fill"`` embeds the art-only images instead, the text boxes that
-    ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`).
+    ``text_mask="blur"|"inpaint"|"fill"`` embeds the art-only images instead, the text boxes
+    that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`).
     """
     embed: Embedder = LocalEmbedder(batch_size, workers)
     if model_options.get("engine") == "ray":
