@@ -324,3 +324,63 @@ def test_map_renders_zooms_hovers_and_click_opens_the_similar_view(page, base_ur
     expect(page.locator("#grid .card").first).to_be_visible()
     page.go_back()
     expect(canvas).to_be_visible()
+
+
+def test_mirror_and_flip_toggles(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The toggles put mirror=1 / flip=1 in the URL, and the grid is what the API gives."""
+    import httpx
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/?id=620")
+    expect(page.locator("#grid .card")).to_have_count(10)
+    page.get_by_role("checkbox", name="Flipped").check()
+    expect(page).to_have_url(base_url + "/?id=620&flip=1")
+    expect(page.locator("#grid-title")).to_have_text("Most similar to Portal 2 (flipped)")
+    expect(page.locator("#query-img")).to_have_class("flipped")
+    api = httpx.get(f"{base_url}/api/items/620/similar?n=10&flip=1").json()
+    expect(page.locator("#grid .card a")).to_have_count(10)
+    shown = page.locator("#grid .card a").evaluate_all("as => as.map(a => a.dataset.id)")
+    assert shown == [h["id"] for h in api["results"]]
+    page.get_by_role("checkbox", name="Mirrored").check()
+    expect(page).to_have_url(base_url + "/?id=620&mirror=1&flip=1")
+    expect(page.locator("#grid-title")).to_contain_text("(mirrored and flipped)")
+    page.go_back()
+    expect(page.get_by_role("checkbox", name="Mirrored")).not_to_be_checked()
+    expect(page.get_by_role("checkbox", name="Flipped")).to_be_checked()
+    page.get_by_role("checkbox", name="Flipped").uncheck()
+    expect(page).to_have_url(base_url + "/?id=620")
+    expect(page.locator("#grid-title")).to_have_text("Most similar to Portal 2")
+
+
+def test_title_weight_control(browser, tmp_path_factory, skimage_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """With banner text read, the page offers the title's weight (?tw=W): the same title on
+    other art comes first; without banner text the control is hidden."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from support.servers import build_titled_collection
+
+    root = build_titled_collection(tmp_path_factory.mktemp("titled"), skimage_dir)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    with running_server(create_app(root)) as base:
+        page.goto(base + "/?id=a-starfall&n=4")
+        first = page.locator("#grid .card a").first
+        expect(first).to_have_attribute("data-id", "a-moonrise")  # the same art
+        page.get_by_label("Title").select_option("0.75")
+        expect(page).to_have_url(base + "/?id=a-starfall&n=4&tw=0.75")
+        expect(page.locator("#grid-title")).to_contain_text("(with the title)")
+        expect(first).to_have_attribute("data-id", "b-starfall")  # the same title
+        api = httpx.get(f"{base}/api/items/a-starfall/similar?n=4&text_weight=0.75").json()
+        shown = page.locator("#grid .card a").evaluate_all("as => as.map(a => a.dataset.id)")
+        assert shown == [h["id"] for h in api["results"]]
+    context.close()
+
+
+def test_title_weight_hidden_without_banner_text(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(base_url + "/?id=620")
+    expect(page.locator("#grid .card")).to_have_count(10)
+    expect(page.locator("#title-weight-control")).to_be_hidden()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 #: covers renamed to Steam appIDs, with the names the catalogue gives them
 STEAM = {"620": "Portal 2", "400": "Portal", "570": "Dota 2", "1145360": "Hades"}
@@ -100,3 +101,47 @@ def running_server(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def with_title(image: Image.Image, title: str) -> Image.Image:
+    """``image`` with ``title`` pasted on in large white letters with a dark outline."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(24, out.width // 9))
+    draw.text(
+        (out.width // 12, out.height // 14),
+        title,
+        fill=(250, 250, 250),
+        font=font,
+        stroke_width=3,
+        stroke_fill=(10, 10, 10),
+    )
+    return out
+
+
+#: id -> (photo, title): the same art under two titles, and one title on two paintings
+TITLED = {
+    "a-starfall": ("astronaut.png", "STARFALL"),
+    "a-moonrise": ("astronaut.png", "MOONRISE"),
+    "b-starfall": ("rocket.jpg", "STARFALL"),
+    "coffee": ("coffee.png", "HARVEST"),
+    "chelsea": ("chelsea.png", "WHISKERS"),
+}
+
+
+def build_titled_collection(base: Path, skimage_dir: Path) -> Path:
+    """Five photos with titles pasted on (:data:`TITLED`), indexed with --ocr and matched:
+    ``base/in`` the images, ``base/coll`` the collection."""
+    from PIL import Image
+
+    from support.cli import run_cli
+
+    folder = base / "in"
+    folder.mkdir()
+    for item_id, (photo, title) in TITLED.items():
+        art = Image.open(skimage_dir / photo).convert("RGB").resize((342, 482))
+        with_title(art, title).save(folder / f"{item_id}.png")
+    root = base / "coll"
+    run_cli("index", folder, "--out", root, "--ocr", "-q")
+    run_cli("match", root, "-k", "4", "-q")
+    return root

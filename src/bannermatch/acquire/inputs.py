@@ -7,7 +7,7 @@ import csv
 import json
 import os
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,9 @@ class InputItem:
     name: str | None = None  # caption or title carried by the input, if any
     offset: int = -1  # byte offset of a tar member's data
     error: str | None = None  # why the item cannot be indexed, known before reading it
+    #: applied to the decoded image before preprocessing (``index --mask-text``: the text
+    #: boxes painted over, :class:`bannermatch.ocr.mask.TextMask`)
+    mask: Callable[[Any], Any] | None = None
 
 
 #: the reason given to a file whose name cannot be stored (the catalogue keeps text)

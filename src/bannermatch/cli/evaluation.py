@@ -32,6 +32,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from bannermatch.evaluation.compare import VARIANT_OPTIONS, variants
 
+    text = _text_eval(args)  # --text-bias, --mask-text, ... (docs/evaluation.md)
+
     values = {k: v if isinstance(v, list) else [v] for k, v in model_options(args).items()}
     values["model"] = args.model if isinstance(args.model, list) else [args.model]
     runs = variants(values["model"], values["fit"], values["strategy"], values["augment"])
@@ -43,11 +45,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise BannermatchError(
             "several values of --model, --fit, --strategy or --augment need --compare"
         )
-    options = {**task, **shared, **runs[0]}
+    model = {**shared, **runs[0]}
+    options = {**task, **model}
     if args.copies:
         from bannermatch.evaluation.copies import evaluate_copies
 
-        return emit(args, evaluate_copies(args.images, **_copies(args), **options))
+        copies = evaluate_copies(args.images, **_copies(args), **options)
+        if text is not None:  # --text-bias: the synthetic title check (evaluation.titles)
+            from bannermatch.evaluation.titles import check_for
+
+            copies.titles = check_for(args.images, model, text.mask)
+        return emit(args, copies)
     from bannermatch.evaluation.groups import evaluate
 
     result = evaluate(
@@ -55,6 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.groups,
         file_column=args.file_column,
         group_column=args.group_column,
+        text=text,
         **options,
     )
     return emit(args, result)
@@ -151,6 +160,7 @@ def _add_eval(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE, help="images per batch")
     add_model_args(p, several=True)
+    _add_text_args(p)
     p.set_defaults(handler=cmd_eval)
 
 
@@ -168,3 +178,60 @@ def _add_copies_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="--copies: other images added to the database (never an original)",
     )
+
+
+def _add_text_args(parser: argparse.ArgumentParser) -> None:
+    """``eval``'s options for the banners' text."""
+    g = parser.add_argument_group("banner text (--groups; needs the 'ocr' extra, docs/ocr.md)")
+    g.add_argument(
+        "--text-bias",
+        action="store_true",
+        help="also measure how much the top-5 neighbours follow the text on the banners",
+    )
+    g.add_argument(
+        "--mask-text",
+        nargs="?",
+        const="blur",
+        choices=["blur", "inpaint", "fill"],
+        help="evaluate the art-only embeddings: the text OCR finds painted over",
+    )
+    g.add_argument(
+        "--query-transform",
+        choices=["mirror", "flip", "mirror+flip"],
+        help="embed the queries mirrored and/or flipped (the database as it is)",
+    )
+    g.add_argument(
+        "--text-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="rank by (1 - W) * image + W * banner-text similarity (0 to 1)",
+    )
+    g.add_argument(
+        "--ocr-from",
+        metavar="COLLECTION",
+        help="take the text a collection's `index --ocr` stored (matched by SHA-256)",
+    )
+
+
+def _text_eval(args: argparse.Namespace) -> Any:
+    """The :class:`TextEval` the parsed arguments ask for, None when none does."""
+    from bannermatch.evaluation.text import TextEval
+
+    options = TextEval(
+        bias=args.text_bias,
+        mask=args.mask_text,
+        transform=args.query_transform,
+        text_weight=args.text_weight,
+        ocr_from=args.ocr_from,
+    )
+    if not options.active:
+        return None
+    if args.copies and not (options.transform or options.text_weight or args.compare):
+        return options  # --copies --text-bias [--mask-text M]: the synthetic title check
+    if args.copies or args.compare or not args.groups:
+        raise BannermatchError(
+            "--query-transform and --text-weight go with --groups, and no text option "
+            "with --compare (--copies takes --text-bias and --mask-text)"
+        )
+    return options

@@ -14,7 +14,7 @@ from bannermatch.defaults import BATCH_SIZE
 def cmd_index(args: argparse.Namespace) -> int:
     from bannermatch.embed.index import index
 
-    if args.ocr or args.names_from_ocr:  # before embedding: a missing OCR extra is said at once
+    if args.ocr or args.names_from_ocr or args.mask_text:  # a missing OCR extra is said at once
         from bannermatch.ocr.engine import require_ocr
 
         require_ocr()
@@ -38,16 +38,31 @@ def cmd_index(args: argparse.Namespace) -> int:
         from bannermatch.verify.features import index_local
 
         index_local(args.out, workers=args.workers, progress=not args.quiet)  # logs bad items
-    if args.ocr or args.names_from_ocr:
+    ocr = None
+    if args.ocr or args.names_from_ocr or args.mask_text:
         from bannermatch.ocr.read import read_collection
 
         ocr = read_collection(
             args.out, workers=args.workers, progress=not args.quiet, name=args.names_from_ocr
         )
-        if args.json:
-            print_json(result.to_dict() | {"ocr": ocr.to_dict()})
-            return 0
-        print(ocr.summary(), file=sys.stderr)  # its bad items are logged as they come
+        if not args.json:
+            print(ocr.summary(), file=sys.stderr)  # its bad items are logged as they come
+    if args.mask_text:  # the art-only rows under their own key, beside the plain ones
+        from bannermatch.embed.masked import MaskedIndexResult
+
+        masked = index(
+            args.input, args.out, args.model, names=args.names, batch_size=args.batch_size,
+            workers=args.workers, progress=not args.quiet, skip_flagged=args.skip_flagged,
+            text_mask=args.mask_text, **model_options(args),
+        )  # fmt: skip
+        return _emit_index(args, MaskedIndexResult(result, masked), ocr)
+    return _emit_index(args, result, ocr)
+
+
+def _emit_index(args: argparse.Namespace, result: Any, ocr: Any) -> int:
+    if args.json and ocr is not None:
+        print_json(result.to_dict() | {"ocr": ocr.to_dict()})
+        return 0
     return emit(args, result)
 
 
@@ -94,6 +109,15 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "--names-from-ocr",
         action="store_true",
         help="name the items that have no name after the title on their banner (implies --ocr)",
+    )
+    p.add_argument(
+        "--mask-text",
+        nargs="?",
+        const="blur",
+        choices=["blur", "inpaint", "fill"],
+        default=None,
+        help="also embed the art alone: the text OCR finds painted over (blur, the "
+        "default; inpaint or fill), under its own model key (implies --ocr; docs/ocr.md)",
     )
     _add_ray_args(p)
     add_model_args(p, ray=True)

@@ -42,6 +42,18 @@ def add_limit(p: argparse.ArgumentParser, dest: str, default: int, what: str, *a
                    metavar="N", help=what)  # fmt: skip
 
 
+def add_text_weight(p: argparse.ArgumentParser) -> None:
+    """``--text-weight W``: image and banner-text similarity together (``index --ocr``)."""
+    p.add_argument(
+        "--text-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="rank by (1 - W) * image + W * banner-text similarity, 0 to 1 (the text "
+        "`index --ocr` read; finds the same game under other art)",
+    )
+
+
 def add_rerank(p: argparse.ArgumentParser, what: str) -> None:
     """``--rerank [K]``: verification with the local features of ``index --local``."""
     p.add_argument(

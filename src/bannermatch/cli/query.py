@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bannermatch.cli.options import add_collection, add_limit, add_rerank
+from bannermatch.cli.options import add_collection, add_limit, add_rerank, add_text_weight
 from bannermatch.cli.output import byte_size, emit, positive_int
 from bannermatch.defaults import DEFAULT_K, TARGET_RECALL, UNIQUE_N
 
@@ -13,6 +13,14 @@ from bannermatch.defaults import DEFAULT_K, TARGET_RECALL, UNIQUE_N
 def cmd_match(args: argparse.Namespace) -> int:
     from bannermatch.query.match import match
 
+    if args.text_weight:  # image and banner text together: stored beside (docs/ocr.md)
+        from bannermatch.query.textweight import match_weighted
+
+        weighted = match_weighted(
+            args.collection, k=args.k, weight=args.text_weight, model=args.model,
+            progress=not args.quiet,
+        )  # fmt: skip
+        return emit(args, weighted)
     result = match(
         args.collection,
         k=args.k,
@@ -40,6 +48,9 @@ def cmd_similar(args: argparse.Namespace) -> int:
         cdn_url=args.cdn_url,
         steam_api_url=args.steam_api_url,
         rerank=args.rerank,
+        mirror=args.mirror,
+        flip=args.flip,
+        text_weight=args.text_weight,
     )
     return emit(args, result)
 
@@ -111,6 +122,7 @@ def _add_match(sub: Any, common: argparse.ArgumentParser) -> None:
         help="recall@k the search breadth (nprobe, efSearch) is tuned to",
     )
     add_rerank(p, "also store neighbours verified with local features (`index --local`)")
+    add_text_weight(p)
     p.set_defaults(handler=cmd_match)
 
 
@@ -142,4 +154,11 @@ def _add_similar(sub: Any, common: argparse.ArgumentParser) -> None:
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
     add_rerank(p, "verify the top K global candidates with local features (`index --local`)")
+    add_text_weight(p)
+    for flag, how in (("mirror", "mirrored left to right"), ("flip", "flipped upside down")):
+        p.add_argument(
+            f"--{flag}",
+            action="store_true",
+            help=f"embed the query's image {how} (weakens the pull of the text on it)",
+        )
     p.set_defaults(handler=cmd_similar)

@@ -66,10 +66,11 @@ def decode_item(item: InputItem, preprocess: Preprocess, out: np.ndarray | None 
             item.size if item.offset >= 0 else -1,
             draft_size=preprocess.draft_size,
         )
+        image = img.image if item.mask is None else item.mask(img.image)
         if out is None:
-            pixels = preprocess(img.image)
+            pixels = preprocess(image)
         else:
-            preprocess.into(img.image, out)
+            preprocess.into(image, out)
             pixels = out
     except ImageError as exc:
         return Decoded(item, error=str(exc))

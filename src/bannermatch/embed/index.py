@@ -218,6 +218,7 @@ def index(
     skip_flagged: bool = False,
     address: str | None = None,
     actors: int | None = None,
+    text_mask: str | None = None,
     **model_options: Any,
 ) -> IndexResult:
     """Index the images of ``input_path`` (one input or several: folders, lists of paths,
@@ -228,6 +229,9 @@ def index(
     job (:mod:`bannermatch.embed.ray`) on the cluster at ``address`` (see
     :func:`bannermatch.embed.ray.connect`) with ``actors`` embedding actors, ``workers``
     decoding tasks in flight, and ``device`` for the actors; everything else is the same.
+
+    ``text_mask="blur"|"inpaint"|"fill"`` embeds the art-only images instead, the text boxes
+    that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`).
     """
     embed: Embedder = LocalEmbedder(batch_size, workers)
     if model_options.get("engine") == "ray":
@@ -242,10 +246,12 @@ def index(
         model_options = {**model_options, "engine": "torch", "device": "cpu"}
     elif address is not None or actors is not None:
         raise BannermatchError("--address and --actors go with --engine ray")
+    if text_mask is not None and model_options.get("engine") == "ray":
+        raise BannermatchError("--mask-text runs on the local engines, not --engine ray")
     try:
         return _index(
             input_path, out, model, embed, progress=progress, skip_flagged=skip_flagged,
-            names=names, **model_options,
+            names=names, text_mask=text_mask, **model_options,
         )  # fmt: skip
     finally:
         embed.close()
@@ -311,6 +317,7 @@ def _index(
     progress: bool,
     skip_flagged: bool,
     names: Sequence[str | os.PathLike[str]] = (),
+    text_mask: str | None = None,
     **model_options: Any,
 ) -> IndexResult:
     started = time.perf_counter()
@@ -324,6 +331,11 @@ def _index(
     scanned, roots, source_colls = _scan_inputs(inputs, coll)
     coll.root.mkdir(parents=True, exist_ok=True)
     emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
+    if text_mask is not None:  # the art-only rows: their own key (bannermatch.ocr.mask)
+        from bannermatch.embed.masked import masked_model
+        from bannermatch.ocr.mask import with_masks
+
+        emb_model, texts = masked_model(emb_model, coll.root, text_mask)
     folder = coll.model_dir(emb_model.key)
     result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
     (folder / CHUNKS).mkdir(parents=True, exist_ok=True)
@@ -350,6 +362,8 @@ def _index(
             )
     if old is not None and old.norms is None:  # written before norms.npy: embed again
         old = None
+    if old is not None and old.manifest.get("text_mask") != emb_model.manifest().get("text_mask"):
+        old = None  # masked after another reading of the text: embed again
     if old is not None and old.manifest.get("preprocess") != json.loads(
         json.dumps(emb_model.preprocess.to_dict())
     ):  # the same key from an earlier version that preprocessed otherwise: embed again
@@ -386,6 +400,8 @@ def _index(
             for it, i in zip(scanned.items, ids, strict=True)
             if i not in flagged and not done(it, i)
         ]
+        if text_mask is not None:
+            todo = with_masks(todo, texts, text_mask)
         result.up_to_date = len(scanned.items) - len(todo)
         id_of = {id(it): i for it, i in todo}
         number = max((int(p.stem) for p, *_ in chunks), default=0)

@@ -169,6 +169,8 @@ class CopyEvalResult(EvalRun):
     n_distractors: int  # other images in the database
     by_alteration: dict[str, Metrics]
     global_by_alteration: dict[str, Metrics] | None = None  # with rerank: before it
+    #: --text-bias: the synthetic title check (evaluation.titles)
+    titles: dict[str, Any] | None = None
 
     task = "copies"
 
@@ -184,10 +186,12 @@ class CopyEvalResult(EvalRun):
             "alterations": {name: m.to_dict() for name, m in self.by_alteration.items()},
             "rerank": self.rerank,
             **({"global_alterations": _dicts(self.global_by_alteration)} if self.rerank else {}),
+            **({"titles": self.titles} if self.titles is not None else {}),
             **self._run_dict(),
         }
 
     def summary(self) -> str:
+        from bannermatch.evaluation.titles import title_line
         from bannermatch.tables import format_table
 
         before = {**(self.global_by_alteration or {}), "all": self.global_metrics}
@@ -205,6 +209,7 @@ class CopyEvalResult(EvalRun):
             f"{self.n_images} images must find their original among "
             f"{self.n_images + self.n_distractors} (seed {self.seed})",
             table,
+            *([title_line(self.titles)] if self.titles is not None else []),
             *self._run_lines(),
         ]
         return "\n".join(lines)

@@ -23,7 +23,7 @@ import csv
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import iter_batches
 from bannermatch.embed.models import EmbeddingModel, create_model
 from bannermatch.errors import BannermatchError
+from bannermatch.evaluation.text import TextEval, embedder, prepare_texts, text_line, text_metrics
 from bannermatch.progress import progress_bar
 
 #: The recall@k cut-offs reported.
@@ -132,6 +133,7 @@ class EvalResult(EvalRun):
     n_listed: int
     n_distractors: int
     n_groups: int
+    text: dict[str, Any] | None = None  # --text-bias, --mask-text, ... (evaluation.text)
 
     task = "groups"
 
@@ -147,6 +149,7 @@ class EvalResult(EvalRun):
             "n_groups": self.n_groups,
             "rerank": self.rerank,
             **self.metrics.to_dict(),
+            **({"text": self.text} if self.text is not None else {}),
             **self._run_dict(),
         }
 
@@ -160,6 +163,7 @@ class EvalResult(EvalRun):
             f"{recalls}  mAP {m.map:.4f}",
             f"rank of the first same-group image: mean {m.mean_first_rank:.2f}, "
             f"median {m.median_first_rank:g}",
+            *([text_line(self.text)] if self.text is not None else []),
             *self._run_lines(),
         ]
         return "\n".join(lines)
@@ -215,11 +219,17 @@ def query_rows(labels: np.ndarray) -> np.ndarray:
 
 
 def first_hits_and_ap(
-    emb: np.ndarray, labels: np.ndarray, queries: np.ndarray, *, block: int | None = None
+    emb: np.ndarray,
+    labels: np.ndarray,
+    queries: np.ndarray,
+    *,
+    block: int | None = None,
+    scores_of: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank of the first same-group image (1-based) and AP of each query row.
 
-    Scores ``block x N`` rows at a time; the query itself is ranked last and dropped.
+    Scores ``block x N`` rows at a time (``scores_of(rows)`` when given, else cosine of the
+    rows); the query itself is ranked last and dropped.
     """
     emb = np.asarray(emb, np.float32)
     labels = np.asarray(labels)
@@ -229,7 +239,7 @@ def first_hits_and_ap(
     ap = np.empty(len(queries), np.float64)
     for start in range(0, len(queries), block):
         rows = queries[start : start + block]
-        scores = emb[rows] @ emb.T
+        scores = emb[rows] @ emb.T if scores_of is None else scores_of(rows)
         scores[np.arange(len(rows)), rows] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")[:, : n - 1]
         hits = labels[order] == labels[rows][:, None]
@@ -351,6 +361,7 @@ def evaluate(
     progress: bool = True,
     ks: Sequence[int] = RECALL_KS,
     rerank: int | None = None,
+    text: TextEval | None = None,
     **model_options: Any,
 ) -> EvalResult:
     """Embed the folder ``images`` and measure how well same-group images find each other.
@@ -365,6 +376,8 @@ def evaluate(
         raise BannermatchError(f"images folder not found: {images}")
     folder = Path(os.path.abspath(folder))
     items, bad = _database(folder, listed)
+    # the banners' text (bannermatch.evaluation.text): read, and masked for --mask-text
+    items, texts, text_figures = prepare_texts(items, text, bool(rerank), progress)
     if isinstance(model, EmbeddingModel):
         net = model
     else:
@@ -377,6 +390,10 @@ def evaluate(
     labels, n_groups = _labels(ok, folder, listed)
     metrics = before = retrieval_metrics(emb, labels, ks=ks)
     cpu = 0.0
+    if text is not None and text.active:
+        run = embedder(net, batch_size, progress)
+        metrics, figures = text_metrics(emb, ok, labels, texts, text, run, ks)
+        text_figures = figures | text_figures
     if rerank:  # the top `rerank` verified with local features (docs/verification.md)
         from bannermatch.evaluation.rerank import reranked_on_files
 
@@ -396,6 +413,7 @@ def evaluate(
         rerank=rerank,
         global_metrics=before if rerank else None,
         rerank_cpu_ms=cpu * 1000,
+        text=text_figures if text is not None and text.active else None,
         metrics=metrics,
         bad=bad,
         n_read=len(items),

@@ -12,6 +12,8 @@ from bannermatch.defaults import DEFAULT_K, UNIQUE_N
 from bannermatch.embed.models.factory import create_model_for
 from bannermatch.errors import BannermatchError, ImageError
 from bannermatch.images import DecodedImage, Draft, decode_bytes, load_image
+from bannermatch.mirror import transform_decoded, transform_name
+from bannermatch.ocr.mask import prepare_query
 from bannermatch.query.match import shown_score, unique_order
 from bannermatch.query.names import NameIndex
 from bannermatch.query.neighbours import Neighbours
@@ -49,8 +51,16 @@ class Query:
     match_score: float | None = None
     match: str | None = None  # how a name matched: names.Suggestion.match
     alternatives: list[dict[str, str]] = field(default_factory=list)  # the next candidates
+    transform: str | None = None  # "mirror", "flip" or "mirror+flip": the image turned
 
     def describe(self) -> str:
+        turned = {"mirror": "mirrored", "flip": "flipped"}.get(self.transform or "", "")
+        what = self._what()
+        if self.transform:
+            return f"{what}, {turned or 'mirrored and flipped'}"
+        return what
+
+    def _what(self) -> str:
         if self.kind == "image":
             return f"image {self.text}"
         if self.kind == "steam-app":
@@ -155,10 +165,16 @@ def similar(
     cdn_url: str | None = None,
     steam_api_url: str | None = None,
     rerank: int | None = None,
+    mirror: bool = False,
+    flip: bool = False,
+    text_weight: float = 0.0,
 ) -> SimilarResult:
     """The ``k`` items most similar to ``query``: an item id, a name, an image file, or the
     app id of a Steam game outside the collection, whose current banner the store API names.
-    With ``rerank=K`` the top ``max(K, k)`` are verified with local features first."""
+    With ``rerank=K`` the top ``max(K, k)`` are verified with local features first. With
+    ``mirror`` / ``flip`` the query's image is mirrored / flipped and embedded on the fly.
+    ``text_weight=W`` ranks by ``(1 - W) * image + W * banner-text`` similarity (the text
+    ``index --ocr`` read; :mod:`bannermatch.query.textweight`)."""
     want, k = k, max(k, rerank or 0)
     if k < 1:
         raise BannermatchError("k must be at least 1")
@@ -166,18 +182,28 @@ def similar(
     data = coll.load(model)
     with coll.catalog() as cat:
         q = resolve_query(cat, data, query)
+        q.transform = transform_name(mirror, flip)
+        own = data.row_of.get(q.id) if q.kind not in {"image", "steam-app"} else None  # type: ignore[arg-type]
         img: DecodedImage | None = None
-        if q.kind in {"image", "steam-app"}:
-            embedder = create_model_for(
-                data.manifest, engine=engine, device=device, few_images=True
-            )
-            draft = embedder.preprocess.draft_size  # decoded as the collection's images were
+        vector: np.ndarray | None = None
+        if own is None or q.transform:
+            net = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
+            draft = net.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = _query_image(query, draft)
-            else:
+            elif q.kind == "steam-app":
                 img = _steam_banner(query, cdn_url, steam_api_url, draft)
-            vector = embedder.embed_images([img.image])[0]
-            rows, scores = Neighbours(data).nearest(vector, k)
+            else:
+                img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
+            img = transform_decoded(img, mirror, flip)
+            image = prepare_query(data.manifest, img.image)  # art-only keys: text masked
+            vector = net.embed_images([image])[0]
+        if text_weight:
+            from bannermatch.query.textweight import nearest_with_text
+
+            rows, scores = nearest_with_text(coll.root, data, own, vector, img, k, text_weight)
+        elif vector is not None:
+            rows, scores = Neighbours(data).nearest(vector, k, exclude=own)
         else:
             row = data.row_of[q.item_id()]
             info = data.match_info
@@ -187,7 +213,7 @@ def similar(
             else:
                 rows, scores = Neighbours(data).nearest(data.embeddings[row], k, exclude=row)
         if rerank:
-            query_in = q.item_id() if img is None else (img, vector)
+            query_in = q.item_id() if img is None or vector is None else (img, vector)
             return _reranked(coll, data, cat, q, query_in, (rows, scores), want)
         return SimilarResult(q, data.key, _hits(cat, data, rows[:want], scores[:want]))
 
@@ -209,6 +235,17 @@ def _reranked(
     for hit, n in zip(hits, out.inliers, strict=True):
         hit.inliers, hit.verified = int(n), bool(n >= MIN_INLIERS)
     return SimilarResult(q, data.key, hits)
+
+
+def _item_image(coll: Collection, cat: Catalog, item_id: str, draft: Draft) -> DecodedImage:
+    """An indexed item's own image (to transform it); an error when it cannot be read."""
+    item = cat.get(item_id)
+    if item is None or not item.source:
+        raise BannermatchError(f"item {item_id} has no image in the catalogue to transform")
+    try:
+        return load_image(coll.resolve_source(item.source), draft_size=draft)
+    except (ImageError, OSError) as exc:
+        raise ImageError(f"the image of item {item_id} cannot be read: {exc}") from None
 
 
 def _query_image(path: str, draft: Draft) -> DecodedImage:

@@ -95,6 +95,8 @@ class Collection:
         if model in keys:
             return model
         matching = [k for k in keys if k.split("__", 1)[0] in (model, safe_name(model))]
+        if len(matching) > 1:  # art-only keys (index --mask-text) are picked by their full key
+            matching = [k for k in matching if KEY_MARK not in k] or matching
         if len(matching) == 1:
             return matching[0]
         if matching:
@@ -280,6 +282,10 @@ def write_model_data(
     writers[MANIFEST] = lambda p: p.write_text(json.dumps(manifest, indent=1), "utf-8")
     atomic.commit_files(folder, writers)
     return manifest
+
+
+#: in a model key, what marks the art-only rows of `index --mask-text` (ocr/mask.py)
+KEY_MARK = "-textmask-"
 
 
 def safe_name(name: str) -> str:

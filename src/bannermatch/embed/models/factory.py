@@ -30,6 +30,7 @@ from bannermatch.embed.models.preprocess import Preprocess
 from bannermatch.embed.models.registry import AUGMENTS, ModelSpec, get_spec
 from bannermatch.embed.models.weights import Weights, random_requested
 from bannermatch.errors import BannermatchError, ModelError
+from bannermatch.ocr.mask import split_key
 from bannermatch.store.collection import safe_name
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ def create_model_for(
         few_images=few_images,
         **options,
     )
-    if model.key != manifest["key"]:
+    if model.key != split_key(manifest["key"])[0]:  # an art-only key: <plain key>-textmask-...
         raise BannermatchError(
             f"cannot rebuild model {manifest['key']}: this bannermatch gives {model.key} "
             "(written by another version); run `bannermatch index` again to re-embed it"

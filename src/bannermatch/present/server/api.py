@@ -17,6 +17,7 @@ from bannermatch.errors import BannermatchError, CollectionError, ImageError
 from bannermatch.images import ReadError, read_source
 from bannermatch.present.server import schemas
 from bannermatch.present.server.data import ServedCollection
+from bannermatch.present.server.transformed import similar_transformed, similar_with_text
 from bannermatch.present.server.views import hits, item, root_path, row_or_404
 
 DEFAULT_N = 10
@@ -42,8 +43,15 @@ _MAGIC = (
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": schemas.Message, "description": "no such item"}
 }
+TEXT_WEIGHT_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"model": schemas.Message, "description": "text_weight: the collection has no text"}
+}
 
 N = Annotated[int, Query(ge=1, le=MAX_N, description=f"how many results (1 to {MAX_N})")]
+Flag = Annotated[int, Query(ge=0, le=1, description="1: transform the query item's image")]
+TextWeight = Annotated[
+    float, Query(ge=0, le=1, description="weight of the banner-text similarity (0: image only)")
+]
 
 
 def media_type(name: str, head: bytes) -> str:
@@ -88,16 +96,38 @@ def _item_routes(router: APIRouter, served: ServedCollection) -> None:
         }
 
     @router.get(
-        "/items/{item_id:path}/similar", response_model=schemas.Similar, responses=NOT_FOUND
+        "/items/{item_id:path}/similar",
+        response_model=schemas.Similar,
+        responses=NOT_FOUND | TEXT_WEIGHT_ERRORS,
     )
-    async def similar(item_id: str, request: Request, n: N = DEFAULT_N) -> dict[str, Any]:
+    async def similar(
+        item_id: str,
+        request: Request,
+        n: N = DEFAULT_N,
+        mirror: Flag = 0,
+        flip: Flag = 0,
+        text_weight: TextWeight = 0.0,
+    ) -> dict[str, Any]:
         """The ``n`` items whose images look most like this item's, most similar first.
 
         From the stored neighbours when ``n`` is at most the stored k, else the approximate
-        index `match --index` stored, else an exact scan.
+        index `match --index` stored, else an exact scan. With ``mirror=1`` / ``flip=1``
+        the item's image is mirrored / flipped and embedded on the fly (``source:
+        transformed``), which weakens the pull of the text on it. ``text_weight=W`` ranks
+        by ``(1 - W) * image + W * banner-text`` similarity (``source: text-weighted``).
         """
         row = row_or_404(served, item_id)
-        if n <= served.stored_k:
+        if text_weight:
+            rows, scores = await run_in_threadpool(
+                similar_with_text, served, row, n, text_weight, bool(mirror), bool(flip)
+            )
+            source = "text-weighted"
+        elif mirror or flip:
+            rows, scores = await run_in_threadpool(
+                similar_transformed, served, row, n, bool(mirror), bool(flip)
+            )
+            source = "transformed"
+        elif n <= served.stored_k:
             rows, scores, source = served.similar(row, n)
         else:
             rows, scores, source = await run_in_threadpool(served.similar, row, n)

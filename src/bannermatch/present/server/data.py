@@ -20,6 +20,7 @@ import numpy as np
 from bannermatch.embed.models.factory import create_model_for
 from bannermatch.errors import BannermatchError, CollectionError
 from bannermatch.images import TAR_SEPARATOR, DecodedImage, decode_bytes
+from bannermatch.ocr.mask import prepare_query
 from bannermatch.query.match import unique_order
 from bannermatch.query.names import NameIndex
 from bannermatch.query.neighbours import Neighbours
@@ -64,6 +65,7 @@ class ServedCollection:
     _text: TextSearcher | None = field(default=None, repr=False)
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _words: WordSearcher | None = field(default=None, repr=False)
+    _row_texts: Any = field(default=None, repr=False)  # query.textweight.RowTexts, on first use
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], model: str | None = None) -> ServedCollection:
@@ -204,8 +206,9 @@ class ServedCollection:
     def embed(self, image: DecodedImage) -> np.ndarray:
         """Embed an uploaded image (from :meth:`decode`) with the collection's own model."""
         model = self.model()
+        picture = prepare_query(self.data.manifest, image.image)  # art-only keys: text masked
         with self._model_lock:
-            vector = model.embed_images([image.image])[0]
+            vector = model.embed_images([picture])[0]
         return np.asarray(vector, np.float32)
 
     @property
@@ -235,6 +238,16 @@ class ServedCollection:
                     self.names, self.banner_texts, self.text, name_index=self.name_index
                 )
             return self._words.rank(text, n)
+
+    def row_texts(self) -> Any:
+        """The rows' banner text for ``text_weight`` (:mod:`bannermatch.query.textweight`),
+        read on first use; a BannermatchError when the collection has none."""
+        from bannermatch.query.textweight import RowTexts
+
+        with self._text_lock:
+            if self._row_texts is None:
+                self._row_texts = RowTexts.of(self.banner_texts, self.root)
+            return self._row_texts
 
     def image_source(self, row: int) -> str | None:
         return self.sources[row]

@@ -65,7 +65,9 @@ class Similar(BaseModel):
     model_key: str
     source: str = Field(
         description="'neighbors' (stored top-k), 'verified' (stored by `match --rerank`), "
-        "'exact' (a full scan) or 'ann' (the approximate index)"
+        "'exact' (a full scan), 'ann' (the approximate index), 'transformed' (the query "
+        "image mirrored or flipped, embedded) or 'text-weighted' (image and banner-text "
+        "similarity together)"
     )
     results: list[Hit]
 

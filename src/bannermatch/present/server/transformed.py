@@ -9,14 +9,12 @@ which weakens its pull on the match.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from fastapi import HTTPException
-from PIL import ImageOps
 
 from bannermatch.errors import ImageError
 from bannermatch.images import load_image
+from bannermatch.mirror import transform_decoded
 from bannermatch.present.server.data import ServedCollection
 
 #: route suffix -> (mirror, flip)
@@ -33,12 +31,7 @@ def transformed_vector(served: ServedCollection, row: int, mirror: bool, flip: b
     except (ImageError, OSError) as exc:
         what = f"the image of {served.ids[row]!r} cannot be read: {exc}"
         raise HTTPException(404, what) from None
-    image = decoded.image
-    if mirror:
-        image = ImageOps.mirror(image)
-    if flip:
-        image = ImageOps.flip(image)
-    return served.embed(dataclasses.replace(decoded, image=image))
+    return served.embed(transform_decoded(decoded, mirror, flip))
 
 
 def similar_transformed(
@@ -49,3 +42,22 @@ def similar_transformed(
     rows, scores = served.nearest_to(vector, k + 1)
     keep = rows != row
     return rows[keep][:k], scores[keep][:k]
+
+
+def similar_with_text(
+    served: ServedCollection, row: int, k: int, weight: float, mirror: bool, flip: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows best by image and banner-text similarity together (the query's image
+    turned first when asked); a 409 when the collection has no banner text."""
+    from bannermatch.errors import BannermatchError
+    from bannermatch.query.textweight import nearest_weighted
+
+    try:
+        texts = served.row_texts()
+    except BannermatchError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if mirror or flip:
+        vector = transformed_vector(served, row, mirror, flip)
+    else:
+        vector = np.asarray(served.data.embeddings[row], np.float32)
+    return nearest_weighted(served.data, texts, vector, k, weight, row=row)

@@ -15,7 +15,8 @@ const el = {
   gridTitle: $("grid-title"), grid: $("grid"), pager: $("pager"), prev: $("prev"),
   next: $("next"), pageLabel: $("page-label"), file: $("file"), drop: $("drop"),
   random: $("random"), info: $("info"), textLink: $("text-mode-link"), textMode: $("text-mode"),
-  textForm: $("text-form"), textInput: $("text-q"),
+  textForm: $("text-form"), textInput: $("text-q"), mirror: $("mirror"), flip: $("flip"),
+  titleWeight: $("title-weight"), titleWeightControl: $("title-weight-control"),
 };
 const state = { info: null, lastImage: null, renderToken: 0 };
 
@@ -117,7 +118,7 @@ async function render() {
   el.textMode.hidden = true;
   bannermatchMap.hide();
   try {
-    if (params.id) await renderItem(params.id, Number(params.n) || defaultN(), token);
+    if (params.id) await renderItem(params.id, Number(params.n) || defaultN(), turnOf(params), token);
     else if (params.view === "unique") await renderUnique(Math.max(1, Number(params.page) || 1), token);
     else if (params.view === "image") renderImageResults();
     else if (params.view === "text") renderTextMode();
@@ -164,17 +165,44 @@ function showQuery(item, meta) {
   el.queryLinks.replaceChildren(...links);
 }
 
-async function renderItem(id, n, token) {
+// the query image turned (?mirror=1, ?flip=1): embedded on the fly by the server
+// ... and ?tw=W: the banner text's weight beside the image (similar?text_weight=W)
+function turnOf(params) {
+  const tw = ["0.25", "0.5", "0.75"].includes(params.tw) ? params.tw : "";
+  return { mirror: params.mirror === "1", flip: params.flip === "1", tw };
+}
+
+function turnWords(turn) {
+  return [turn.mirror && "mirrored", turn.flip && "flipped"].filter(Boolean).join(" and ");
+}
+
+function itemParams(id, n, turn) {
+  const params = { id };
+  if (n) params.n = n;
+  if (turn.mirror) params.mirror = "1";
+  if (turn.flip) params.flip = "1";
+  if (turn.tw) params.tw = turn.tw;
+  return params;
+}
+
+async function renderItem(id, n, turn, token) {
   markNav(null);
-  setStatus("Loading…");
-  const data = await getJSON(`${API}items/${encodeURIComponent(id)}/similar?n=${n}`);
+  setStatus(turn.mirror || turn.flip ? "Embedding the turned banner…" : "Loading…");
+  const flags = `${turn.mirror ? "&mirror=1" : ""}${turn.flip ? "&flip=1" : ""}${turn.tw ? `&text_weight=${turn.tw}` : ""}`;
+  const data = await getJSON(`${API}items/${encodeURIComponent(id)}/similar?n=${n}${flags}`);
   if (stale(token)) return;
+  el.mirror.checked = turn.mirror;
+  el.flip.checked = turn.flip;
+  el.titleWeight.value = turn.tw || "0";
+  el.queryImg.classList.toggle("mirrored", turn.mirror);
+  el.queryImg.classList.toggle("flipped", turn.flip);
   showQuery(data.query, `id ${data.query.id}`);
   if (![...el.n.options].some((o) => Number(o.value) === n)) el.n.append(make("option", { text: String(n) }));
   el.n.value = String(n);
   el.input.value = data.query.name;
   document.title = `${data.query.name} · bannermatch`;
-  showGrid(`Most similar to ${data.query.name}`, data.results);
+  const turned = [turnWords(turn), turn.tw && "with the title"].filter(Boolean).join(", ");
+  showGrid(`Most similar to ${data.query.name}${turned ? ` (${turned})` : ""}`, data.results);
   setStatus(`${data.results.length} most similar banners.`);
 }
 
@@ -405,8 +433,17 @@ el.form.addEventListener("submit", async (event) => {
 
 el.n.addEventListener("change", () => {
   const params = currentParams();
-  if (params.id) navigate({ id: params.id, n: el.n.value });
+  if (params.id) navigate(itemParams(params.id, el.n.value, turnOf(params)));
 });
+
+for (const box of [el.mirror, el.flip, el.titleWeight]) {
+  box.addEventListener("change", () => {
+    const params = currentParams();
+    const tw = el.titleWeight.value === "0" ? "" : el.titleWeight.value;
+    const turn = { mirror: el.mirror.checked, flip: el.flip.checked, tw };
+    if (params.id) navigate(itemParams(params.id, params.n, turn));
+  });
+}
 
 el.random.addEventListener("click", async () => {
   try {
@@ -511,6 +548,7 @@ async function start() {
     textSearch.enabled = Boolean(state.info.text_search);
     textSearch.mode = state.info.text_mode;
     el.textLink.hidden = !textSearch.enabled;
+    el.titleWeightControl.hidden = !state.info.banner_text;
   } catch (error) {
     setStatus(`The server is not answering: ${error.message}`, true);
   }

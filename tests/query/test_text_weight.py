@@ -1,0 +1,149 @@
+"""Image and banner-text similarity together (``--text-weight``), the text-bias measure and
+``eval`` with the text options, on generated banners read by the real OCR engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+pytest.importorskip(
+    "rapidocr_onnxruntime",
+    reason="the 'ocr' extra is not installed (pip install --no-deps rapidocr-onnxruntime; "
+    "see docs/ocr.md)",
+)
+
+from bannermatch.ocr.mask import DEFAULT_METHOD
+from bannermatch.present.server import ServedCollection, create_app
+from bannermatch.textsim import TextSimilarity, normalise, text_bias, top_k, words
+from support.servers import TITLED, build_titled_collection
+
+BANNERS = TITLED
+
+
+def test_text_similarity_ignores_spaces_and_case() -> None:
+    sim = TextSimilarity(["A PLAGUE TALE INNOCENCE", "ABZU", "", "Portal 2"])
+    got = sim.of_text("aplaguetale innocence")
+    assert got[0] == pytest.approx(1.0, abs=1e-6) and got[1] < 0.1 and got[2] == 0
+    rows = sim.of_rows([0, 2])
+    assert rows.shape == (2, 4) and rows[0, 0] == pytest.approx(1.0) and not rows[1].any()
+    assert normalise("Half-Life 2: Episode") == "halflife2episode"
+    assert words("The Witcher 3: WILD hunt") == {"witcher", "wild", "hunt"}
+    assert TextSimilarity(["", ""]).of_text("abc").tolist() == [0, 0]
+
+
+def test_text_bias_counts_other_group_neighbours_sharing_a_word() -> None:
+    texts = ["DARK SOULS", "DARK SOULS II", "DARK CITY", "SUNNY DAY", "BLUE"]
+    labels = np.array([0, 0, 1, 2, 3])
+    # query 0's neighbours: its own group (skipped), DARK CITY (shares "dark"), SUNNY, BLUE
+    neighbours = np.array([[1, 2, 3, 4], [0, 3, 4, 2]])
+    got = text_bias(neighbours, np.array([0, 1]), labels, texts, k=4)
+    assert got["other_group_neighbours"] == 6 and got["sharing_a_word"] == 2
+    assert got["text_bias"] == pytest.approx(2 / 6)
+    # chance: query 0 and 1 each share a word with 1 of the 3 rows of other groups
+    assert got["text_bias_chance"] == pytest.approx(2 / 6)
+    scores = np.array([[0.0, 0.9, 0.5], [0.2, 0.0, 0.7]])
+    assert top_k(scores, np.array([1, 2]), 2).tolist() == [[2, 0], [0, 1]]
+
+
+@pytest.fixture(scope="module")
+def text_root(tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path) -> Path:
+    """Five generated banners indexed with --ocr and matched."""
+    return build_titled_collection(tmp_path_factory.mktemp("textweight"), skimage_dir)
+
+
+def _ids(out: dict) -> list[str]:
+    return [h["id"] for h in out["results"]]
+
+
+def test_text_weight_changes_the_ranking(cli, text_root: Path) -> None:  # type: ignore[no-untyped-def]
+    def similar(*flags: str) -> dict:
+        return json.loads(
+            cli("similar", text_root, "a-starfall", "-k", "4", "--json", *flags).stdout
+        )
+
+    plain = similar()
+    assert _ids(plain)[0] == "a-moonrise"  # the same art under another title
+    assert _ids(similar("--text-weight", "0"))[0] == "a-moonrise"
+    weighted = similar("--text-weight", "0.75")
+    assert _ids(weighted)[0] == "b-starfall"  # the same title on other art
+    assert "a-starfall" not in _ids(weighted) and len(_ids(weighted)) == 4
+    assert weighted["results"][0]["score"] > weighted["results"][1]["score"]
+    bad = cli("similar", text_root, "a-starfall", "--text-weight", "1.5", check=False)
+    assert bad.returncode != 0 and "between 0 and 1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_match_text_weight_is_stored_and_used(cli, text_root: Path) -> None:  # type: ignore[no-untyped-def]
+    out = json.loads(
+        cli("match", text_root, "-k", "3", "--text-weight", "0.75", "--json", "-q").stdout
+    )
+    assert out["text_weight"] == 0.75 and out["count"] == 5 and out["changed_first"] >= 1
+    keys = list((text_root / "models").iterdir())
+    stored = np.load(keys[0] / "textweight" / "neighbors.npy")
+    assert stored.shape == (5, 3)
+    # similar with the same weight answers from the stored rows, and the same as a scan
+    got = json.loads(
+        cli("similar", text_root, "a-starfall", "-k", "3", "--text-weight", "0.75", "--json").stdout
+    )
+    assert _ids(got)[0] == "b-starfall"
+    # the image-only neighbours are untouched
+    plain = json.loads(cli("similar", text_root, "a-starfall", "-k", "1", "--json").stdout)
+    assert _ids(plain) == ["a-moonrise"]
+
+
+def test_api_text_weight(text_root: Path) -> None:
+    client = TestClient(create_app(ServedCollection.open(text_root)))
+    got = client.get("/api/items/a-starfall/similar?n=3&text_weight=0.75").json()
+    assert got["source"] == "text-weighted" and _ids(got)[0] == "b-starfall"
+    mirrored = client.get("/api/items/a-starfall/similar?n=3&text_weight=0.75&mirror=1").json()
+    assert _ids(mirrored)[0] == "b-starfall"  # the stored text is the item's own
+    assert client.get("/api/items/a-starfall/similar?text_weight=2").status_code == 422
+
+
+def test_api_text_weight_without_text_is_409(served: ServedCollection) -> None:
+    client = TestClient(create_app(served))
+    response = client.get("/api/items/620/similar?text_weight=0.5")
+    assert response.status_code == 409 and "--ocr" in response.json()["detail"]
+
+
+def test_eval_with_the_text_options(cli, text_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    images = tmp_path / "images"
+    shutil.copytree(text_root.parent / "in", images)
+    tsv = tmp_path / "groups.tsv"
+    rows = ["file\tgroup"] + [f"{i}.png\t{i.split('-')[-1]}" for i in BANNERS]
+    tsv.write_text("\n".join(rows) + "\n")  # starfall: two paintings under one title
+    base = ["eval", images, "--groups", tsv, "--json", "-q", "--text-bias"]
+    plain = json.loads(cli(*base, "--ocr-from", text_root).stdout)
+    text = plain["text"]
+    assert text["ocr_read"] == 0 and text["n_with_text"] == 5  # all from the store
+    assert 0 <= text["text_bias"] <= 1 and text["other_group_neighbours"] > 0
+    weighted = json.loads(cli(*base, "--ocr-from", text_root, "--text-weight", "0.75").stdout)
+    assert weighted["recall@1"] == 1.0 > plain["recall@1"]  # the title finds the other art
+    art = json.loads(cli(*base, "--mask-text", "--query-transform", "mirror").stdout)
+    assert art["text"]["mask"] == DEFAULT_METHOD and art["text"]["query_transform"] == "mirror"
+    assert art["text"]["ocr_read"] == 5  # no store given: read now
+    bad = cli("eval", images, "--copies", "--text-weight", "0.5", check=False)
+    assert bad.returncode != 0 and "go with --groups" in bad.stderr
+
+
+def test_copies_title_check(cli, skimage_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """eval --copies --text-bias adds the synthetic title check, plain and art only."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
+                 "hubble_deep_field.jpg", "coins.png", "camera.png"):  # fmt: skip
+        Image.open(skimage_dir / name).convert("RGB").resize((240, 340)).save(folder / name)
+    out = cli("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "--json", "-q")
+    titles = json.loads(out.stdout)["titles"]
+    assert titles["n"] == 4 and titles["titles_read"] >= 0.75  # OCR reads the pasted titles
+    for kind in ("plain", "art_only"):
+        assert 0 <= titles[kind]["same_art_found"] <= 1
+        assert 0 <= titles[kind]["same_title_taken"] <= 1
+    assert titles["art_only"]["mask"] == DEFAULT_METHOD
+    text = cli("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "-q").stdout
+    assert "title check (4 pictures)" in text
