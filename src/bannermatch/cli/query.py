@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bannermatch.cli.options import add_collection, add_limit, add_rerank, add_text_weight
+from bannermatch.cli.options import (
+    add_collection,
+    add_limit,
+    add_rerank,
+    add_text_weight,
+    rerank_of,
+)
 from bannermatch.cli.output import byte_size, emit, positive_int
 from bannermatch.defaults import DEFAULT_K, TARGET_RECALL, UNIQUE_N
 
@@ -47,7 +53,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         device=args.device,
         cdn_url=args.cdn_url,
         steam_api_url=args.steam_api_url,
-        rerank=args.rerank,
+        rerank=rerank_of(args),
         mirror=args.mirror,
         flip=args.flip,
         text_weight=args.text_weight,
@@ -153,7 +159,9 @@ def _add_similar(sub: Any, common: argparse.ArgumentParser) -> None:
         help="Steam store API, asked where an app's current banner is "
         "(default: $BANNERMATCH_STEAM_API_URL or Steam's)",
     )
-    add_rerank(p, "verify the top K global candidates with local features (`index --local`)")
+    add_rerank(
+        p, "verify the top K global candidates with local features (`index --local`)", auto=True
+    )
     add_text_weight(p)
     for flag, how in (("mirror", "mirrored left to right"), ("flip", "flipped upside down")):
         p.add_argument(

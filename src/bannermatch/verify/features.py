@@ -29,12 +29,13 @@ import numpy as np
 from bannermatch.errors import BannermatchError
 from bannermatch.images import ImageError, load_image
 from bannermatch.progress import progress_bar
+from bannermatch.store import atomic
 from bannermatch.store.atomic import commit_files, recover, write_json
 from bannermatch.store.collection import Collection
+from bannermatch.verify import LOCAL_DIR
 
 log = logging.getLogger(__name__)
 
-LOCAL_DIR = "local"
 MAX_FEATURES = 400
 DESCRIPTOR_BYTES = 32
 LONG_SIDE = 512  # images are scaled so their long side is this before detection
@@ -129,7 +130,7 @@ class LocalStore:
 
     def save(self, collection: str | os.PathLike[str]) -> None:
         def npy(array: np.ndarray) -> Any:
-            return lambda path: _write_npy(path, array)
+            return lambda path: atomic.save_npy(path, array)
 
         commit_files(
             Path(collection) / LOCAL_DIR,
@@ -154,11 +155,6 @@ class LocalStore:
         self.descriptors = np.concatenate([np.asarray(self.descriptors), desc])
         self.keypoints = np.concatenate([np.asarray(self.keypoints), kps])
         self.counts = np.concatenate([np.asarray(self.counts), counts])
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        np.save(fh, array)
 
 
 @dataclass
