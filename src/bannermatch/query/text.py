@@ -1,4 +1,5 @@
-"""``bannermatch search``: find images by a text, with CLIP or, offline, by ImageNet labels.
+"""The image side of ``bannermatch search``: images by a text, with CLIP or, offline, by
+ImageNet labels (``query.words`` combines it with the banner text and the names).
 
 Two modes, chosen by the collection's model:
 
@@ -19,20 +20,16 @@ Two modes, chosen by the collection's model:
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from bannermatch.defaults import DEFAULT_K
 from bannermatch.embed.models.factory import create_model_for
 from bannermatch.errors import BannermatchError
 from bannermatch.query.neighbours import Neighbours
-from bannermatch.query.similar import Hit, _hits
-from bannermatch.store.collection import Collection, ModelData
-from bannermatch.tables import format_table
+from bannermatch.store.collection import ModelData
 
 #: rows scored at once in the label mode (block x classes probabilities in memory)
 LABEL_BLOCK = 4096
@@ -137,46 +134,6 @@ def label_scores(data: ModelData, head: Any, indices: list[int]) -> np.ndarray:
     return out
 
 
-@dataclass
-class TextSearchResult:
-    query: str
-    mode: str  # "clip" or "labels"
-    model_key: str
-    hits: list[Hit]
-    classes: list[LabelClass] = field(default_factory=list)
-    unmatched: list[str] = field(default_factory=list)  # query words no class has
-
-    def summary(self) -> str:
-        rows = [[h.rank, h.id, h.name, h.score] for h in self.hits]
-        score = "cosine" if self.mode == "clip" else "probability"
-        table = format_table(["#", "id", "name", score], rows)
-        if self.mode == "clip":
-            return f"images matching {self.query!r} (CLIP text search, {self.model_key}):\n{table}"
-        names = "; ".join(c.name for c in self.classes[:12])
-        more = f" and {len(self.classes) - 12} more" if len(self.classes) > 12 else ""
-        ignored = (
-            f"\nno ImageNet class has the word(s) {', '.join(map(repr, self.unmatched))}: "
-            "they play no part in this ranking"
-            if self.unmatched
-            else ""
-        )
-        return (
-            f"label search: {self.model_key} cannot read text, so this ranks the images by the "
-            f"probability of the {len(self.classes)} ImageNet class(es) matching "
-            f"{self.query!r}: {names}{more}{ignored}\n{table}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "query": self.query,
-            "mode": self.mode,
-            "model_key": self.model_key,
-            "classes": [c.to_dict() for c in self.classes],
-            "unmatched_words": self.unmatched,
-            "results": [h.to_dict() for h in self.hits],
-        }
-
-
 class TextSearcher:
     """Answers text queries on one collection's rows; loads the model on first use."""
 
@@ -224,22 +181,3 @@ class TextSearcher:
         top = np.argpartition(-scores, k - 1)[:k]
         order = top[np.lexsort((top, -scores[top]))]
         return order, scores[order], classes, unmatched
-
-
-def search(
-    collection: str | os.PathLike[str],
-    text: str,
-    *,
-    k: int = DEFAULT_K,
-    model: str | None = None,
-    device: str = "cpu",
-) -> TextSearchResult:
-    """The ``k`` images that best match ``text``: CLIP text-to-image search, or for an
-    ImageNet model, a search by the ImageNet labels that match the text."""
-    coll = Collection(collection)
-    data = coll.load(model)
-    searcher = TextSearcher(data, device=device)
-    rows, scores, classes, unmatched = searcher.rank_words(text, k)
-    with coll.catalog() as cat:
-        hits = _hits(cat, data, rows, scores)
-    return TextSearchResult(text, str(searcher.mode), data.key, hits, classes, unmatched)

@@ -155,6 +155,11 @@ class WordSearchResult:
                 f"image: label search ({self.model_key} cannot read text): the probability "
                 f"of the ImageNet classes matching the words: {names}{more}"
             )
+        if self.mode == "labels" and self.unmatched:
+            lines.append(
+                f"image: no ImageNet class has the word(s) {', '.join(map(repr, self.unmatched))}"
+                ": they play no part in the image ranking"
+            )
         if self.image_note:
             lines.append(f"image: {self.image_note}")
         if BANNER_TEXT not in self.signals:
