@@ -428,35 +428,6 @@ def test_legacy_by_name(client: TestClient) -> None:
     assert [a["id"] for a in apps][:1] == [620] and len(apps) == 3
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/app_from_id?id=999999999",
-        "/similar_apps_from_id?id=nope",
-        "/app_from_name?name=zzqqxxjj",
-        "/similar_apps_from_name?name=zzqqxxjj",
-    ],
-)
-def test_legacy_unknown_is_404(client: TestClient, path: str) -> None:
-    r = client.get(path)
-    assert r.status_code == 404 and isinstance(r.json()["detail"], str)
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/app_from_id",
-        "/app_from_id?id=",
-        "/similar_apps_from_id?id=620&n=0",
-        "/similar_apps_from_id?id=620&n=x",
-        "/app_from_name",
-        "/similar_apps_from_name?name=portal&n=-1",
-    ],
-)
-def test_legacy_bad_parameters_are_422(client: TestClient, path: str) -> None:
-    assert client.get(path).status_code == 422
-
-
 # rate limit and CORS ----------------------------------------------------------------
 
 

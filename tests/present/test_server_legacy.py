@@ -125,6 +125,10 @@ def test_render_and_store_pages(client: TestClient, served: ServedCollection) ->
         "/id_from_name?name=zzqqxxjj",
         "/render/nope/3",
         "/store_xy/nope",
+        "/app_from_id?id=999999999",
+        "/similar_apps_from_id?id=nope",
+        "/app_from_name?name=zzqqxxjj",
+        "/similar_apps_from_name?name=zzqqxxjj",
     ],
 )
 def test_unknown_is_404(client: TestClient, path: str) -> None:
@@ -140,6 +144,12 @@ def test_unknown_is_404(client: TestClient, path: str) -> None:
         "/matches?index=0&n=0",
         "/matches_x?index=0&mirror=2",
         "/render/620/0",
+        "/app_from_id",
+        "/app_from_id?id=",
+        "/similar_apps_from_id?id=620&n=0",
+        "/similar_apps_from_id?id=620&n=x",
+        "/app_from_name",
+        "/similar_apps_from_name?name=portal&n=-1",
     ],
 )
 def test_bad_parameters_are_422(client: TestClient, path: str) -> None:
