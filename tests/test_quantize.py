@@ -1,5 +1,6 @@
-"""int8 quantisation: a real ONNX model (a small conv net exported by PyTorch),
-quantised by ONNX Runtime, its cache reused and rebuilt when its source changes."""
+"""int8 quantisation: real ONNX models (small conv nets exported by PyTorch), quantised
+by ONNX Runtime, their cache reused and rebuilt when their source changes, and the
+shape arithmetic of TF-"same" padding frozen before quantising."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from bannermatch.errors import ModelError
 from bannermatch.models.engines import OnnxEngine, export_onnx
-from bannermatch.models.quantize import int8_path, quantize_int8
+from bannermatch.models.quantize import freeze_shape_arithmetic, int8_path, quantize_int8
 
 
 def _export(path: Path, seed: int) -> Path:
@@ -64,3 +65,51 @@ def test_no_calibration_images_is_one_clear_error(tmp_path: Path) -> None:
     src = _export(tmp_path / "net.onnx", 0)
     with pytest.raises(ModelError, match="calibration"):
         quantize_int8(src, np.zeros((0, 3, 32, 32), np.float32))
+
+
+def _same_padding_net(seed: int):  # type: ignore[no-untyped-def]
+    """Strided convolutions padded as timm's Conv2dSame pads (from the input's shape)."""
+    import math
+
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class SameConv(nn.Conv2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            ih, iw = x.shape[-2:]
+            ph = max((math.ceil(ih / 2) - 1) * 2 + 3 - ih, 0)
+            pw = max((math.ceil(iw / 2) - 1) * 2 + 3 - iw, 0)
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+            return super().forward(x)
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        SameConv(3, 8, 3, stride=2),
+        nn.ReLU6(),
+        SameConv(8, 16, 3, stride=2),
+        nn.ReLU6(),
+        SameConv(16, 16, 3, stride=2),
+        nn.ReLU6(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
+def test_same_padding_survives_quantisation(tmp_path: Path) -> None:
+    import onnx
+
+    src = tmp_path / "same.onnx"
+    export_onnx(_same_padding_net(0), src, 32)
+    assert "Shape" in {n.op_type for n in onnx.load(str(src)).graph.node}
+    frozen = freeze_shape_arithmetic(onnx.load(str(src)), 32)
+    ops = {n.op_type for n in frozen.graph.node}
+    assert "Shape" not in ops and "Ceil" not in ops and "Pad" in ops
+    x = np.random.default_rng(1).normal(size=(24, 3, 32, 32)).astype(np.float32)
+    fixed = tmp_path / "frozen.onnx"
+    onnx.save(frozen, str(fixed))
+    want = OnnxEngine(src, streams=1)(x)
+    np.testing.assert_allclose(OnnxEngine(fixed, streams=1)(x), want, rtol=1e-5, atol=1e-6)
+    got = OnnxEngine(quantize_int8(src, x[:16]), streams=1)(x)
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.mean() > 0.98, cos

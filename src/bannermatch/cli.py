@@ -31,6 +31,7 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
         "keep_ratio": args.keep_ratio,
         "interpolation": args.interpolation,
         "draft": False if args.full_decode else None,
+        "precision": args.precision,
     }
 
 
@@ -275,6 +276,13 @@ def _add_model_args(
         default="auto",
         help="auto (a GPU when there is one), cpu, cuda or cuda:N"
         + ("; with --engine ray, the actors' (auto: GPUs if the cluster has them)" if ray else ""),
+    )
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "int8"],
+        help="CPU engine precision: int8 (calibrated on the images indexed, its own model "
+        "key) or fp32; auto: int8 on the onnx engine, fp32 on torch (docs/performance.md)",
     )
     g.add_argument(
         "--strategy",

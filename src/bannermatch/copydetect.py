@@ -42,6 +42,7 @@ from .evaluation import (
 from .images import load_image
 from .inputs import InputItem, scan_input
 from .models import DEFAULT_MODEL, EmbeddingModel, create_model
+from .models.precision import calibrate
 from .progress import progress_bar
 
 #: the file listing the copies of a kept copy set: file, original, alteration
@@ -217,6 +218,7 @@ def evaluate_copy_set(
         net = model
     else:
         net = create_model(model, **{k: v for k, v in model_options.items() if v is not None})
+        net = calibrate(net, copy_set.originals + copy_set.distractors)  # int8: on these
     t_embed = time.perf_counter()
     db, ok, failed = embed_items(copy_set.originals, net, batch_size, progress, "originals")
     n_originals = len(ok)

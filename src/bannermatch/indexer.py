@@ -27,6 +27,7 @@ from .embedder import Batch, Decoded, iter_batches
 from .errors import BannermatchError, CollectionError
 from .inputs import InputItem, ScannedInput, Sidecar, label_inputs, read_sidecar, scan_input
 from .models import EmbeddingModel, create_model
+from .models.precision import calibrate_in
 from .progress import progress_bar
 
 CHUNKS = "chunks"
@@ -317,6 +318,7 @@ def _index(
     coll.root.mkdir(parents=True, exist_ok=True)
     emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
     folder = coll.model_dir(emb_model.key)
+    emb_model = calibrate_in(emb_model, folder, scanned.items)  # int8: its stored model
     result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
     (folder / CHUNKS).mkdir(parents=True, exist_ok=True)
     rebuild = False
@@ -346,6 +348,8 @@ def _index(
         json.dumps(emb_model.preprocess.to_dict())
     ):  # the same key from an earlier version that preprocessed otherwise: embed again
         old = None
+    if old is not None and old.manifest.get("int8") != emb_model.int8:
+        old = None  # another int8 model (its fp32 source or the recipe changed): embed again
     old_rows = {i: (old.fingerprints[r], r) for i, r in old.row_of.items()} if old else {}
     chunks = _load_chunks(folder, emb_model.dim)
     # item id -> (fingerprint, chunk file, row, norm) of the rows embedded since the last merge

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,7 +187,9 @@ def similar(
         q = resolve_query(cat, data, query)
         img: DecodedImage | None = None
         if q.kind in {"image", "steam-app"}:
-            model = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
+            model = create_model_for(
+                data.manifest, engine=engine, device=device, few_images=True, folder=data.folder
+            )
             draft = model.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = _query_image(query, draft)
@@ -249,11 +252,18 @@ def _steam_banner(
 
 
 def create_model_for(
-    manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu", few_images: bool = False
+    manifest: dict[str, Any],
+    *,
+    engine: str = "auto",
+    device: str = "cpu",
+    few_images: bool = False,
+    folder: Path | None = None,
 ) -> Any:
     """The model that wrote ``manifest``: same preset, preprocessing, strategy and weights
-    (random weights too, for a collection a test built with them)."""
+    (random weights too, for a collection a test built with them); for an int8 manifest,
+    the int8 model stored beside it in ``folder``."""
     from .models import create_model
+    from .models.precision import int8_options
 
     pre = manifest["preprocess"]
     options = {k: pre[k] for k in ("fit", "resize_size", "crop_size", "interpolation") if k in pre}
@@ -269,6 +279,7 @@ def create_model_for(
         pretrained=False if manifest.get("weights", {}).get("random") else None,
         few_images=few_images,
         **options,
+        **int8_options(manifest, folder),
     )
     if model.key != manifest["key"]:
         raise BannermatchError(

@@ -113,13 +113,15 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    name = "onnx-cpu"
     max_batch = 8
 
-    def __init__(self, path: Path, streams: int | None = None):
+    def __init__(self, path: Path, streams: int | None = None, precision: str = "fp32"):
         import onnxruntime as ort
 
         self.path = path
+        #: ``fp32``, or ``int8`` for a model quantised by :mod:`.quantize`
+        self.precision = precision
+        self.name = "onnx-cpu" if precision == "fp32" else f"onnx-cpu-{precision}"
         self.streams = streams or cpu_threads()
         opts = ort.SessionOptions()
         # one session, called from ``streams`` threads at once: each call on its own core
