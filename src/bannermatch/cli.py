@@ -282,7 +282,7 @@ def _add_model_args(
         default="auto",
         choices=["auto", "fp32", "int8"],
         help="CPU engine precision: int8 (calibrated on the images indexed, its own model "
-        "key) or fp32; auto: int8 on the onnx engine, fp32 on torch (docs/performance.md)",
+        "key) or fp32; auto: fp32 (int8 misses the quality gate: docs/performance.md)",
     )
     g.add_argument(
         "--strategy",
