@@ -11,17 +11,19 @@ The functions the CLI calls are importable from here; heavy modules load on firs
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
 
-# functions named like the module that holds them are bound eagerly: once a submodule
-# is imported, Python would otherwise let the module shadow the function
-from .audit import audit
-from .demo import demo
-from .report import report
+#: functions named like the module that holds them: once the submodule is imported,
+#: Python binds the module to the package's attribute, so the package answers with the
+#: function (loaded on first use, so that ``bannermatch --help`` imports none of them)
+_SHADOWED = ("audit", "demo", "report")
 
 _EXPORTS = {
+    **{name: name for name in _SHADOWED},
     "index": "indexer",
     "match": "matching",
     "similar": "query",
@@ -35,6 +37,17 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", "audit", "demo", "report", *_EXPORTS]
+
+
+class _Package(types.ModuleType):
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return getattr(value, name)
+        return value
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
