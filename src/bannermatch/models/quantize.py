@@ -100,7 +100,9 @@ def _shape_tensors(graph: onnx.GraphProto) -> tuple[set[str], list[str]]:
 
 def freeze_shape_arithmetic(model: onnx.ModelProto, input_size: int) -> onnx.ModelProto:
     """``model`` with every value that depends only on its input's shape (at
-    ``input_size`` square, any batch) stored as a constant, and the arithmetic removed."""
+    ``input_size`` square) and not on the batch size stored as a constant, and the
+    arithmetic no longer needed removed. ONNX Runtime then folds the constant pads into
+    the convolutions: the fp32 export runs 1.36x faster (docs/performance.md)."""
     import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
@@ -118,11 +120,13 @@ def freeze_shape_arithmetic(model: onnx.ModelProto, input_size: int) -> onnx.Mod
         session.run(read, {name: np.zeros((b, 3, input_size, input_size), np.float32)})
         for b in (1, 2)
     )
+    frozen: set[str] = set()
     for tensor, a, b in zip(read, one, two, strict=True):
-        if not np.array_equal(a, b):
-            raise ModelError(f"{tensor} depends on the batch size: cannot freeze it")
-        graph.initializer.append(numpy_helper.from_array(a, tensor))
-    frozen, live, keep = set(read), {o.name for o in graph.output}, []
+        if np.array_equal(a, b):  # a batch-dependent value (a Reshape's target) stays live
+            graph.initializer.append(numpy_helper.from_array(a, tensor))
+            frozen.add(tensor)
+    live: set[str] = {o.name for o in graph.output}
+    keep = []
     for node in reversed(graph.node):
         if any(o in live for o in node.output) and not set(node.output) <= frozen:
             keep.append(node)
