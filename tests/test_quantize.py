@@ -38,11 +38,11 @@ def calib() -> np.ndarray:
 
 def test_int8_model_runs_close_to_fp32_and_is_cached(tmp_path: Path, calib: np.ndarray) -> None:
     src = _export(tmp_path / "net.onnx", 0)
-    out = quantize_int8(src, calib)
+    out = quantize_int8(src, calib, exclude=[])  # every conv (the recipe keeps 32 px nets fp32)
     assert out != src and out.is_file()
-    assert quantize_int8(src, calib) == out  # the cached file is reused
+    assert quantize_int8(src, calib, exclude=[]) == out  # the cached file is reused
     mtime = out.stat().st_mtime_ns
-    quantize_int8(src, calib)
+    quantize_int8(src, calib, exclude=[])
     assert out.stat().st_mtime_ns == mtime
     a, b = OnnxEngine(src, streams=1)(calib), OnnxEngine(out, streams=1)(calib)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -129,6 +129,18 @@ def test_same_padding_is_frozen_at_export_and_before_quantising(tmp_path: Path) 
     exported = tmp_path / "exported.onnx"
     export_onnx(_same_padding_net(0), exported, 32)  # bannermatch's export freezes them
     assert "Shape" not in {n.op_type for n in onnx.load(str(exported)).graph.node}
-    got = OnnxEngine(quantize_int8(raw, x[:16]), streams=1)(x)
+    got = OnnxEngine(quantize_int8(raw, x[:16], exclude=[]), streams=1)(x)
     cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert cos.mean() > 0.98, cos
+
+
+def test_the_recipe_keeps_the_high_resolution_convolutions_fp32(tmp_path: Path) -> None:
+    import onnx
+
+    from bannermatch.models.quantize import default_exclude
+
+    raw = _raw_export(_same_padding_net(0), tmp_path / "raw.onnx", 32)
+    convs = [n.name for n in onnx.load(str(raw)).graph.node if n.op_type == "Conv"]
+    kept = default_exclude(freeze_shape_arithmetic(onnx.load(str(raw)), 32))
+    assert [c for c in convs if c in kept] == convs[:2]  # outputs 16 and 8 px of 32: fp32
+    assert any(k.endswith("GlobalAveragePool") for k in kept)  # the pooling head: fp32
