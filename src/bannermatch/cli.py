@@ -282,7 +282,7 @@ def _add_model_args(
         default="auto",
         choices=["auto", "fp32", "int8"],
         help="CPU engine precision: int8 (calibrated on the images indexed, its own model "
-        "key) or fp32; auto: fp32 (int8 misses the quality gate: docs/performance.md)",
+        "key) or fp32; auto: fp32 for now (docs/performance.md: int8 vs fp32)",
     )
     g.add_argument(
         "--strategy",
