@@ -47,9 +47,9 @@ def main(argv: list[str]) -> None:
     fp32_path = model.engine.path
     calib = pixels_of(model, files[:: max(1, len(files) // args.calib)][: args.calib])
     t0 = time.perf_counter()
-    exclude = [n for n in args.exclude.split(",") if n]
+    exclude = [n for n in args.exclude.split(",") if n] or None  # None: the recipe's
     q_path = quantize_int8(fp32_path, calib, exclude=exclude)
-    print(f"kept in fp32: {exclude or 'none'}")
+    print(f"kept in fp32: {exclude or 'the recipe: stem conv, pooling head'}")
     print(f"quantise: {time.perf_counter() - t0:.1f} s -> {q_path.name}")
     test = pixels_of(model, files[1::2][: args.test])
     fp32, int8 = OnnxEngine(fp32_path, streams=1), OnnxEngine(q_path, streams=1)

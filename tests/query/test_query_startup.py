@@ -24,3 +24,20 @@ def test_similar_image_does_not_import_torch_and_finds_itself(
     assert "torch" not in imported and "timm" not in imported
     hit = json.loads(proc.stdout)["results"][0]
     assert hit["score"] > 0.999  # Pillow's pixels give the vector PyTorch's kernels gave
+
+
+def test_help_imports_no_numpy_and_the_package_still_names_its_functions() -> None:
+    cmd = [sys.executable, "-X", "importtime", "-m", "bannermatch.cli", "--help"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
+    assert "bannermatch" in imported and "bannermatch.cli.steam" in imported
+    assert (
+        not {"numpy", "bannermatch.evaluation.audit", "bannermatch.present.report", "tqdm"}
+        & imported
+    )
+    code = (
+        "import bannermatch as bm, bannermatch.present.report, bannermatch.evaluation.audit; "
+        "print(bm.report.__name__, bm.audit.__name__, bm.demo.__name__, bm.index.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["report", "audit", "demo", "index"]  # functions, not modules

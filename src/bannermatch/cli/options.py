@@ -105,6 +105,13 @@ def _add_engine(g: Any, ray: bool) -> None:
         help="auto (a GPU when there is one), cpu, cuda or cuda:N"
         + ("; with --engine ray, the actors' (auto: GPUs if the cluster has them)" if ray else ""),
     )
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "int8"],
+        help="CPU engine precision: int8 (calibrated on the images indexed, its own model "
+        "key) or fp32; auto: fp32 for now (docs/performance.md: int8 vs fp32)",
+    )
 
 
 def _add_preprocessing(g: Any, many: dict[str, Any]) -> None:
@@ -166,4 +173,5 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
         "keep_ratio": args.keep_ratio,
         "interpolation": args.interpolation,
         "draft": False if args.full_decode else None,
+        "precision": args.precision,
     }

@@ -31,6 +31,7 @@ from bannermatch.acquire.inputs import (
 from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import Batch, Decoded, iter_batches
 from bannermatch.embed.models import EmbeddingModel, create_model
+from bannermatch.embed.models.precision import calibrate_in
 from bannermatch.errors import BannermatchError, CollectionError
 from bannermatch.progress import progress_bar
 from bannermatch.store import atomic
@@ -337,6 +338,7 @@ def _index(
 
         emb_model, texts = masked_model(emb_model, coll.root, text_mask)
     folder = coll.model_dir(emb_model.key)
+    emb_model = calibrate_in(emb_model, folder, scanned.items)  # int8: its stored model
     result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
     (folder / CHUNKS).mkdir(parents=True, exist_ok=True)
     rebuild = False
@@ -368,6 +370,8 @@ def _index(
         json.dumps(emb_model.preprocess.to_dict())
     ):  # the same key from an earlier version that preprocessed otherwise: embed again
         old = None
+    if old is not None and old.manifest.get("int8") != emb_model.int8:
+        old = None  # another int8 model (its fp32 source or the recipe changed): embed again
     old_rows = {i: (old.fingerprints[r], r) for i, r in old.row_of.items()} if old else {}
     chunks = _load_chunks(folder, emb_model.dim)
     # item id -> (fingerprint, chunk file, row, norm) of the rows embedded since the last merge

@@ -32,6 +32,7 @@ from bannermatch.acquire.inputs import InputItem, scan_input
 from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import default_workers
 from bannermatch.embed.models import EmbeddingModel, create_model
+from bannermatch.embed.models.precision import calibrate
 from bannermatch.errors import BannermatchError, ImageError
 from bannermatch.evaluation.alterations import alter, parse_alterations
 from bannermatch.evaluation.groups import (
@@ -232,6 +233,7 @@ def evaluate_copy_set(
         net = model
     else:
         net = create_model(model, **{k: v for k, v in model_options.items() if v is not None})
+        net = calibrate(net, copy_set.originals + copy_set.distractors)  # int8: on these
     t_embed = time.perf_counter()
     db, ok, failed = embed_items(copy_set.originals, net, batch_size, progress, "originals")
     n_originals = len(ok)

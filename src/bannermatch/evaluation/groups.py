@@ -34,6 +34,7 @@ from bannermatch.acquire.inputs import InputItem, scan_input
 from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import iter_batches
 from bannermatch.embed.models import EmbeddingModel, create_model
+from bannermatch.embed.models.precision import calibrate
 from bannermatch.errors import BannermatchError
 from bannermatch.evaluation.text import TextEval, embedder, prepare_texts, text_line, text_metrics
 from bannermatch.progress import progress_bar
@@ -382,7 +383,7 @@ def evaluate(
         net = model
     else:
         options = {k: v for k, v in model_options.items() if v is not None}
-        net = create_model(model, **options)
+        net = calibrate(create_model(model, **options), items)  # int8: on these images
     t_embed = time.perf_counter()
     emb, ok, failed = embed_items(items, net, batch_size, progress)
     embed_seconds = time.perf_counter() - t_embed

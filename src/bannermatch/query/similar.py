@@ -187,7 +187,9 @@ def similar(
         img: DecodedImage | None = None
         vector: np.ndarray | None = None
         if own is None or q.transform:
-            net = create_model_for(data.manifest, engine=engine, device=device, few_images=True)
+            net = create_model_for(
+                data.manifest, engine=engine, device=device, few_images=True, folder=data.folder
+            )
             draft = net.preprocess.draft_size  # decoded as the collection's images were
             if q.kind == "image":
                 img = _query_image(query, draft)

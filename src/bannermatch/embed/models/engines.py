@@ -32,7 +32,8 @@ ENGINES = ("auto", "onnx", "torch")
 ONNX_OPSET = 17
 #: cosine similarity that ONNX features must reach against PyTorch's at export
 PARITY_MIN_COSINE = 0.9999
-EXPORT_VERSION = 2
+#: 3: the input-shape arithmetic frozen to constants (same outputs, 1.36x faster here)
+EXPORT_VERSION = 3
 
 
 def cache_dir() -> Path:
@@ -113,13 +114,15 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    name = "onnx-cpu"
     max_batch = 8
 
-    def __init__(self, path: Path, streams: int | None = None):
+    def __init__(self, path: Path, streams: int | None = None, precision: str = "fp32"):
         import onnxruntime as ort
 
         self.path = path
+        #: ``fp32``, or ``int8`` for a model quantised by :mod:`.quantize`
+        self.precision = precision
+        self.name = "onnx-cpu" if precision == "fp32" else f"onnx-cpu-{precision}"
         self.streams = streams or cpu_threads()
         opts = ort.SessionOptions()
         # one session, called from ``streams`` threads at once: each call on its own core
@@ -176,6 +179,7 @@ def export_onnx(module: nn.Module, path: Path, input_size: int, what: str = "") 
                 f"{what}: cannot export to ONNX ({type(exc).__name__}: {reason}); "
                 "use --engine torch"
             ) from None
+        _freeze(tmp, input_size)
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = session.run(None, {"pixels": probe.numpy()})[0]
         with torch.inference_mode():
@@ -190,6 +194,19 @@ def export_onnx(module: nn.Module, path: Path, input_size: int, what: str = "") 
             atomic.write_bytes(path, fh.read())
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _freeze(path: Path, input_size: int) -> None:
+    """Store the export's input-shape arithmetic (TF-"same" pads) as constants, in place:
+    the input size is fixed by the preprocessing (``quantize.freeze_shape_arithmetic``)."""
+    import onnx
+
+    from bannermatch.embed.models.quantize import freeze_shape_arithmetic
+
+    model = onnx.load(str(path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return  # weights in external files (past 2 GB): left as exported
+    onnx.save(freeze_shape_arithmetic(model, input_size), str(path))
 
 
 def resolve_engine(engine: str, device: str) -> str:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from bannermatch.embed.models.engines import (
     resolve_engine,
 )
 from bannermatch.embed.models.loaders import Built, LabelHead, loader_for
+from bannermatch.embed.models.precision import resolve_precision
 from bannermatch.embed.models.preprocess import Preprocess
 from bannermatch.embed.models.registry import AUGMENTS, ModelSpec, get_spec
 from bannermatch.embed.models.weights import Weights, random_requested
@@ -60,6 +62,10 @@ class EmbeddingModel:
     labels: str | None = None
     #: builds (once) the PyTorch network, for the text tower and the classifier head
     network: Callable[[], Built] = field(default=_no_network, repr=False)
+    #: ``fp32`` or ``int8`` (part of the key); an int8 model runs once calibrated
+    precision: str = "fp32"
+    #: the int8 model's file, hashes, recipe and calibration (models.precision.calibrate)
+    int8: dict[str, Any] | None = None
     _executor: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _slots: threading.BoundedSemaphore = field(init=False, repr=False)
 
@@ -68,7 +74,14 @@ class EmbeddingModel:
 
     @property
     def key(self) -> str:
-        return model_key(self.spec.name, self.preprocess, self.strategy, self.augment)
+        return model_key(
+            self.spec.name, self.preprocess, self.strategy, self.augment, self.precision
+        )
+
+    @property
+    def engine_precision(self) -> str:
+        """The precision the engine runs at (an int8 model's is fp32 until calibrated)."""
+        return str(getattr(self.engine, "precision", "fp32"))
 
     @property
     def weights_sha256(self) -> str:
@@ -95,6 +108,11 @@ class EmbeddingModel:
         return out / np.maximum(norms, 1e-12)[:, None], norms.astype(np.float32)
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
+        if self.engine_precision != self.precision:
+            raise ModelError(
+                f"{self.key}: the int8 model is not calibrated yet "
+                "(bannermatch.embed.models.precision.calibrate)"
+            )
         with self._slots:
             return np.asarray(self.engine(np.ascontiguousarray(pixels, np.float32)), np.float32)
 
@@ -157,11 +175,16 @@ class EmbeddingModel:
             "text": self.has_text,
             "labels": self.labels,
             "bannermatch": __version__,
+            "precision": self.precision,
+            **({"int8": self.int8} if self.int8 else {}),
         }
 
 
-def model_key(name: str, preprocess: Preprocess, strategy: str, augment: str = "none") -> str:
+def model_key(
+    name: str, preprocess: Preprocess, strategy: str, augment: str = "none", precision: str = "fp32"
+) -> str:
     suffix = "" if augment == "none" else f"-{augment}"
+    suffix += "" if precision == "fp32" else f"-{precision}"
     return f"{safe_name(name)}__{preprocess.key}__{strategy}{suffix}"
 
 
@@ -180,6 +203,8 @@ def create_model(
     draft: bool | None = None,
     pretrained: bool | None = None,
     few_images: bool = False,
+    precision: str = "fp32",
+    int8_file: Path | None = None,
 ) -> EmbeddingModel:
     """Load a model with its weights, its preprocessing and an inference engine.
 
@@ -192,6 +217,9 @@ def create_model(
     ``pretrained=False`` (or ``BANNERMATCH_RANDOM_WEIGHTS=1``) builds seeded
     random weights instead: for tests only. ``few_images``: for a query of an image or
     two, resample with Pillow rather than import PyTorch for its faster kernels.
+    ``precision``: ``fp32``, ``int8`` or ``auto`` (the CPU default, see
+    :mod:`.precision`); an int8 model runs ``int8_file`` (a stored quantised model, with
+    its description) or, without one, is calibrated by :func:`.precision.calibrate`.
     """
     spec = get_spec(name)
     if strategy not in spec.strategies:
@@ -203,6 +231,7 @@ def create_model(
         raise ModelError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
     device = resolve_device(device)
     engine = resolve_engine(engine, device)
+    precision = resolve_precision(precision, engine)
     loader = loader_for(spec)
     weights = loader.weights(random_requested(pretrained))
     config = loader.data_config()
@@ -240,20 +269,33 @@ def create_model(
             cache_dir() / "onnx" / f"{safe_name(spec.arch)}-{weights.sha256[:16]}-{size}px-{tag}"
             f"-opset{ONNX_OPSET}-v{EXPORT_VERSION}.onnx"
         )
-        if not path.is_file():
-            export_onnx(extractor(), path, size, name)
-        runner: Engine = OnnxEngine(path)
+        if precision == "int8" and int8_file is not None:  # a stored model: no fp32 needed
+            runner: Engine = OnnxEngine(int8_file, precision="int8")
+        else:
+            if not path.is_file():
+                export_onnx(extractor(), path, size, name)
+            runner = OnnxEngine(path)
     else:
         runner = TorchEngine(extractor(), size, device)
     labels = loader.labels() if strategy == "cls" and not spec.text else None
-    return EmbeddingModel(spec, preprocess, strategy, runner, weights, augment, labels, network)
+    return EmbeddingModel(
+        spec, preprocess, strategy, runner, weights, augment, labels, network, precision
+    )
 
 
 def create_model_for(
-    manifest: dict[str, Any], *, engine: str = "auto", device: str = "cpu", few_images: bool = False
+    manifest: dict[str, Any],
+    *,
+    engine: str = "auto",
+    device: str = "cpu",
+    few_images: bool = False,
+    folder: Path | None = None,
 ) -> Any:
     """The model that wrote ``manifest``: same preset, preprocessing, strategy and weights
-    (random weights too, for a collection a test built with them)."""
+    (random weights too, for a collection a test built with them); for an int8 manifest,
+    the int8 model stored beside it in ``folder``."""
+    from bannermatch.embed.models.precision import int8_options
+
     pre = manifest["preprocess"]
     options = {k: pre[k] for k in ("fit", "resize_size", "crop_size", "interpolation") if k in pre}
     if "keep_ratio" in pre:
@@ -268,6 +310,7 @@ def create_model_for(
         pretrained=False if manifest.get("weights", {}).get("random") else None,
         few_images=few_images,
         **options,
+        **int8_options(manifest, folder),
     )
     if model.key != split_key(manifest["key"])[0]:  # an art-only key: <plain key>-textmask-...
         raise BannermatchError(

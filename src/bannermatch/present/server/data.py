@@ -194,7 +194,7 @@ class ServedCollection:
         """The collection's own model, loaded on first use."""
         with self._model_lock:
             if self._model is None:
-                self._model = create_model_for(self.data.manifest)
+                self._model = create_model_for(self.data.manifest, folder=self.data.folder)
             return self._model
 
     def decode(self, data: bytes, max_pixels: int) -> DecodedImage:
