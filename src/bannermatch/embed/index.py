@@ -309,6 +309,10 @@ def _scan_inputs(
     return ScannedInput(items, None), roots, sources
 
 
+#: item id -> (fingerprint, chunk file, row, norm) of the rows embedded since the last merge
+ChunkRows = dict[str, tuple[str, Path, int, float]]
+
+
 def _index(
     input_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -323,23 +327,71 @@ def _index(
 ) -> IndexResult:
     started = time.perf_counter()
     coll = Collection(out)
-    inputs: list[str | os.PathLike[str]] = (
-        [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
-    )
+    inputs = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
     if not inputs:
         raise BannermatchError("index needs at least one input")
     sidecars = [read_sidecar(n) for n in names]
     scanned, roots, source_colls = _scan_inputs(inputs, coll)
     coll.root.mkdir(parents=True, exist_ok=True)
     emb_model = model if isinstance(model, EmbeddingModel) else create_model(model, **model_options)
-    if text_mask is not None:  # the art-only rows: their own key (bannermatch.ocr.mask)
+    texts: Any = None
+    if text_mask is not None:  # the art-only rows: their own key (bannermatch.embed.masked)
         from bannermatch.embed.masked import masked_model
-        from bannermatch.ocr.mask import with_masks
 
         emb_model, texts = masked_model(emb_model, coll.root, text_mask)
     folder = coll.model_dir(emb_model.key)
     emb_model = calibrate_in(emb_model, folder, scanned.items)  # int8: its stored model
     result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
+    old = _previous(folder, emb_model)
+    chunks = _load_chunks(folder, emb_model.dim)
+    chunk_rows: ChunkRows = {
+        item_id: (fp, path, r, float(norms[r]))
+        for path, norms, ids, fps in chunks
+        for r, (item_id, fp) in enumerate(zip(ids, fps, strict=True))
+    }
+    run = _Run(coll, folder, emb_model, embed, chunk_rows, result)
+    with coll.catalog(create=True) as cat:
+        for source_coll in source_colls:
+            if source_coll.root.resolve() != coll.root.resolve():
+                _import_rows(source_coll, coll, cat, scanned.items)
+        by_source = cat.by_sources()
+        keys = [coll.source_key(it.source) for it in scanned.items]
+        ids = _assign_ids(scanned.items, keys, by_source, cat.ids())
+        known = {it.id: it for it in by_source.values()}
+        flagged = {i for i, it in known.items() if it.flags} if skip_flagged else set()
+        old_fps = {i: old.fingerprints[r] for i, r in old.row_of.items()} if old else {}
+        todo = [
+            (it, i)
+            for it, i in zip(scanned.items, ids, strict=True)
+            if i not in flagged and not _up_to_date(it, known.get(i), chunk_rows, old_fps.get(i))
+        ]
+        if text_mask is not None:
+            from bannermatch.ocr.mask import with_masks
+
+            todo = with_masks(todo, texts, text_mask)
+        result.up_to_date = len(scanned.items) - len(todo)
+        number = max((int(p.stem) for p, *_ in chunks), default=0)
+        embed_seconds = run.embed(cat, todo, known, number, progress)
+        if sidecars:
+            _apply_labels(cat, sidecars, scanned.items, ids, result)
+        if roots:
+            _mark_vanished(cat, coll, by_source, set(keys), roots)
+        drop = {it.id for it in cat.items() if it.status != "ok"} | flagged
+    rows = _merged_rows(old, chunk_rows, drop, ids)
+    result.removed = len(set(old_fps) - set(rows.ids))
+    run.write(
+        rows,
+        changed=bool(chunks or result.embedded) or old is None or len(rows.ids) != len(old.ids),
+    )
+    result.count = len(rows.ids)
+    result.seconds = embed_seconds if result.embedded else time.perf_counter() - started
+    return result
+
+
+def _previous(folder: Path, emb_model: EmbeddingModel) -> ModelData | None:
+    """The rows a previous run stored under this key, when they can be kept: None after a
+    damaged journal, or when the model's preprocessing, text masking or int8 model changed
+    (then every row is embedded again). Interrupted chunk writes are rolled back."""
     (folder / CHUNKS).mkdir(parents=True, exist_ok=True)
     rebuild = False
     try:
@@ -351,138 +403,140 @@ def _index(
         atomic.recover(folder / CHUNKS)
     except CollectionError:
         atomic.discard(folder / CHUNKS)
+    if rebuild or not (folder / "manifest.json").exists():
+        return None
+    try:
+        old = ModelData.load(folder)
+    except CollectionError:  # damaged or inconsistent: rebuilt from the images
+        return None
+    if old.manifest.get("model") != emb_model.spec.name:
+        raise CollectionError(
+            f"{folder} holds {old.manifest.get('model')}, not {emb_model.spec.name}"
+        )
+    now = emb_model.manifest()
+    same = (
+        old.norms is not None  # norms.npy missing: embed again
+        and old.manifest.get("text_mask") == now.get("text_mask")
+        and old.manifest.get("preprocess") == json.loads(json.dumps(emb_model.preprocess.to_dict()))
+        and old.manifest.get("int8") == emb_model.int8
+    )
+    return old if same else None
 
-    old: ModelData | None = None
-    if (folder / "manifest.json").exists() and not rebuild:
-        try:
-            old = ModelData.load(folder)
-        except CollectionError:  # damaged or inconsistent: rebuilt from the images
-            old = None
-        if old is not None and old.manifest.get("model") != emb_model.spec.name:
-            raise CollectionError(
-                f"{folder} holds {old.manifest.get('model')}, not {emb_model.spec.name}"
-            )
-    if old is not None and old.norms is None:  # written before norms.npy: embed again
-        old = None
-    if old is not None and old.manifest.get("text_mask") != emb_model.manifest().get("text_mask"):
-        old = None  # masked after another reading of the text: embed again
-    if old is not None and old.manifest.get("preprocess") != json.loads(
-        json.dumps(emb_model.preprocess.to_dict())
-    ):  # the same key from an earlier version that preprocessed otherwise: embed again
-        old = None
-    if old is not None and old.manifest.get("int8") != emb_model.int8:
-        old = None  # another int8 model (its fp32 source or the recipe changed): embed again
-    old_rows = {i: (old.fingerprints[r], r) for i, r in old.row_of.items()} if old else {}
-    chunks = _load_chunks(folder, emb_model.dim)
-    # item id -> (fingerprint, chunk file, row, norm) of the rows embedded since the last merge
-    chunk_rows: dict[str, tuple[str, Path, int, float]] = {}
-    for path, norms, ids, fps in chunks:
-        for r, (item_id, fp) in enumerate(zip(ids, fps, strict=True)):
-            chunk_rows[item_id] = (fp, path, r, float(norms[r]))
 
-    with coll.catalog(create=True) as cat:
-        for source_coll in source_colls:
-            if source_coll.root.resolve() != coll.root.resolve():
-                _import_rows(source_coll, coll, cat, scanned.items)
-        by_source = cat.by_sources()
-        keys = [coll.source_key(it.source) for it in scanned.items]
-        ids = _assign_ids(scanned.items, keys, by_source, cat.ids())
-        known = {it.id: it for it in by_source.values()}
-        flagged = {i for i, it in known.items() if it.flags} if skip_flagged else set()
+def _up_to_date(
+    item: InputItem, row: Item | None, chunk_rows: ChunkRows, old_fp: str | None
+) -> bool:
+    """Whether ``item`` needs no embedding: unchanged on disk and embedded (or known bad)."""
+    if row is None or (row.size, row.mtime) != (item.size, item.mtime):
+        return False
+    if row.status == "bad":
+        return True
+    embedded = chunk_rows[row.id][0] if row.id in chunk_rows else old_fp  # a chunk is newer
+    return row.status == "ok" and embedded is not None and embedded == row.sha256
 
-        def done(item: InputItem, item_id: str) -> bool:
-            row = known.get(item_id)
-            if row is None or (row.size, row.mtime) != (item.size, item.mtime):
-                return False
-            if row.status == "bad":
-                return True
-            embedded = chunk_rows.get(item_id) or old_rows.get(item_id)  # a chunk is newer
-            return row.status == "ok" and embedded is not None and embedded[0] == row.sha256
 
-        todo = [
-            (it, i)
-            for it, i in zip(scanned.items, ids, strict=True)
-            if i not in flagged and not done(it, i)
-        ]
-        if text_mask is not None:
-            todo = with_masks(todo, texts, text_mask)
-        result.up_to_date = len(scanned.items) - len(todo)
+@dataclass
+class _Run:
+    """One ``index`` run's embedding into chunks, and the merge that ends it."""
+
+    coll: Collection
+    folder: Path
+    model: EmbeddingModel
+    embedder: Embedder
+    chunk_rows: ChunkRows
+    result: IndexResult
+
+    def embed(
+        self,
+        cat: Catalog,
+        todo: list[tuple[InputItem, str]],
+        known: dict[str, Item],
+        number: int,
+        progress: bool,
+    ) -> float:
+        """Embed ``todo`` into chunk files (catalogue rows updated batch by batch); the
+        seconds it took."""
         id_of = {id(it): i for it, i in todo}
-        number = max((int(p.stem) for p, *_ in chunks), default=0)
         bar = progress_bar(len(todo), "embedding", enabled=progress)
         t0 = time.perf_counter()
-        for batch in embed.batches([it for it, _ in todo], emb_model):
-            batch_ids = [id_of[id(d.item)] for d in batch.ok]
+        for batch in self.embedder.batches([it for it, _ in todo], self.model):
             cat.upsert(
-                _catalog_row(d, i, coll.source_key(d.item.source), known.get(i))
+                _catalog_row(d, i, self.coll.source_key(d.item.source), known.get(i))
                 for d, i in ((d, id_of[id(d.item)]) for d in batch.ok + batch.failed)
             )
             if batch.ok:
                 number += 1
-                path = _write_chunk(folder, number, batch, batch_ids)
-                for r, (item_id, d) in enumerate(zip(batch_ids, batch.ok, strict=True)):
-                    chunk_rows[item_id] = (d.sha256 or "", path, r, float(batch.norms[r]))
+                self._keep(batch, [id_of[id(d.item)] for d in batch.ok], number)
             for d in batch.failed:
-                result.bad.append(
-                    {"id": id_of[id(d.item)], "source": d.item.source, "reason": d.error or ""}
+                item_id = id_of[id(d.item)]
+                self.result.bad.append(
+                    {"id": item_id, "source": d.item.source, "reason": d.error or ""}
                 )
-                chunk_rows.pop(id_of[id(d.item)], None)
-            result.embedded += len(batch.ok)
+                self.chunk_rows.pop(item_id, None)
+            self.result.embedded += len(batch.ok)
             bar.update(len(batch.ok) + len(batch.failed))
-            if result.bad:
-                bar.set_postfix(bad=len(result.bad))
+            if self.result.bad:
+                bar.set_postfix(bad=len(self.result.bad))
         bar.close()
-        embed_seconds = time.perf_counter() - t0
+        return time.perf_counter() - t0
 
-        if sidecars:
-            _apply_labels(cat, sidecars, scanned.items, ids, result)
-        if roots:
-            seen = set(keys)
-            prefixes = tuple(os.path.join(r, "") for r in roots)
-            vanished = [
-                it
-                for src, it in by_source.items()
-                if src not in seen
-                and it.status != "missing"
-                and os.path.abspath(coll.resolve_source(src)).startswith(prefixes)
-            ]
-            for it in vanished:
-                it.status, it.reason = "missing", "file no longer exists"
-            cat.upsert(vanished)
-        drop = {it.id for it in cat.items() if it.status != "ok"} | flagged
+    def _keep(self, batch: Batch, batch_ids: list[str], number: int) -> None:
+        path = _write_chunk(self.folder, number, batch, batch_ids)
+        for r, (item_id, d) in enumerate(zip(batch_ids, batch.ok, strict=True)):
+            self.chunk_rows[item_id] = (d.sha256 or "", path, r, float(batch.norms[r]))
 
+    def write(self, rows: _Rows, *, changed: bool) -> None:
+        """Merge the rows into the model's files (an emptied collection is written too, so
+        that no removed row outlives its item), then drop the chunks."""
+        folder, model = self.folder, self.model
+        if changed and (rows.ids or (folder / "manifest.json").exists()):
+            write_model_data(
+                folder,
+                {**model.manifest(), "engine": self.embedder.engine_name(model)},
+                rows.ids,
+                rows.fps,
+                lambda p: _write_embeddings(p, rows, model.dim),
+                norms=np.asarray(rows.norms, np.float32),
+            )
+        for p in (folder / CHUNKS).glob("*.npz"):
+            p.unlink()
+
+
+def _mark_vanished(
+    cat: Catalog, coll: Collection, by_source: dict[str, Item], seen: set[str], roots: list[str]
+) -> None:
+    """Items under the listed folders whose file is gone become ``missing``."""
+    prefixes = tuple(os.path.join(r, "") for r in roots)
+    vanished = [
+        it
+        for src, it in by_source.items()
+        if src not in seen
+        and it.status != "missing"
+        and os.path.abspath(coll.resolve_source(src)).startswith(prefixes)
+    ]
+    for it in vanished:
+        it.status, it.reason = "missing", "file no longer exists"
+    cat.upsert(vanished)
+
+
+def _merged_rows(
+    old: ModelData | None, chunk_rows: ChunkRows, drop: set[str], ids: list[str]
+) -> _Rows:
+    """The kept rows of the previous run, then this run's (in input order), less ``drop``."""
     rows = _Rows()
-    replaced = set(chunk_rows)
     if old is not None:
+        assert old.norms is not None
         for r, item_id in enumerate(old.ids):
-            if item_id in replaced or item_id in drop:
-                continue
-            assert old.norms is not None
-            rows.add(item_id, old.fingerprints[r], old.folder / EMBEDDINGS, r, float(old.norms[r]))
+            if item_id not in chunk_rows and item_id not in drop:
+                rows.add(
+                    item_id, old.fingerprints[r], old.folder / EMBEDDINGS, r, float(old.norms[r])
+                )
     order = {i: n for n, i in enumerate(ids)}
     for item_id in sorted(chunk_rows, key=lambda i: (order.get(i, len(order)), i)):
-        if item_id in drop:
-            continue
-        fp, path, r, norm = chunk_rows[item_id]
-        rows.add(item_id, fp, path, r, norm)
-    result.removed = len(set(old_rows) - set(rows.ids))
-
-    changed = chunks or result.embedded or old is None or len(rows.ids) != len(old.ids)
-    if changed and (rows.ids or (folder / "manifest.json").exists()):
-        # an emptied collection is written too, so that no removed row outlives its item
-        write_model_data(
-            folder,
-            {**emb_model.manifest(), "engine": embed.engine_name(emb_model)},
-            rows.ids,
-            rows.fps,
-            lambda p: _write_embeddings(p, rows, emb_model.dim),
-            norms=np.asarray(rows.norms, np.float32),
-        )
-    for p in (folder / CHUNKS).glob("*.npz"):
-        p.unlink()
-    result.count = len(rows.ids)
-    result.seconds = embed_seconds if result.embedded else time.perf_counter() - started
-    return result
+        if item_id not in drop:
+            fp, path, r, norm = chunk_rows[item_id]
+            rows.add(item_id, fp, path, r, norm)
+    return rows
 
 
 def _apply_labels(
