@@ -81,7 +81,11 @@ def test_2000_banners_through_a_cdn_that_fails_10_percent_of_requests(cli, tmp_p
             assert row.status == "ok", (a, row.reason)
             data = (coll / "images" / f"{a}.jpg").read_bytes()
             assert data == images[a] and row.sha256 == hashlib.sha256(data).hexdigest()
-            want = "library_600x900.jpg" if fault == "no2x" else "library_600x900_2x.jpg"
+            tries_2x = sum(h.appid == a and h.file.endswith("_2x.jpg") for h in first_hits)
+            # every try spent on the 2x file (a loaded machine can time out good answers
+            # too): the 1x fallback is then the right one
+            spent = tries_2x > int(RETRIES)
+            want = "library_600x900.jpg" if fault == "no2x" or spent else "library_600x900_2x.jpg"
             # the URL the store API named (this stand-in keeps the art at the legacy path)
             want_url = f"{server.url}/store_item_assets/steam/apps/{a}/{want}?t=1600000000"
             assert row.url == want_url
