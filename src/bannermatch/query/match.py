@@ -193,7 +193,6 @@ def match(
     n = len(data.ids)
     k = max(0, min(k, n - 1))
     want = max(k, min(rerank or 0, n - 1))  # the global candidates of the re-rank
-    folder = data.folder
     built: Any = None
     index_info: dict[str, Any] = {"kind": "exact"}
     if k < 1:
@@ -221,6 +220,33 @@ def match(
         "seconds": round(seconds, 3),
         "index": index_info,
     }
+    _store(data, nb, sc, groups, info, built, verified)
+    return MatchResult(
+        str(collection),
+        data.key,
+        n,
+        k,
+        threshold,
+        len(groups),
+        seconds,
+        index_info,
+        _largest(collection, data.ids, groups),
+        None if verified is None else verified.info,
+    )
+
+
+def _store(
+    data: ModelData,
+    nb: np.ndarray,
+    sc: np.ndarray,
+    groups: list[list[int]],
+    info: dict[str, Any],
+    built: Any,
+    verified: Any,
+) -> None:
+    """Write the neighbours, duplicates, match.json and, when made, the approximate index
+    and the verified neighbours, as one group; remove what an earlier match left."""
+    folder = data.folder
     writers: dict[str, atomic.Writer] = {
         NEIGHBORS: lambda p: _save(p, nb.astype(np.uint32)),
         SCORES: lambda p: _save(p, sc.astype(np.float16)),
@@ -240,22 +266,16 @@ def match(
     if verified is None:  # nor the verified neighbours of an earlier `match --rerank`
         for stale in folder.glob("verified_*.npy"):
             stale.unlink()
+
+
+def _largest(
+    collection: str | os.PathLike[str], ids: list[str], groups: list[list[int]]
+) -> list[list[dict[str, str]]]:
+    """The largest near-duplicate groups, as ids and names, for the summary."""
     shown = groups[:SHOWN_GROUPS]
     with Collection(collection).catalog() as cat:
-        names = cat.names(data.ids[r] for g in shown for r in g)
-    largest = [[{"id": data.ids[r], "name": names.get(data.ids[r], "")} for r in g] for g in shown]
-    return MatchResult(
-        str(collection),
-        data.key,
-        n,
-        k,
-        threshold,
-        len(groups),
-        seconds,
-        index_info,
-        largest,
-        None if verified is None else verified.info,
-    )
+        names = cat.names(ids[r] for g in shown for r in g)
+    return [[{"id": ids[r], "name": names.get(ids[r], "")} for r in g] for g in shown]
 
 
 def _approximate(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -222,13 +221,7 @@ def create_model(
     its description) or, without one, is calibrated by :func:`.precision.calibrate`.
     """
     spec = get_spec(name)
-    if strategy not in spec.strategies:
-        raise ModelError(
-            f"strategy {strategy!r} is not available for {name}; "
-            f"choose one of {', '.join(spec.strategies)}"
-        )
-    if augment not in AUGMENTS:
-        raise ModelError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
+    _check_choices(spec, name, strategy, augment)
     device = resolve_device(device)
     engine = resolve_engine(engine, device)
     precision = resolve_precision(precision, engine)
@@ -244,43 +237,70 @@ def create_model(
         interpolation=interpolation,
         draft=draft,
     ).load(torch_kernels=not few_images)
-    size = preprocess.crop_size
+    net = _Network(loader, weights, preprocess.crop_size, strategy, augment)
+    if engine == "onnx":
+        runner = _onnx_engine(net, spec, name, precision, int8_file)
+    else:
+        runner = TorchEngine(net.extractor(), net.size, device)
+    labels = loader.labels() if strategy == "cls" and not spec.text else None
+    return EmbeddingModel(
+        spec, preprocess, strategy, runner, weights, augment, labels, net.network, precision
+    )
 
-    @functools.cache
-    def network() -> Built:
-        return loader.build(weights, size)
 
-    def extractor() -> FeatureExtractor:
+def _check_choices(spec: ModelSpec, name: str, strategy: str, augment: str) -> None:
+    if strategy not in spec.strategies:
+        raise ModelError(
+            f"strategy {strategy!r} is not available for {name}; "
+            f"choose one of {', '.join(spec.strategies)}"
+        )
+    if augment not in AUGMENTS:
+        raise ModelError(f"unknown augment {augment!r}; choose one of {', '.join(AUGMENTS)}")
+
+
+class _Network:
+    """The PyTorch network of a model, built on first use only (the ONNX engine of an
+    exported model never needs it)."""
+
+    def __init__(self, loader: Any, weights: Weights, size: int, strategy: str, augment: str):
+        self.loader, self.weights, self.size = loader, weights, size
+        self.strategy, self.augment = strategy, augment
+        self._built: Built | None = None
+
+    def network(self) -> Built:
+        if self._built is None:
+            self._built = self.loader.build(self.weights, self.size)
+        return self._built
+
+    def extractor(self) -> FeatureExtractor:
         from bannermatch.embed.models.network import FeatureExtractor
 
-        built = network()
+        built = self.network()
         return FeatureExtractor(
             built.image,
             built.kind,
-            strategy,
-            augment=augment,
+            self.strategy,
+            augment=self.augment,
             patch_size=built.patch_size,
-            input_size=size,
+            input_size=self.size,
         )
 
-    if engine == "onnx":
-        tag = strategy if augment == "none" else f"{strategy}-{augment}"
-        path = (
-            cache_dir() / "onnx" / f"{safe_name(spec.arch)}-{weights.sha256[:16]}-{size}px-{tag}"
-            f"-opset{ONNX_OPSET}-v{EXPORT_VERSION}.onnx"
-        )
-        if precision == "int8" and int8_file is not None:  # a stored model: no fp32 needed
-            runner: Engine = OnnxEngine(int8_file, precision="int8")
-        else:
-            if not path.is_file():
-                export_onnx(extractor(), path, size, name)
-            runner = OnnxEngine(path)
-    else:
-        runner = TorchEngine(extractor(), size, device)
-    labels = loader.labels() if strategy == "cls" and not spec.text else None
-    return EmbeddingModel(
-        spec, preprocess, strategy, runner, weights, augment, labels, network, precision
+
+def _onnx_engine(
+    net: _Network, spec: ModelSpec, name: str, precision: str, int8_file: Path | None
+) -> Engine:
+    """The ONNX Runtime engine: a stored int8 model, else the fp32 export (cached per
+    weights, size, strategy, opset and export version; exported on first use)."""
+    if precision == "int8" and int8_file is not None:  # a stored model: no fp32 needed
+        return OnnxEngine(int8_file, precision="int8")
+    tag = net.strategy if net.augment == "none" else f"{net.strategy}-{net.augment}"
+    path = (
+        cache_dir() / "onnx" / f"{safe_name(spec.arch)}-{net.weights.sha256[:16]}-{net.size}px"
+        f"-{tag}-opset{ONNX_OPSET}-v{EXPORT_VERSION}.onnx"
     )
+    if not path.is_file():
+        export_onnx(net.extractor(), path, net.size, name)
+    return OnnxEngine(path)
 
 
 def create_model_for(
