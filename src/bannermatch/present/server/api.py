@@ -77,23 +77,7 @@ def _item_routes(router: APIRouter, served: ServedCollection) -> None:
     @router.get("/info", response_model=schemas.Info)
     async def info() -> dict[str, Any]:
         """The collection and model this server answers for."""
-        manifest = served.data.manifest
-        return {
-            "name": served.root.resolve().name,
-            "count": served.count,
-            "model_key": served.data.key,
-            "model": str(manifest.get("model", "")),
-            "dim": int(manifest.get("dim", 0)),
-            "stored_k": served.stored_k,
-            "max_n": MAX_N,
-            "featured_from": served.featured_from,
-            "text_search": served.can_search_words,
-            "text_mode": served.text.mode,
-            "banner_text": served.banner_texts is not None,
-            "index": served.search.ann.params.kind if served.search.ann else "exact",
-            "index_recall": served.ann_recall,
-            "load_seconds": round(served.load_seconds, 3),
-        }
+        return info_of(served)
 
     @router.get(
         "/items/{item_id:path}/similar",
@@ -117,20 +101,7 @@ def _item_routes(router: APIRouter, served: ServedCollection) -> None:
         by ``(1 - W) * image + W * banner-text`` similarity (``source: text-weighted``).
         """
         row = row_or_404(served, item_id)
-        if text_weight:
-            rows, scores = await run_in_threadpool(
-                similar_with_text, served, row, n, text_weight, bool(mirror), bool(flip)
-            )
-            source = "text-weighted"
-        elif mirror or flip:
-            rows, scores = await run_in_threadpool(
-                similar_transformed, served, row, n, bool(mirror), bool(flip)
-            )
-            source = "transformed"
-        elif n <= served.stored_k:
-            rows, scores, source = served.similar(row, n)
-        else:
-            rows, scores, source = await run_in_threadpool(served.similar, row, n)
+        rows, scores, source = await similar_rows(served, row, n, mirror, flip, text_weight)
         root = root_path(request)
         results = hits(served, rows.tolist(), scores, root)
         if source == "verified" and served.verified is not None:
@@ -353,3 +324,45 @@ def embed_upload(
         "format": decoded.format,
     }
     return served.embed(decoded), query
+
+
+def info_of(served: ServedCollection) -> dict[str, Any]:
+    """``/api/info``: the collection, its model, and what the server can answer."""
+    manifest = served.data.manifest
+    return {
+        "name": served.root.resolve().name,
+        "count": served.count,
+        "model_key": served.data.key,
+        "model": str(manifest.get("model", "")),
+        "dim": int(manifest.get("dim", 0)),
+        "stored_k": served.stored_k,
+        "max_n": MAX_N,
+        "featured_from": served.featured_from,
+        "text_search": served.can_search_words,
+        "text_mode": served.text.mode,
+        "banner_text": served.banner_texts is not None,
+        "index": served.search.ann.params.kind if served.search.ann else "exact",
+        "index_recall": served.ann_recall,
+        "load_seconds": round(served.load_seconds, 3),
+    }
+
+
+async def similar_rows(
+    served: ServedCollection, row: int, n: int, mirror: int, flip: int, text_weight: float
+) -> tuple[Any, Any, str]:
+    """An item's ``n`` neighbours and where they came from: text-weighted, transformed,
+    stored (``verified`` or ``neighbors``), approximate or exact. The slow ones run in
+    the thread pool."""
+    if text_weight:
+        rows, scores = await run_in_threadpool(
+            similar_with_text, served, row, n, text_weight, bool(mirror), bool(flip)
+        )
+        return rows, scores, "text-weighted"
+    if mirror or flip:
+        rows, scores = await run_in_threadpool(
+            similar_transformed, served, row, n, bool(mirror), bool(flip)
+        )
+        return rows, scores, "transformed"
+    if n <= served.stored_k:
+        return served.similar(row, n)
+    return await run_in_threadpool(served.similar, row, n)
