@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bannermatch.cli.options import add_model_args, add_rerank, model_options
+from bannermatch.cli.options import (
+    add_mask_text,
+    add_model_args,
+    add_rerank,
+    add_text_weight,
+    model_options,
+)
 from bannermatch.cli.output import emit, positive_int
 from bannermatch.defaults import BATCH_SIZE
 from bannermatch.errors import BannermatchError
@@ -188,25 +194,13 @@ def _add_text_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also measure how much the top-5 neighbours follow the text on the banners",
     )
-    g.add_argument(
-        "--mask-text",
-        nargs="?",
-        const="blur",
-        choices=["blur", "inpaint", "fill"],
-        help="evaluate the art-only embeddings: the text OCR finds painted over",
-    )
+    add_mask_text(g, "evaluate the art-only embeddings: the text OCR finds painted over")
     g.add_argument(
         "--query-transform",
         choices=["mirror", "flip", "mirror+flip"],
         help="embed the queries mirrored and/or flipped (the database as it is)",
     )
-    g.add_argument(
-        "--text-weight",
-        type=float,
-        default=0.0,
-        metavar="W",
-        help="rank by (1 - W) * image + W * banner-text similarity (0 to 1)",
-    )
+    add_text_weight(g)
     g.add_argument(
         "--ocr-from",
         metavar="COLLECTION",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bannermatch.cli.options import add_model_args, model_options
+from bannermatch.cli.options import add_mask_text, add_model_args, model_options
 from bannermatch.cli.output import emit, positive_int, print_json
 from bannermatch.defaults import BATCH_SIZE
 
@@ -110,14 +110,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="name the items that have no name after the title on their banner (implies --ocr)",
     )
-    p.add_argument(
-        "--mask-text",
-        nargs="?",
-        const="blur",
-        choices=["blur", "inpaint", "fill"],
-        default=None,
-        help="also embed the art alone: the text OCR finds painted over (blur, the "
-        "default; inpaint or fill), under its own model key (implies --ocr; docs/ocr.md)",
+    add_mask_text(
+        p,
+        "also embed the art alone: the text OCR finds painted over (blur, the default; "
+        "inpaint or fill), under its own model key (implies --ocr; docs/ocr.md)",
     )
     _add_ray_args(p)
     add_model_args(p, ray=True)

@@ -42,7 +42,13 @@ def add_limit(p: argparse.ArgumentParser, dest: str, default: int, what: str, *a
                    metavar="N", help=what)  # fmt: skip
 
 
-def add_text_weight(p: argparse.ArgumentParser) -> None:
+def add_mask_text(p: Any, what: str) -> None:
+    """``--mask-text [blur|inpaint|fill]``: the art alone, the text OCR finds painted over."""
+    p.add_argument("--mask-text", nargs="?", const="blur", choices=["blur", "inpaint", "fill"],
+                   default=None, help=what)  # fmt: skip
+
+
+def add_text_weight(p: Any) -> None:
     """``--text-weight W``: image and banner-text similarity together (``index --ocr``)."""
     p.add_argument(
         "--text-weight",
