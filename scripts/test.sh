@@ -15,4 +15,5 @@ scripts/setup.sh test
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/python -m mypy
-exec .venv/bin/python -m pytest -m "slow or not slow" "$@"
+# one worker a core, each test file on one worker (module fixtures are built once)
+exec .venv/bin/python -m pytest -m "slow or not slow" -n auto --dist loadfile "$@"
