@@ -129,7 +129,8 @@ def test_local_features_survive_a_kill_and_a_rerun(tmp_path: Path, covers_dir: P
     import sys
     import time
 
-    from bannermatch.verify.features import CHUNK, LOCAL_DIR
+    from bannermatch.verify import LOCAL_DIR
+    from bannermatch.verify.features import CHUNK
 
     src = tmp_path / "src"
     src.mkdir()

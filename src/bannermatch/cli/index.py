@@ -14,22 +14,21 @@ from bannermatch.defaults import BATCH_SIZE
 def cmd_index(args: argparse.Namespace) -> int:
     from bannermatch.embed.index import index
 
-    if args.ocr or args.names_from_ocr or args.mask_text:  # a missing OCR extra is said at once
+    reads_text = args.ocr or args.names_from_ocr or args.mask_text
+    if reads_text:  # before embedding: a missing OCR extra is said at once
         from bannermatch.ocr.engine import require_ocr
 
         require_ocr()
-    result = index(
-        args.input,
-        args.out,
-        args.model,
-        names=args.names,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        progress=not args.quiet,
-        skip_flagged=args.skip_flagged,
-        address=args.address,
-        actors=args.actors,
+    options = {
+        "names": args.names,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "progress": not args.quiet,
+        "skip_flagged": args.skip_flagged,
         **model_options(args),
+    }
+    result = index(
+        args.input, args.out, args.model, address=args.address, actors=args.actors, **options
     )
     if not args.json:
         for bad in result.bad:
@@ -39,7 +38,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
         index_local(args.out, workers=args.workers, progress=not args.quiet)  # logs bad items
     ocr = None
-    if args.ocr or args.names_from_ocr or args.mask_text:
+    if reads_text:
         from bannermatch.ocr.read import read_collection
 
         ocr = read_collection(
@@ -50,11 +49,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.mask_text:  # the art-only rows under their own key, beside the plain ones
         from bannermatch.embed.masked import MaskedIndexResult
 
-        masked = index(
-            args.input, args.out, args.model, names=args.names, batch_size=args.batch_size,
-            workers=args.workers, progress=not args.quiet, skip_flagged=args.skip_flagged,
-            text_mask=args.mask_text, **model_options(args),
-        )  # fmt: skip
+        masked = index(args.input, args.out, args.model, text_mask=args.mask_text, **options)
         return _emit_index(args, MaskedIndexResult(result, masked), ocr)
     return _emit_index(args, result, ocr)
 

@@ -34,7 +34,8 @@ import faiss
 import numpy as np
 
 from bannermatch.store.atomic import commit_files, write_json
-from bannermatch.verify.features import DESCRIPTOR_BYTES, LOCAL_DIR, MAX_FEATURES, LocalStore
+from bannermatch.verify import LOCAL_DIR
+from bannermatch.verify.features import DESCRIPTOR_BYTES, MAX_FEATURES, LocalStore
 
 log = logging.getLogger(__name__)
 
