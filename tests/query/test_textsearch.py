@@ -160,3 +160,33 @@ def test_text_search_api_without_a_text_model(skimage_dir: Path, tmp_path: Path)
     assert client.get("/api/info").json()["text_search"] is False
     answer = client.get("/api/search/text", params={"q": "cat"})
     assert answer.status_code == 404 and "cannot search by text" in answer.json()["detail"]
+
+
+def test_the_label_head_is_kept_and_a_search_needs_no_pytorch(photos: Path, tmp_path: Path) -> None:
+    """The first network built keeps its classifier head on disk; a search in a fresh
+    process reads it (no PyTorch import, same classes), and a damaged file is made again."""
+    import subprocess
+    import sys
+
+    from bannermatch.embed.models import heads
+
+    manifest = Collection(photos).load().manifest
+    path = heads.head_path(manifest["arch"], manifest["weights"]["sha256"])
+    assert path.is_file()  # kept when the index exported the model
+    code = (
+        "import sys; from bannermatch import search; r = search(sys.argv[1], 'cat', k=1); "
+        "print(r.hits[0].id, 'torch' in sys.modules, 'timm' in sys.modules)"
+    )
+    run = [sys.executable, "-c", code, str(photos)]
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout.split() == [
+        "chelsea", "False", "False"
+    ]  # fmt: skip
+    kept = heads.load_head(path)
+    assert kept is not None and kept.classes[281][0] == "tabby, tabby cat"
+
+    path.write_bytes(b"PK\x03\x04 not a whole archive")
+    assert heads.load_head(path) is None
+    remade = heads.label_head_for(manifest)  # from the network, which keeps it again
+    assert remade is not None and heads.load_head(path) is not None
+    np.testing.assert_array_equal(remade.weight, kept.weight)
+    assert remade.classes == kept.classes

@@ -21,12 +21,15 @@ Two modes, chosen by the collection's model:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from bannermatch.embed.models.factory import create_model_for
+from bannermatch.embed.models.heads import label_head_for
+from bannermatch.embed.models.loaders import LabelHead, imagenet_classes
 from bannermatch.errors import BannermatchError
 from bannermatch.query.neighbours import Neighbours
 from bannermatch.store.collection import ModelData
@@ -82,42 +85,38 @@ def _has_word(words: set[str], word: str) -> bool:
 
 def match_classes(query: str, subset: str = "imagenet-1k") -> list[LabelClass]:
     """The ImageNet classes whose names or definition contain the query's words."""
-    return label_match(query, subset)[0]
+    return label_match(query, imagenet_classes(subset))[0]
 
 
-def label_match(query: str, subset: str = "imagenet-1k") -> tuple[list[LabelClass], list[str]]:
-    """The ImageNet classes whose names or definition contain the query's words, and the
-    words that no class has (they play no part in the ranking)."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo(subset)
+def label_match(
+    query: str, classes: Sequence[tuple[str, str]]
+) -> tuple[list[LabelClass], list[str]]:
+    """The classes (names and definition of each, in the classifier's order) whose names
+    or definition contain the query's words, and the words that no class has (they play
+    no part in the ranking)."""
     words = _words(query)
     if not words:
         raise BannermatchError(f"no words to search in {query!r}")
-    classes, hits = [], []
+    found, hits = [], []
     used: set[str] = set()
-    for index in range(info.num_classes()):
-        name = info.index_to_description(index)
-        detailed = info.index_to_description(index, detailed=True)
-        definition = detailed.split(": ", 1)[1] if ": " in detailed else ""
-        vocab = set(_WORD.findall(detailed.casefold()))
+    for index, (name, definition) in enumerate(classes):
+        vocab = set(_WORD.findall(f"{name}: {definition}".casefold()))
         matched = [w for w in words if _has_word(vocab, w)]
         used.update(matched)
-        found = len(matched)
-        if found:
-            classes.append(LabelClass(index, name, definition))
-            hits.append(found)
-    if not classes:
+        if matched:
+            found.append(LabelClass(index, name, definition))
+            hits.append(len(matched))
+    if not found:
         raise BannermatchError(
             f"no ImageNet class matches {query!r}: without a CLIP model, text search can only "
             "look for ImageNet's classes (animals, objects, foods, vehicles, places)"
         )
     if max(hits) == len(words) and len(words) > 1:  # classes that match every word
-        classes = [c for c, n in zip(classes, hits, strict=True) if n == len(words)]
-    return classes, [w for w in dict.fromkeys(words) if w not in used]
+        found = [c for c, n in zip(found, hits, strict=True) if n == len(words)]
+    return found, [w for w in dict.fromkeys(words) if w not in used]
 
 
-def label_scores(data: ModelData, head: Any, indices: list[int]) -> np.ndarray:
+def label_scores(data: ModelData, head: LabelHead, indices: list[int]) -> np.ndarray:
     """Each row's summed probability of the classes ``indices`` (float32, N), exact."""
     norms = data.require_norms()
     weight = np.asarray(head.weight, np.float32)
@@ -142,11 +141,19 @@ class TextSearcher:
         self.mode = text_mode(data.manifest)
         self.device = device
         self._model: Any = None
+        self._head: LabelHead | None = None
 
     def _load(self) -> Any:
         if self._model is None:
             self._model = create_model_for(self.data.manifest, engine="torch", device=self.device)
         return self._model
+
+    def _label_head(self) -> LabelHead:
+        if self._head is None:
+            self._head = label_head_for(self.data.manifest, device=self.device)
+        if self._head is None:
+            raise BannermatchError(f"{self.data.key} has no ImageNet classifier to search with")
+        return self._head
 
     def rank(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray, list[LabelClass]]:
         rows, scores, classes, _ = self.rank_words(text, k)
@@ -155,8 +162,8 @@ class TextSearcher:
     def rank_words(
         self, text: str, k: int
     ) -> tuple[np.ndarray, np.ndarray, list[LabelClass], list[str]]:
-        """:meth:`rank`, and the words of ``text`` that no ImageNet class has."""
-        """The ``k`` best rows, their scores, and the classes a label search used."""
+        """The ``k`` best rows, their scores, the classes a label search used, and the
+        words of ``text`` that no ImageNet class has."""
         text = text.strip()
         if not text:
             raise BannermatchError("the text to search is empty")
@@ -172,10 +179,8 @@ class TextSearcher:
             rows, scores = Neighbours(self.data).nearest(vector, k)
             return rows, scores, [], []
         self.data.require_norms()  # before loading the model: the hint comes first
-        head = self._load().label_head()
-        if head is None:
-            raise BannermatchError(f"{self.data.key} has no ImageNet classifier to search with")
-        classes, unmatched = label_match(text, head.subset)
+        head = self._label_head()
+        classes, unmatched = label_match(text, head.classes)
         scores = label_scores(self.data, head, [c.index for c in classes])
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]

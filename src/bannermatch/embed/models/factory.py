@@ -269,7 +269,10 @@ class _Network:
 
     def network(self) -> Built:
         if self._built is None:
+            from bannermatch.embed.models.heads import remember
+
             self._built = self.loader.build(self.weights, self.size)
+            remember(self.loader.spec.arch, self.weights.sha256, self._built.head)
         return self._built
 
     def extractor(self) -> FeatureExtractor:

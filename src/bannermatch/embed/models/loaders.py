@@ -86,6 +86,8 @@ class LabelHead:
     weight: np.ndarray  # float32 (C, D)
     bias: np.ndarray  # float32 (C,)
     subset: str  # timm ImageNetInfo subset, e.g. "imagenet-1k"
+    #: each class's names and its WordNet definition, in the order of the rows
+    classes: list[tuple[str, str]]
 
 
 @dataclass
@@ -153,7 +155,21 @@ def _label_head(model: nn.Module, cfg: dict[str, Any]) -> LabelHead | None:
     weight = layer.weight.detach().float().reshape(layer.weight.shape[0], -1).cpu().numpy()
     if weight.shape[0] != cfg["num_classes"]:
         return None
-    return LabelHead(weight, layer.bias.detach().float().cpu().numpy(), subset)
+    bias = layer.bias.detach().float().cpu().numpy()
+    return LabelHead(weight, bias, subset, imagenet_classes(subset))
+
+
+def imagenet_classes(subset: str) -> list[tuple[str, str]]:
+    """Each class of an ImageNet ``subset``: its names, and its WordNet definition."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo(subset)
+    out = []
+    for index in range(info.num_classes()):
+        detailed = info.index_to_description(index, detailed=True)
+        definition = detailed.split(": ", 1)[1] if ": " in detailed else ""
+        out.append((info.index_to_description(index), definition))
+    return out
 
 
 def _timm_kind(model: nn.Module) -> tuple[str, int]:
