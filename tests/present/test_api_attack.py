@@ -106,7 +106,7 @@ def test_schemathesis_finds_no_server_error(served: ServedCollection) -> None:
 
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(
-                max_examples=25,
+                max_examples=15,
                 deadline=None,
                 database=None,
                 derandomize=True,
