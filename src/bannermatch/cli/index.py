@@ -25,11 +25,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "progress": not args.quiet,
         "skip_flagged": args.skip_flagged,
+        "address": args.address,
+        "actors": args.actors,
         **model_options(args),
     }
-    result = index(
-        args.input, args.out, args.model, address=args.address, actors=args.actors, **options
-    )
+    result = index(args.input, args.out, args.model, **options)
     if not args.json:
         for bad in result.bad:
             print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)

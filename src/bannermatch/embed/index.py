@@ -247,8 +247,6 @@ def index(
         model_options = {**model_options, "engine": "torch", "device": "cpu"}
     elif address is not None or actors is not None:
         raise BannermatchError("--address and --actors go with --engine ray")
-    if text_mask is not None and model_options.get("engine") == "ray":
-        raise BannermatchError("--mask-text runs on the local engines, not --engine ray")
     try:
         return _index(
             input_path, out, model, embed, progress=progress, skip_flagged=skip_flagged,

@@ -17,8 +17,14 @@ from bannermatch.errors import BannermatchError, CollectionError, ImageError
 from bannermatch.images import ReadError, read_source
 from bannermatch.present.server import schemas
 from bannermatch.present.server.data import ServedCollection
-from bannermatch.present.server.transformed import similar_transformed, similar_with_text
+from bannermatch.present.server.transformed import (
+    row_texts,
+    similar_transformed,
+    similar_with_text,
+    upload_text,
+)
 from bannermatch.present.server.views import hits, item, root_path, row_or_404
+from bannermatch.query.textweight import nearest_weighted
 
 DEFAULT_N = 10
 MAX_N = 100
@@ -158,6 +164,11 @@ def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int)
         response_model=schemas.ImageSearch,
         responses={
             400: {"model": schemas.Message, "description": "a malformed multipart body"},
+            409: {
+                "model": schemas.Message,
+                "description": "text_weight: the collection has no banner text, or the server "
+                "cannot read text (no 'ocr' extra)",
+            },
             413: {"model": schemas.Message, "description": "upload over the size cap"},
             415: {"model": schemas.Message, "description": "not an image type"},
             422: {"description": "not a decodable image (the reason), or bad parameters"},
@@ -167,11 +178,21 @@ def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int)
         request: Request,
         file: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, ...)")],
         n: N = DEFAULT_N,
+        text_weight: TextWeight = 0.0,
     ) -> dict[str, Any]:
-        """The ``n`` items that look most like an uploaded image (not in the collection)."""
+        """The ``n`` items that look most like an uploaded image (not in the collection).
+
+        ``text_weight=W`` ranks by ``(1 - W) * image + W * banner-text`` similarity, as for
+        an item: the upload's text is read now by OCR (``query.banner_text``)."""
+        texts = row_texts(served) if text_weight else None  # a 409 before any work
         with upload_slots:
-            vector, query = embed_upload(served, file, max_upload)
-        rows, scores = served.nearest_to(vector, n)
+            vector, query = embed_upload(served, file, max_upload, read_text=texts is not None)
+        if texts is not None:
+            rows, scores = nearest_weighted(
+                served.data, texts, vector, n, text_weight, text=query["banner_text"]
+            )
+        else:
+            rows, scores = served.nearest_to(vector, n)
         return {
             "query": query,
             "model_key": served.data.key,
@@ -302,10 +323,11 @@ def image_response(served: ServedCollection, item_id: str, request: Request) -> 
 
 
 def embed_upload(
-    served: ServedCollection, file: UploadFile, max_upload: int
+    served: ServedCollection, file: UploadFile, max_upload: int, *, read_text: bool = False
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The vector of an uploaded image and what is known of it; 413/415/422 with the reason.
-    Call it holding an upload slot: the decoded pixels are freed before it returns."""
+    """The vector of an uploaded image and what is known of it (with ``read_text``, its
+    banner text too, read by OCR); 409/413/415/422 with the reason. Call it holding an
+    upload slot: the decoded pixels are freed before it returns."""
     ctype = (file.content_type or "").split(";")[0].strip().lower()
     if not ctype.startswith("image/"):
         raise HTTPException(415, f"expected an image upload, got {ctype or 'no type'}")
@@ -323,7 +345,10 @@ def embed_upload(
         "height": decoded.height,
         "format": decoded.format,
     }
-    return served.embed(decoded), query
+    if not read_text:
+        return served.embed(decoded), query
+    text = upload_text(served, decoded)  # read once: an art-only key masks the same boxes
+    return served.embed(decoded, text), query | {"banner_text": text.text}
 
 
 def info_of(served: ServedCollection) -> dict[str, Any]:
