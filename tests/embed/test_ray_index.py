@@ -147,6 +147,29 @@ def test_ray_embeds_the_art_only_key_as_the_local_engine_does(
     assert (again.up_to_date, again.embedded) == (5, 0)  # incremental, as locally
 
 
+@pytest.mark.slow
+def test_ray_cli_mask_text(tmp_path: Path, skimage_dir: Path, model) -> None:
+    """``index --mask-text --engine ray`` from the CLI: its own local cluster, for the
+    plain rows and the art-only ones, which equal the local engine's."""
+    needs_ray()
+    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
+    from bannermatch.ocr.mask import mask_key
+    from support.cli import run_cli
+    from support.servers import build_titled_collection
+
+    root = build_titled_collection(tmp_path, skimage_dir)
+    out = tmp_path / "ray"
+    shutil.copytree(root, out)
+    args = ["index", tmp_path / "in", "--out", out, "--mask-text", "--engine", "ray"]
+    got = json.loads(run_cli(*args, "--address", "local", "--json", "-q").stdout)
+    assert (got["up_to_date"], got["ocr"]["kept"]) == (5, 5)  # plain rows and text were there
+    assert got["text_mask"]["embedded"] == 5 and got["text_mask"]["model_key"] == mask_key(
+        KEY, "blur"
+    )
+    index(tmp_path / "in", root, model, text_mask="blur", progress=False)
+    assert_same_collection(out, root, mask_key(KEY, "blur"))
+
+
 def _shard(path: Path, files: list[Path]) -> None:
     with tarfile.open(path, "w") as tar:
         for f in files:

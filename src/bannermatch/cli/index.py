@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from bannermatch.cli.options import add_mask_text, add_model_args, model_options
@@ -12,13 +14,34 @@ from bannermatch.defaults import BATCH_SIZE
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from bannermatch.embed.index import index
-
-    reads_text = args.ocr or args.names_from_ocr or args.mask_text
+    reads_text = bool(args.ocr or args.names_from_ocr or args.mask_text)
     if reads_text:  # before embedding: a missing OCR extra is said at once
         from bannermatch.ocr.engine import require_ocr
 
         require_ocr()
+    with _one_cluster(args):
+        return _index_runs(args, reads_text)
+
+
+@contextlib.contextmanager
+def _one_cluster(args: argparse.Namespace) -> Iterator[None]:
+    """``--mask-text --engine ray`` embeds twice (the plain rows, then the art-only ones):
+    one cluster serves both runs (each joins the Ray this process holds), started once."""
+    if not (args.mask_text and args.engine == "ray"):
+        yield
+        return
+    from bannermatch.embed.ray import connect
+
+    cluster = connect(args.address)
+    try:
+        yield
+    finally:
+        cluster.close()
+
+
+def _index_runs(args: argparse.Namespace, reads_text: bool) -> int:
+    from bannermatch.embed.index import index
+
     options = {
         "names": args.names,
         "batch_size": args.batch_size,
