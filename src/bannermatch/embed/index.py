@@ -232,7 +232,8 @@ def index(
     decoding tasks in flight, and ``device`` for the actors; everything else is the same.
 
     ``text_mask="blur"|"inpaint"|"fill"`` embeds the art-only images instead, the text boxes
-    that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`).
+    that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`),
+    on either engine (on Ray, the boxes travel with the inputs to the decoding tasks).
     """
     embed: Embedder = LocalEmbedder(batch_size, workers)
     if model_options.get("engine") == "ray":

@@ -7,6 +7,9 @@ being what ``index --ocr`` read (:mod:`.store`). Both similarities are computed 
 row, so the ranking is exact: a query is one pass over the rows' vectors and one sparse
 product over their texts. ``match --text-weight W`` stores every item's neighbours so
 ranked in ``models/<key>/textweight/`` (the image-only neighbours stay as they are).
+A query image that is not in the collection (a file, an upload) has its text read when it
+is queried (:func:`query_text`, with the settings the collection's text was read with),
+then is blended the same way.
 """
 
 from __future__ import annotations
