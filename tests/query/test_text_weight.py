@@ -177,6 +177,24 @@ def test_api_upload_with_text_weight(text_root: Path, upload: Path) -> None:
     assert _search_upload(client, upload, "text_weight=1.5").status_code == 422
 
 
+def test_a_reduced_jpeg_is_read_at_full_size(
+    cli, text_root: Path, upload: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A large JPEG is decoded reduced for the model (a draft); its text is read from the
+    full-size image, as `index --ocr` reads the collection's."""
+    big = tmp_path / "big.jpg"
+    Image.open(upload).resize((1368, 1928)).save(big, quality=92)
+    served = ServedCollection.open(text_root)
+    assert not served.decode(big.read_bytes(), 10**8).full_size
+    sizes: list[tuple[int, int]] = []
+    read = served.read_text
+    monkeypatch.setattr(served, "read_text", lambda im: sizes.append(im.image.size) or read(im))
+    got = _search_upload(TestClient(create_app(served)), big, "n=1&text_weight=0.75").json()
+    assert sizes == [(1368, 1928)] and _ids(got) == ["chelsea"]
+    out = cli("similar", text_root, big, "-k", "1", "--text-weight", "0.75", "--json").stdout
+    assert normalise(json.loads(out)["query"]["banner_text"]) == "whiskers"
+
+
 def test_api_upload_text_weight_errors(
     text_root: Path, upload: Path, served: ServedCollection, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

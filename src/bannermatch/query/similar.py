@@ -204,10 +204,11 @@ def similar(
                 img = _steam_banner(query, cdn_url, steam_api_url, draft)
             else:
                 img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
-            if text_weight and own is None:  # read as it is, before any turning
+            if text_weight and own is None:  # read as index --ocr reads: full size, not turned
                 from bannermatch.query.textweight import query_text
 
-                read = query_text(coll.root, img.image)
+                full = img if img.full_size else _full_size(q, cdn_url, steam_api_url)
+                read = query_text(coll.root, full.image)
                 q.banner_text = read.text
             img = transform_decoded(img, mirror, flip)
             # art-only keys: the text masked (the boxes just read serve when not turned)
@@ -251,6 +252,14 @@ def _reranked(
     for hit, n in zip(hits, out.inliers, strict=True):
         hit.inliers, hit.verified = int(n), bool(n >= MIN_INLIERS)
     return SimilarResult(q, data.key, hits)
+
+
+def _full_size(q: Query, cdn_url: str | None, api_url: str | None) -> DecodedImage:
+    """An outside query image decoded again at its full size (a JPEG draft reduced it for
+    the model): its text is read as ``index --ocr`` read the collection's."""
+    if q.kind == "image":
+        return _query_image(q.text, None)
+    return _steam_banner(q.text, cdn_url, api_url)
 
 
 def _item_image(coll: Collection, cat: Catalog, item_id: str, draft: Draft) -> DecodedImage:

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from bannermatch.errors import BannermatchError, CollectionError, ImageError
-from bannermatch.images import ReadError, read_source
+from bannermatch.images import ReadError, decode_bytes, read_source
 from bannermatch.present.server import schemas
 from bannermatch.present.server.data import ServedCollection
 from bannermatch.present.server.transformed import (
@@ -347,7 +347,10 @@ def embed_upload(
     }
     if not read_text:
         return served.embed(decoded), query
-    text = upload_text(served, decoded)  # read once: an art-only key masks the same boxes
+    # read as index --ocr reads: at full size, also where a JPEG draft reduced it for the
+    # model; once, since an art-only key masks the same boxes
+    full = decoded if decoded.full_size else decode_bytes(data, max_pixels=MAX_UPLOAD_PIXELS)
+    text = upload_text(served, full)
     return served.embed(decoded, text), query | {"banner_text": text.text}
 
 
