@@ -170,6 +170,32 @@ def test_ray_cli_mask_text(tmp_path: Path, skimage_dir: Path, model) -> None:
     assert_same_collection(out, root, mask_key(KEY, "blur"))
 
 
+def test_shared_cluster_keeps_a_started_cluster_to_the_end() -> None:
+    """Inside ``shared_cluster()`` a run's cluster outlives the run (the next one joins
+    it) and is left when the block ends; outside, a run leaves its own at once."""
+    needs_ray()
+    from bannermatch.embed.ray import RayCluster, RayEmbedder, shared_cluster
+
+    left: list[str] = []
+
+    class Cluster(RayCluster):
+        def close(self) -> None:
+            left.append(self.ray)
+
+    def run(name: str) -> None:
+        embedder = RayEmbedder()
+        embedder.cluster = Cluster(name, True, 2.0, 0.0, 1)
+        embedder.close()
+
+    run("alone")
+    assert left == ["alone"]
+    with shared_cluster():
+        run("plain")
+        run("art only")
+        assert left == ["alone"]
+    assert left == ["alone", "plain", "art only"]
+
+
 def _shard(path: Path, files: list[Path]) -> None:
     with tarfile.open(path, "w") as tar:
         for f in files:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 from bannermatch.cli.options import add_mask_text, add_model_args, model_options
@@ -23,20 +22,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         return _index_runs(args, reads_text)
 
 
-@contextlib.contextmanager
-def _one_cluster(args: argparse.Namespace) -> Iterator[None]:
+def _one_cluster(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
     """``--mask-text --engine ray`` embeds twice (the plain rows, then the art-only ones):
-    one cluster serves both runs (each joins the Ray this process holds), started once."""
+    one cluster serves both runs, started by the first that has something to embed."""
     if not (args.mask_text and args.engine == "ray"):
-        yield
-        return
-    from bannermatch.embed.ray import connect
+        return contextlib.nullcontext()
+    from bannermatch.embed.ray import shared_cluster
 
-    cluster = connect(args.address)
-    try:
-        yield
-    finally:
-        cluster.close()
+    return shared_cluster()
 
 
 def _index_runs(args: argparse.Namespace, reads_text: bool) -> int:

@@ -24,6 +24,8 @@ interrupted job resumes from the blocks it had finished. Ray is an optional extr
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -355,5 +357,30 @@ class RayEmbedder:
 
     def close(self) -> None:
         if self.cluster is not None:
-            self.cluster.close()
+            kept = _kept.get()
+            if kept is None:
+                self.cluster.close()
+            else:  # inside shared_cluster(): the next run joins it
+                kept.append(self.cluster)
             self.cluster = None
+
+
+#: the clusters runs started inside :func:`shared_cluster`, left when it ends
+_kept: contextvars.ContextVar[list[RayCluster] | None] = contextvars.ContextVar(
+    "bannermatch_ray_kept", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_cluster() -> Iterator[None]:
+    """Several index runs on one cluster (``index --mask-text --engine ray``: the plain
+    rows, then the art-only ones): a cluster the first run that embeds starts stays up for
+    the next ones, which join it, and is left at the end; none is started for nothing."""
+    kept: list[RayCluster] = []
+    token = _kept.set(kept)
+    try:
+        yield
+    finally:
+        _kept.reset(token)
+        for cluster in kept:
+            cluster.close()
