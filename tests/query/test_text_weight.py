@@ -153,6 +153,15 @@ def test_text_weight_of_an_image_without_the_ocr_extra(
     assert _ids(json.loads(plain.stdout)) == ["coffee"]
 
 
+def test_text_weight_of_an_image_on_a_collection_without_text(
+    cli, served_root: Path, upload: Path
+) -> None:  # type: ignore[no-untyped-def]
+    proc = cli("similar", served_root, upload, "--text-weight", "0.5", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"bannermatch: error: {served_root} has no banner text: run ")
+
+
 def _search_upload(client: TestClient, path: Path, query: str) -> Any:
     with open(path, "rb") as fh:
         return client.post(
