@@ -198,18 +198,9 @@ def similar(
                 data.manifest, engine=engine, device=device, few_images=True, folder=data.folder
             )
             draft = net.preprocess.draft_size  # decoded as the collection's images were
-            if q.kind == "image":
-                img = _query_image(query, draft)
-            elif q.kind == "steam-app":
-                img = _steam_banner(query, cdn_url, steam_api_url, draft)
-            else:
-                img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
-            if text_weight and own is None:  # read as index --ocr reads: full size, not turned
-                from bannermatch.query.textweight import query_text
-
-                full = img if img.full_size else _full_size(q, cdn_url, steam_api_url)
-                read = query_text(coll.root, full.image)
-                q.banner_text = read.text
+            img = _decoded_query(coll, cat, q, draft, cdn_url, steam_api_url)
+            if text_weight and own is None:  # an outside image: its banner text read now
+                read = _outside_text(coll, cat, q, img, cdn_url, steam_api_url)
             img = transform_decoded(img, mirror, flip)
             # art-only keys: the text masked (the boxes just read serve when not turned)
             image = prepare_query(data.manifest, img.image, None if q.transform else read)
@@ -217,7 +208,7 @@ def similar(
         if text_weight:
             from bannermatch.query.textweight import nearest_with_text
 
-            text = read.text if read is not None else ""
+            text = q.banner_text or ""  # an item's own is stored
             rows, scores = nearest_with_text(coll.root, data, own, vector, text, k, text_weight)
         elif vector is not None:
             rows, scores = Neighbours(data).nearest(vector, k, exclude=own)
@@ -254,12 +245,39 @@ def _reranked(
     return SimilarResult(q, data.key, hits)
 
 
-def _full_size(q: Query, cdn_url: str | None, api_url: str | None) -> DecodedImage:
-    """An outside query image decoded again at its full size (a JPEG draft reduced it for
-    the model): its text is read as ``index --ocr`` read the collection's."""
+def _decoded_query(
+    coll: Collection,
+    cat: Catalog,
+    q: Query,
+    draft: Draft,
+    cdn_url: str | None,
+    api_url: str | None,
+) -> DecodedImage:
+    """The image of a query: an image file, a Steam app's banner, or an item's own image."""
     if q.kind == "image":
-        return _query_image(q.text, None)
-    return _steam_banner(q.text, cdn_url, api_url)
+        return _query_image(q.text, draft)
+    if q.kind == "steam-app":
+        return _steam_banner(q.text, cdn_url, api_url, draft)
+    return _item_image(coll, cat, q.item_id(), draft)
+
+
+def _outside_text(
+    coll: Collection,
+    cat: Catalog,
+    q: Query,
+    img: DecodedImage,
+    cdn_url: str | None,
+    api_url: str | None,
+) -> OcrResult:
+    """The banner text of a query image from outside the collection (kept in
+    ``q.banner_text``), read as ``index --ocr`` reads: at full size (decoded again where a
+    JPEG draft reduced it for the model) and before any turning."""
+    from bannermatch.query.textweight import query_text
+
+    full = img if img.full_size else _decoded_query(coll, cat, q, None, cdn_url, api_url)
+    read = query_text(coll.root, full.image)
+    q.banner_text = read.text
+    return read
 
 
 def _item_image(coll: Collection, cat: Catalog, item_id: str, draft: Draft) -> DecodedImage:

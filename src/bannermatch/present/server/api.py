@@ -184,15 +184,9 @@ def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int)
 
         ``text_weight=W`` ranks by ``(1 - W) * image + W * banner-text`` similarity, as for
         an item: the upload's text is read now by OCR (``query.banner_text``)."""
-        texts = row_texts(served) if text_weight else None  # a 409 before any work
-        with upload_slots:
-            vector, query = embed_upload(served, file, max_upload, read_text=texts is not None)
-        if texts is not None:
-            rows, scores = nearest_weighted(
-                served.data, texts, vector, n, text_weight, text=query["banner_text"]
-            )
-        else:
-            rows, scores = served.nearest_to(vector, n)
+        query, rows, scores = upload_neighbours(
+            served, file, max_upload, upload_slots, n, text_weight
+        )
         return {
             "query": query,
             "model_key": served.data.key,
@@ -320,6 +314,27 @@ def image_response(served: ServedCollection, item_id: str, request: Request) -> 
     return FileResponse(
         path, media_type=media_type(path.name, head), headers=headers, stat_result=st
     )
+
+
+def upload_neighbours(
+    served: ServedCollection,
+    file: UploadFile,
+    max_upload: int,
+    slots: threading.BoundedSemaphore,
+    n: int,
+    weight: float,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """What is known of an upload and its ``n`` nearest rows: by the image, or with a text
+    ``weight`` by image and banner text (its text read now, holding one of the ``slots``)."""
+    texts = row_texts(served) if weight else None  # a 409 before any work
+    with slots:
+        vector, query = embed_upload(served, file, max_upload, read_text=texts is not None)
+    if texts is None:
+        rows, scores = served.nearest_to(vector, n)
+    else:
+        text = query["banner_text"]
+        rows, scores = nearest_weighted(served.data, texts, vector, n, weight, text=text)
+    return query, rows, scores
 
 
 def embed_upload(
