@@ -62,6 +62,11 @@ class DecodedImage:
     mode: str  # the file's own mode: RGB, L, CMYK, RGBA, P, I;16, ...
     format: str
 
+    @property
+    def full_size(self) -> bool:
+        """Whether the pixels are the file's full size (no JPEG draft reduced them)."""
+        return self.image.size == (self.width, self.height)
+
 
 class ReadError(ImageError):
     """An image source that cannot be read at all (missing, unreadable, not a file)."""

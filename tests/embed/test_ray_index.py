@@ -48,8 +48,8 @@ def covers(covers_dir: Path, n: int, start: int = 0) -> list[Path]:
     return sorted((covers_dir / "images").glob("*.jpg"))[start : start + n]
 
 
-def stored(collection: Path) -> dict[str, Any]:
-    folder = collection / "models" / KEY
+def stored(collection: Path, key: str = KEY) -> dict[str, Any]:
+    folder = collection / "models" / key
     return {
         "ids": json.loads((folder / "items.json").read_text("utf-8")),
         "fingerprints": json.loads((folder / "fingerprints.json").read_text("utf-8")),
@@ -72,10 +72,10 @@ def catalog_rows(collection: Path) -> dict[str, tuple]:
         db.close()
 
 
-def assert_same_collection(ray_out: Path, local_out: Path) -> None:
+def assert_same_collection(ray_out: Path, local_out: Path, key: str = KEY) -> None:
     """Same rows in the same order, same vectors, same catalogue; manifests equal but for
     the engine, which names Ray."""
-    got, want = stored(ray_out), stored(local_out)
+    got, want = stored(ray_out, key), stored(local_out, key)
     assert got["ids"] == want["ids"]
     assert got["fingerprints"] == want["fingerprints"]
     a, b = got["embeddings"], want["embeddings"]  # float16 rows: normalise before comparing
@@ -116,6 +116,84 @@ def test_ray_path_equals_the_single_machine_path(
     assert (again.up_to_date, again.embedded, again.count) == (25, 1, 25)
     index(imgs, tmp_path / "local", model, progress=False)
     assert_same_collection(tmp_path / "ray", tmp_path / "local")
+
+
+def test_ray_embeds_the_art_only_key_as_the_local_engine_does(
+    ray_cluster, tmp_path: Path, skimage_dir: Path, model
+) -> None:
+    """``--mask-text`` on the cluster: the decoding tasks paint over the text boxes the
+    driver read from the OCR store, and the rows equal the local engine's."""
+    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
+    from bannermatch.ocr.mask import mask_key
+    from support.servers import build_titled_collection
+
+    root = build_titled_collection(tmp_path, skimage_dir)  # 5 titled photos, read by OCR
+    images = tmp_path / "in"
+    local, ray = tmp_path / "local", tmp_path / "ray"
+    for out in (local, ray):
+        shutil.copytree(root, out)  # the same catalogue and OCR store
+    want = index(images, local, model, text_mask="blur", progress=False)
+    got = index(images, ray, "effnet-lite0", engine="ray", text_mask="blur", batch_size=2,
+                progress=False)  # fmt: skip
+    assert got.model_key == want.model_key == mask_key(KEY, "blur")
+    assert (got.embedded, got.count) == (want.embedded, want.count) == (5, 5)
+    assert_same_collection(ray, local, got.model_key)
+    assert stored(ray, got.model_key)["manifest"]["text_mask"]["method"] == "blur"
+    # the rows are the masked images', not the plain ones: the titles were painted over
+    plain, masked = stored(ray)["embeddings"], stored(ray, got.model_key)["embeddings"]
+    cosine = (plain * masked).sum(axis=1) / np.linalg.norm(plain, axis=1)
+    assert (cosine / np.linalg.norm(masked, axis=1)).max() < 0.999
+    again = index(images, ray, "effnet-lite0", engine="ray", text_mask="blur", progress=False)
+    assert (again.up_to_date, again.embedded) == (5, 0)  # incremental, as locally
+
+
+@pytest.mark.slow
+def test_ray_cli_mask_text(tmp_path: Path, skimage_dir: Path, model) -> None:
+    """``index --mask-text --engine ray`` from the CLI: its own local cluster, for the
+    plain rows and the art-only ones, which equal the local engine's."""
+    needs_ray()
+    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
+    from bannermatch.ocr.mask import mask_key
+    from support.cli import run_cli
+    from support.servers import build_titled_collection
+
+    root = build_titled_collection(tmp_path, skimage_dir)
+    out = tmp_path / "ray"
+    shutil.copytree(root, out)
+    args = ["index", tmp_path / "in", "--out", out, "--mask-text", "--engine", "ray"]
+    got = json.loads(run_cli(*args, "--address", "local", "--json", "-q").stdout)
+    assert (got["up_to_date"], got["ocr"]["kept"]) == (5, 5)  # plain rows and text were there
+    assert got["text_mask"]["embedded"] == 5 and got["text_mask"]["model_key"] == mask_key(
+        KEY, "blur"
+    )
+    index(tmp_path / "in", root, model, text_mask="blur", progress=False)
+    assert_same_collection(out, root, mask_key(KEY, "blur"))
+
+
+def test_shared_cluster_keeps_a_started_cluster_to_the_end() -> None:
+    """Inside ``shared_cluster()`` a run's cluster outlives the run (the next one joins
+    it) and is left when the block ends; outside, a run leaves its own at once."""
+    needs_ray()
+    from bannermatch.embed.ray import RayCluster, RayEmbedder, shared_cluster
+
+    left: list[str] = []
+
+    class Cluster(RayCluster):
+        def close(self) -> None:
+            left.append(self.ray)
+
+    def run(name: str) -> None:
+        embedder = RayEmbedder()
+        embedder.cluster = Cluster(name, True, 2.0, 0.0, 1)
+        embedder.close()
+
+    run("alone")
+    assert left == ["alone"]
+    with shared_cluster():
+        run("plain")
+        run("art only")
+        assert left == ["alone"]
+    assert left == ["alone", "plain", "art only"]
 
 
 def _shard(path: Path, files: list[Path]) -> None:

@@ -20,6 +20,7 @@ from bannermatch.ocr import load_ocr
 from bannermatch.ocr.engine import OcrEngine
 from bannermatch.ocr.read import read_collection
 from bannermatch.ocr.store import OcrStore
+from support.cli import env_without_ocr
 
 
 def banner(text: str, seed: int, size: tuple[int, int] = (342, 482)) -> Image.Image:
@@ -104,16 +105,10 @@ def test_index_ocr_stores_text_resumes_and_reports_bad(tmp_path: Path, cli) -> N
 
 def test_without_the_extra_one_line(tmp_path: Path, cli) -> None:
     """A Python without rapidocr: `index --ocr` says how to install it, before embedding."""
-    blocker = tmp_path / "block" / "rapidocr_onnxruntime"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('No module named pyclipper')\n")
     src = tmp_path / "src"
     src.mkdir()
     banner("X", 1).save(src / "x.png")
-    import os
-
-    path = os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
+    env = env_without_ocr(tmp_path / "block")
     proc = cli("index", src, "--out", tmp_path / "c", "--ocr", check=False, env=env)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "OCR needs the 'ocr' extra: pip install" in proc.stderr.strip().splitlines()[-1]

@@ -168,5 +168,9 @@ def test_served_art_only_key_masks_uploads_and_turned_items(
     found = client.post("/api/search/image?n=2", files=files).json()
     assert found["model_key"] == masked
     assert {h["id"] for h in found["results"]} == {"chelsea", "chelsea-titled"}
+    # with a text weight: one reading gives the text to compare and the boxes to mask
+    weighted = client.post("/api/search/image?n=2&text_weight=0.5", files=files).json()
+    assert weighted["query"]["banner_text"].replace(" ", "").upper() == "NIGHTOWL"
+    assert {h["id"] for h in weighted["results"]} == {"chelsea", "chelsea-titled"}
     turned = client.get("/api/items/chelsea-titled/similar?n=1&mirror=1").json()
     assert turned["source"] == "transformed" and turned["results"][0]["id"] == "chelsea"

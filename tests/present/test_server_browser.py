@@ -375,7 +375,30 @@ def test_title_weight_control(browser, tmp_path_factory, skimage_dir: Path) -> N
         api = httpx.get(f"{base}/api/items/a-starfall/similar?n=4&text_weight=0.75").json()
         shown = page.locator("#grid .card a").evaluate_all("as => as.map(a => a.dataset.id)")
         assert shown == [h["id"] for h in api["results"]]
+        _upload_with_the_title(page, root.parent / "upload.png", skimage_dir)
     context.close()
+
+
+def _upload_with_the_title(page, path: Path, skimage_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """An uploaded banner (coffee under chelsea's title): by the picture, coffee; with the
+    title counting, chelsea, and the text the server read is shown."""
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from support.servers import with_title
+
+    art = Image.open(skimage_dir / "coffee.png").convert("RGB").resize((342, 482))
+    with_title(art, "WHISKERS").save(path)
+    page.set_input_files("#file", str(path))
+    first = page.locator("#grid .card a").first
+    expect(page.locator("#grid-title")).to_have_text("Banners that look like your image")
+    expect(first).to_have_attribute("data-id", "coffee")
+    expect(page.get_by_label("Mirrored")).to_be_hidden()  # only the title applies
+    page.get_by_label("Title", exact=True).select_option("0.75")
+    expect(page.locator("#grid-title")).to_contain_text("(with the title)")
+    expect(first).to_have_attribute("data-id", "chelsea")
+    expect(page.locator("#query-meta")).to_contain_text("WHISKERS")
+    expect(page.get_by_label("Title", exact=True)).to_have_value("0.75")
 
 
 def test_title_weight_hidden_without_banner_text(page, base_url: str) -> None:  # type: ignore[no-untyped-def]

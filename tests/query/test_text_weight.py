@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +23,8 @@ pytest.importorskip(
 from bannermatch.ocr.mask import DEFAULT_METHOD
 from bannermatch.present.server import ServedCollection, create_app
 from bannermatch.textsim import TextSimilarity, normalise, text_bias, top_k, words
-from support.servers import TITLED, build_titled_collection
+from support.cli import env_without_ocr, ocr_blocker
+from support.servers import TITLED, build_titled_collection, with_title
 
 BANNERS = TITLED
 
@@ -109,6 +112,111 @@ def test_api_text_weight_without_text_is_409(served: ServedCollection) -> None:
     client = TestClient(create_app(served))
     response = client.get("/api/items/620/similar?text_weight=0.5")
     assert response.status_code == 409 and "--ocr" in response.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def upload(text_root: Path, skimage_dir: Path) -> Path:
+    """A banner not in the collection: the coffee photo (HARVEST there) under chelsea's
+    title: by the image alone it is coffee, by its title chelsea."""
+    art = Image.open(skimage_dir / "coffee.png").convert("RGB").resize((342, 482))
+    path = text_root.parent / "upload.png"
+    with_title(art, "WHISKERS").save(path)
+    return path
+
+
+def test_text_weight_of_an_image_file_reads_its_text(cli, text_root: Path, upload: Path) -> None:  # type: ignore[no-untyped-def]
+    def similar(weight: str) -> dict:
+        args = ("similar", text_root, upload, "-k", "3", "--text-weight", weight, "--json")
+        return json.loads(cli(*args).stdout)
+
+    assert _ids(similar("0"))[0] == "coffee"  # the same art under another title
+    weighted = similar("0.75")
+    assert _ids(weighted)[0] == "chelsea"  # the same title on other art
+    assert weighted["query"]["kind"] == "image"
+    assert normalise(weighted["query"]["banner_text"]) == "whiskers"  # read now, by OCR
+    text = cli("similar", text_root, upload, "-k", "1", "--text-weight", "0.75").stdout
+    assert "banner text read: 'WHISKERS'" in text and "chelsea" in text
+
+
+def test_text_weight_of_an_image_without_the_ocr_extra(
+    cli, text_root: Path, upload: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    env = env_without_ocr(tmp_path / "block")
+    args = ("similar", text_root, upload, "--text-weight", "0.5")
+    proc = cli(*args, check=False, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "bannermatch: error: OCR needs the 'ocr' extra: pip install 'bannermatch[ocr]' && "
+        "pip install --no-deps 'rapidocr-onnxruntime>=1.4.4,<1.5' (No module named pyclipper)"
+    ]
+    plain = cli("similar", text_root, upload, "-k", "1", "--json", env=env)  # no OCR needed
+    assert _ids(json.loads(plain.stdout)) == ["coffee"]
+
+
+def test_text_weight_of_an_image_on_a_collection_without_text(
+    cli, served_root: Path, upload: Path
+) -> None:  # type: ignore[no-untyped-def]
+    proc = cli("similar", served_root, upload, "--text-weight", "0.5", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"bannermatch: error: {served_root} has no banner text: run ")
+
+
+def _search_upload(client: TestClient, path: Path, query: str) -> Any:
+    with open(path, "rb") as fh:
+        return client.post(
+            f"/api/search/image?{query}", files={"file": ("up.png", fh, "image/png")}
+        )
+
+
+def test_api_upload_with_text_weight(text_root: Path, upload: Path) -> None:
+    served = ServedCollection.open(text_root)
+    client = TestClient(create_app(served))
+    plain = _search_upload(client, upload, "n=3&text_weight=0")
+    assert plain.status_code == 200 and _ids(plain.json())[0] == "coffee"
+    assert plain.json()["query"]["banner_text"] is None  # not read: not needed
+    got = _search_upload(client, upload, "n=3&text_weight=0.75")
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert _ids(body)[0] == "chelsea" and normalise(body["query"]["banner_text"]) == "whiskers"
+    engine = served._ocr
+    assert engine is not None  # loaded once, on the first upload that needed it
+    assert _search_upload(client, upload, "n=3&text_weight=0.5").status_code == 200
+    assert served._ocr is engine
+    assert _search_upload(client, upload, "text_weight=1.5").status_code == 422
+
+
+def test_a_reduced_jpeg_is_read_at_full_size(
+    cli, text_root: Path, upload: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A large JPEG is decoded reduced for the model (a draft); its text is read from the
+    full-size image, as `index --ocr` reads the collection's."""
+    big = tmp_path / "big.jpg"
+    Image.open(upload).resize((1368, 1928)).save(big, quality=92)
+    served = ServedCollection.open(text_root)
+    assert not served.decode(big.read_bytes(), 10**8).full_size
+    sizes: list[tuple[int, int]] = []
+    read = served.read_text
+    monkeypatch.setattr(served, "read_text", lambda im: sizes.append(im.image.size) or read(im))
+    got = _search_upload(TestClient(create_app(served)), big, "n=1&text_weight=0.75").json()
+    assert sizes == [(1368, 1928)] and _ids(got) == ["chelsea"]
+    out = cli("similar", text_root, big, "-k", "1", "--text-weight", "0.75", "--json").stdout
+    assert normalise(json.loads(out)["query"]["banner_text"]) == "whiskers"
+
+
+def test_api_upload_text_weight_errors(
+    text_root: Path, upload: Path, served: ServedCollection, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    no_text = _search_upload(TestClient(create_app(served)), upload, "text_weight=0.5")
+    assert no_text.status_code == 409 and "--ocr" in no_text.json()["detail"]
+    # a server without the 'ocr' extra: the blocker first on the import path
+    monkeypatch.syspath_prepend(str(ocr_blocker(tmp_path / "block")))
+    monkeypatch.delitem(sys.modules, "rapidocr_onnxruntime")
+    client = TestClient(create_app(ServedCollection.open(text_root)))
+    missing = _search_upload(client, upload, "text_weight=0.5")
+    assert missing.status_code == 409
+    assert missing.json()["detail"].startswith("OCR needs the 'ocr' extra: pip install")
+    assert _search_upload(client, upload, "n=1").json()["results"][0]["id"] == "coffee"
 
 
 def test_eval_with_the_text_options(cli, text_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

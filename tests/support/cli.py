@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -69,3 +70,19 @@ def signal_after_chunks(
 def chunked_rows(chunks: Path) -> int:
     """How many embedded rows the chunk files in ``chunks`` hold."""
     return sum(len(np.load(p)["embeddings"]) for p in chunks.glob("*.npz"))
+
+
+def ocr_blocker(folder: Path) -> Path:
+    """A folder that, put first on the import path, makes ``import rapidocr_onnxruntime``
+    fail as on an installation without the 'ocr' extra (one of its own needs missing)."""
+    package = folder / "rapidocr_onnxruntime"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").write_text("raise ImportError('No module named pyclipper')\n")
+    return folder
+
+
+def env_without_ocr(folder: Path) -> dict[str, str]:
+    """The environment of a ``bannermatch`` subprocess without the 'ocr' extra
+    (:func:`ocr_blocker` in ``folder``, first on ``PYTHONPATH``)."""
+    path = os.pathsep.join(filter(None, [str(ocr_blocker(folder)), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -12,24 +13,39 @@ from bannermatch.defaults import BATCH_SIZE
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from bannermatch.embed.index import index
-
-    reads_text = args.ocr or args.names_from_ocr or args.mask_text
+    reads_text = bool(args.ocr or args.names_from_ocr or args.mask_text)
     if reads_text:  # before embedding: a missing OCR extra is said at once
         from bannermatch.ocr.engine import require_ocr
 
         require_ocr()
+    with _one_cluster(args):
+        return _index_runs(args, reads_text)
+
+
+def _one_cluster(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """``--mask-text --engine ray`` embeds twice (the plain rows, then the art-only ones):
+    one cluster serves both runs, started by the first that has something to embed."""
+    if not (args.mask_text and args.engine == "ray"):
+        return contextlib.nullcontext()
+    from bannermatch.embed.ray import shared_cluster
+
+    return shared_cluster()
+
+
+def _index_runs(args: argparse.Namespace, reads_text: bool) -> int:
+    from bannermatch.embed.index import index
+
     options = {
         "names": args.names,
         "batch_size": args.batch_size,
         "workers": args.workers,
         "progress": not args.quiet,
         "skip_flagged": args.skip_flagged,
+        "address": args.address,
+        "actors": args.actors,
         **model_options(args),
     }
-    result = index(
-        args.input, args.out, args.model, address=args.address, actors=args.actors, **options
-    )
+    result = index(args.input, args.out, args.model, **options)
     if not args.json:
         for bad in result.bad:
             print(f"skipped {bad['source']}: {bad['reason']}", file=sys.stderr)

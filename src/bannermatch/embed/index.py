@@ -234,7 +234,8 @@ def index(
     decoding tasks in flight, and ``device`` for the actors; everything else is the same.
 
     ``text_mask="blur"|"inpaint"|"fill"`` embeds the art-only images instead, the text boxes
-    that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`).
+    that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`),
+    on either engine (on Ray, the boxes travel with the inputs to the decoding tasks).
     """
     embed: Embedder = LocalEmbedder(batch_size, workers)
     if model_options.get("engine") == "ray":
@@ -249,8 +250,6 @@ def index(
         model_options = {**model_options, "engine": "torch", "device": "cpu"}
     elif address is not None or actors is not None:
         raise BannermatchError("--address and --actors go with --engine ray")
-    if text_mask is not None and model_options.get("engine") == "ray":
-        raise BannermatchError("--mask-text runs on the local engines, not --engine ray")
     try:
         return _index(
             input_path, out, model, embed, progress=progress, skip_flagged=skip_flagged,

@@ -12,6 +12,10 @@ The job is a reader, a mapper and an actor pool::
     (file paths, or tar   ->  read + decode + preprocess -> embed: ONNX Runtime on a CPU,
      members by offset)       (decode_item, as locally)    PyTorch fp16 on a GPU  -> driver
 
+For ``index --mask-text`` (the art-only rows) each input carries the text boxes to paint
+over, as JSON in its block: the decoding tasks mask the image before preprocessing,
+as the local threads do, and the actors embed what they get.
+
 A block holds ``batch_size`` inputs; its embedded rows come back to the driver in
 input order (``preserve_order``), and each one is written as a chunk right away, so an
 interrupted job resumes from the blocks it had finished. Ray is an optional extra
@@ -20,6 +24,8 @@ interrupted job resumes from the blocks it had finished. Ray is an optional extr
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ from bannermatch.embed.batches import Batch, Decoded, decode_item
 from bannermatch.embed.models import EmbeddingModel
 from bannermatch.embed.models.preprocess import Preprocess
 from bannermatch.errors import BannermatchError
+from bannermatch.ocr.mask import TextMask
 
 RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'bannermatch[ray]'"
 #: columns of a decoded block (besides the pixels) and of an embedded one
@@ -136,9 +143,10 @@ def _decode_block(batch: dict[str, np.ndarray], preprocess: Preprocess) -> dict[
     pixels = np.zeros((n, 3, size, size), np.float32)
     out: dict[str, list[Any]] = {k: [] for k in _META}
     for r in range(n):
+        mask = str(batch["mask"][r])
         item = InputItem(
             str(batch["source"][r]), "", "", int(batch["size"][r]), 0.0, None,
-            int(batch["offset"][r]),
+            int(batch["offset"][r]), mask=TextMask.from_json(mask) if mask else None,
         )  # fmt: skip
         d = decode_item(item, preprocess)
         if d.pixels is not None:
@@ -181,20 +189,33 @@ class _EmbedActor:
         return out
 
 
+def _mask_text(item: InputItem) -> str:
+    """An item's mask as text for the decoding tasks ("" for none): only the text masks of
+    ``index --mask-text`` travel (:class:`bannermatch.ocr.mask.TextMask`)."""
+    if item.mask is None:
+        return ""
+    if not isinstance(item.mask, TextMask):
+        raise BannermatchError(f"--engine ray cannot ship the image mask {item.mask!r}")
+    return item.mask.to_json()
+
+
 def _blocks(items: Sequence[InputItem], size: int) -> list[Any]:
     import pyarrow as pa
 
-    return [
-        pa.table(
+    def block(part: Sequence[InputItem], start: int) -> Any:
+        return pa.table(
             {
-                "pos": pa.array(range(start, min(start + size, len(items))), pa.int64()),
-                "source": [it.source for it in items[start : start + size]],
-                "offset": pa.array([it.offset for it in items[start : start + size]], pa.int64()),
-                "size": pa.array([it.size for it in items[start : start + size]], pa.int64()),
+                "pos": pa.array(range(start, start + len(part)), pa.int64()),
+                "source": [it.source for it in part],
+                "offset": pa.array([it.offset for it in part], pa.int64()),
+                "size": pa.array([it.size for it in part], pa.int64()),
+                # the text boxes to paint over (index --mask-text), read from the collection's
+                # OCR store by the driver: a worker needs no access to it
+                "mask": pa.array([_mask_text(it) for it in part], pa.string()),
             }
         )
-        for start in range(0, len(items), size)
-    ]
+
+    return [block(items[start : start + size], start) for start in range(0, len(items), size)]
 
 
 def _cause(exc: BaseException) -> str:
@@ -336,5 +357,30 @@ class RayEmbedder:
 
     def close(self) -> None:
         if self.cluster is not None:
-            self.cluster.close()
+            kept = _kept.get()
+            if kept is None:
+                self.cluster.close()
+            else:  # inside shared_cluster(): the next run joins it
+                kept.append(self.cluster)
             self.cluster = None
+
+
+#: the clusters runs started inside :func:`shared_cluster`, left when it ends
+_kept: contextvars.ContextVar[list[RayCluster] | None] = contextvars.ContextVar(
+    "bannermatch_ray_kept", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_cluster() -> Iterator[None]:
+    """Several index runs on one cluster (``index --mask-text --engine ray``: the plain
+    rows, then the art-only ones): a cluster the first run that embeds starts stays up for
+    the next ones, which join it, and is left at the end; none is started for nothing."""
+    kept: list[RayCluster] = []
+    token = _kept.set(kept)
+    try:
+        yield
+    finally:
+        _kept.reset(token)
+        for cluster in kept:
+            cluster.close()

@@ -18,11 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bannermatch.errors import BannermatchError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,10 @@ class OcrEngine:
             if str(text).strip()
         ]
         return OcrResult(tuple(lines))
+
+    def read_image(self, image: Image.Image) -> OcrResult:
+        """The text lines of a PIL image (a query: an upload, a file)."""
+        return self.read(np.asarray(image.convert("RGB")))
 
     def detect(self, rgb: np.ndarray) -> list[Quad]:
         """Where the text is, without reading it (detection only: about half the time)."""

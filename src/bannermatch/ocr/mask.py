@@ -23,6 +23,7 @@ and the strokes' outlines and shadows lie just outside them.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,15 @@ class TextMask:
     def __call__(self, image: Image.Image) -> Image.Image:
         return mask_image(image, self.boxes, self.method)
 
+    def to_json(self) -> str:
+        """As text, for the workers of ``index --engine ray`` (``embed.ray``)."""
+        return json.dumps({"boxes": self.boxes, "method": self.method})
+
+    @classmethod
+    def from_json(cls, text: str) -> TextMask:
+        d = json.loads(text)
+        return cls(tuple(tuple(float(v) for v in box) for box in d["boxes"]), str(d["method"]))
+
 
 def with_masks(
     todo: list[tuple[InputItem, str]], texts: dict[str, OcrResult], method: str
@@ -171,14 +181,17 @@ def with_masks(
     ]
 
 
-def prepare_query(manifest: dict[str, Any], image: Image.Image) -> Image.Image:
+def prepare_query(
+    manifest: dict[str, Any], image: Image.Image, text: OcrResult | None = None
+) -> Image.Image:
     """A query image (a file, an upload, an item's image turned) as the rows of ``manifest``
-    were embedded: for an art-only key, read by OCR and its text painted over; else as is."""
+    were embedded: for an art-only key, its text (``text``, else read now by this thread's
+    OCR engine) painted over; else as is."""
     mask = manifest.get("text_mask")
     if not mask:
         return image
-    from bannermatch.ocr.engine import DET_SIDE, thread_engine
+    if text is None:
+        from bannermatch.ocr.engine import DET_SIDE, thread_engine
 
-    engine = thread_engine(int(mask.get("ocr", {}).get("det_side", DET_SIDE)))
-    result = engine.read(np.asarray(image.convert("RGB")))
-    return mask_image(image, boxes_of(result), str(mask["method"]))
+        text = thread_engine(int(mask.get("ocr", {}).get("det_side", DET_SIDE))).read_image(image)
+    return mask_image(image, boxes_of(text), str(mask["method"]))

@@ -130,3 +130,15 @@ def load_ocr(collection: str | os.PathLike[str]) -> dict[str, OcrResult]:
     """item id -> its banner text, for every item whose image was read (empty when
     ``index --ocr`` never ran on the collection)."""
     return OcrStore.open(collection).results
+
+
+def stored_settings(collection: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The settings the collection's text was read with (``ocr/manifest.json``), without
+    reading the text; None when ``index --ocr`` never ran on it. A query image's text is
+    read with the same ones, so that it compares with the rows' text."""
+    path = Path(collection) / OCR_DIR / MANIFEST
+    try:
+        settings = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    return settings if isinstance(settings, dict) else None

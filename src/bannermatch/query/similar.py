@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from bannermatch.query.neighbours import Neighbours
 from bannermatch.store.catalog import Catalog, is_app_id
 from bannermatch.store.collection import Collection, ModelData
 from bannermatch.tables import format_table
+
+if TYPE_CHECKING:
+    from bannermatch.ocr.engine import OcrResult
 
 #: candidates shown beside a name chosen by a prefix, word or fuzzy match
 ALTERNATIVES = 3
@@ -52,10 +55,13 @@ class Query:
     match: str | None = None  # how a name matched: names.Suggestion.match
     alternatives: list[dict[str, str]] = field(default_factory=list)  # the next candidates
     transform: str | None = None  # "mirror", "flip" or "mirror+flip": the image turned
+    banner_text: str | None = None  # with a text weight: the text OCR read on an outside image
 
     def describe(self) -> str:
         turned = {"mirror": "mirrored", "flip": "flipped"}.get(self.transform or "", "")
         what = self._what()
+        if self.banner_text is not None:
+            what += f" (banner text read: {self.banner_text!r})"
         if self.transform:
             return f"{what}, {turned or 'mirrored and flipped'}"
         return what
@@ -186,24 +192,24 @@ def similar(
         own = data.row_of.get(q.id) if q.kind not in {"image", "steam-app"} else None  # type: ignore[arg-type]
         img: DecodedImage | None = None
         vector: np.ndarray | None = None
+        read: OcrResult | None = None  # an outside image's banner text, for text_weight
         if own is None or q.transform:
             net = create_model_for(
                 data.manifest, engine=engine, device=device, few_images=True, folder=data.folder
             )
             draft = net.preprocess.draft_size  # decoded as the collection's images were
-            if q.kind == "image":
-                img = _query_image(query, draft)
-            elif q.kind == "steam-app":
-                img = _steam_banner(query, cdn_url, steam_api_url, draft)
-            else:
-                img = _item_image(coll, cat, q.id, draft)  # type: ignore[arg-type]
+            img = _decoded_query(coll, cat, q, draft, cdn_url, steam_api_url)
+            if text_weight and own is None:  # an outside image: its banner text read now
+                read = _outside_text(coll, cat, q, img, cdn_url, steam_api_url)
             img = transform_decoded(img, mirror, flip)
-            image = prepare_query(data.manifest, img.image)  # art-only keys: text masked
+            # art-only keys: the text masked (the boxes just read serve when not turned)
+            image = prepare_query(data.manifest, img.image, None if q.transform else read)
             vector = net.embed_images([image])[0]
         if text_weight:
             from bannermatch.query.textweight import nearest_with_text
 
-            rows, scores = nearest_with_text(coll.root, data, own, vector, img, k, text_weight)
+            text = q.banner_text or ""  # an item's own is stored
+            rows, scores = nearest_with_text(coll.root, data, own, vector, text, k, text_weight)
         elif vector is not None:
             rows, scores = Neighbours(data).nearest(vector, k, exclude=own)
         else:
@@ -237,6 +243,41 @@ def _reranked(
     for hit, n in zip(hits, out.inliers, strict=True):
         hit.inliers, hit.verified = int(n), bool(n >= MIN_INLIERS)
     return SimilarResult(q, data.key, hits)
+
+
+def _decoded_query(
+    coll: Collection,
+    cat: Catalog,
+    q: Query,
+    draft: Draft,
+    cdn_url: str | None,
+    api_url: str | None,
+) -> DecodedImage:
+    """The image of a query: an image file, a Steam app's banner, or an item's own image."""
+    if q.kind == "image":
+        return _query_image(q.text, draft)
+    if q.kind == "steam-app":
+        return _steam_banner(q.text, cdn_url, api_url, draft)
+    return _item_image(coll, cat, q.item_id(), draft)
+
+
+def _outside_text(
+    coll: Collection,
+    cat: Catalog,
+    q: Query,
+    img: DecodedImage,
+    cdn_url: str | None,
+    api_url: str | None,
+) -> OcrResult:
+    """The banner text of a query image from outside the collection (kept in
+    ``q.banner_text``), read as ``index --ocr`` reads: at full size (decoded again where a
+    JPEG draft reduced it for the model) and before any turning."""
+    from bannermatch.query.textweight import query_text
+
+    full = img if img.full_size else _decoded_query(coll, cat, q, None, cdn_url, api_url)
+    read = query_text(coll.root, full.image)
+    q.banner_text = read.text
+    return read
 
 
 def _item_image(coll: Collection, cat: Catalog, item_id: str, draft: Draft) -> DecodedImage:

@@ -7,6 +7,9 @@ being what ``index --ocr`` read (:mod:`.store`). Both similarities are computed 
 row, so the ranking is exact: a query is one pass over the rows' vectors and one sparse
 product over their texts. ``match --text-weight W`` stores every item's neighbours so
 ranked in ``models/<key>/textweight/`` (the image-only neighbours stay as they are).
+A query image that is not in the collection (a file, an upload) has its text read when it
+is queried (:func:`query_text`, with the settings the collection's text was read with),
+then is blended the same way.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bannermatch.errors import BannermatchError
-from bannermatch.images import DecodedImage
 from bannermatch.progress import progress_bar
 from bannermatch.store import atomic
 from bannermatch.store.collection import Collection, ModelData
 from bannermatch.textsim import TextSimilarity, check_weight, combine, top_k
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from bannermatch.ocr.engine import OcrResult
 
 #: where ``match --text-weight`` stores its neighbours, inside ``models/<key>/``
 FOLDER = "textweight"
@@ -54,11 +61,16 @@ class RowTexts:
     def of(cls, texts: list[str] | None, collection: str | os.PathLike[str]) -> RowTexts:
         """From each row's text (:func:`.combined.banner_texts`); an error for None."""
         if texts is None:
-            raise BannermatchError(
-                f"{collection} has no banner text: run `bannermatch index ... --ocr` "
-                "first (--text-weight compares the text read on the banners)"
-            )
+            raise no_text(collection)
         return cls(texts, TextSimilarity(texts))
+
+
+def no_text(collection: str | os.PathLike[str]) -> BannermatchError:
+    """The error for a text weight on a collection without banner text."""
+    return BannermatchError(
+        f"{collection} has no banner text: run `bannermatch index ... --ocr` "
+        "first (--text-weight compares the text read on the banners)"
+    )
 
 
 def _image_scores(data: ModelData, vector: np.ndarray) -> np.ndarray:
@@ -97,13 +109,13 @@ def nearest_with_text(
     data: ModelData,
     row: int | None,
     vector: np.ndarray | None,
-    image: DecodedImage | None,
+    text: str,
     k: int,
     weight: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``similar --text-weight``: a row of the data (its stored text; the neighbours
     ``match --text-weight`` stored when they hold this weight and ``k``), or an outside
-    image (``vector``, and its text read now by OCR)."""
+    image (``vector``, and its ``text``: :func:`query_text`)."""
     check_weight(weight)
     if row is not None and vector is None:
         stored = stored_weighted(data, weight, k)
@@ -114,15 +126,29 @@ def nearest_with_text(
     texts = RowTexts.load(collection, data)
     if vector is None:
         vector = np.asarray(data.embeddings[row], np.float32)
-    text = "" if row is not None or image is None else image_text(image)
     return nearest_weighted(data, texts, vector, k, weight, row=row, text=text)
 
 
-def image_text(image: DecodedImage) -> str:
-    """The text OCR reads on a query image that is not in the collection."""
+def query_det_side(collection: str | os.PathLike[str]) -> int:
+    """The OCR detector size the collection's text was read with, which a query image's
+    text is read with too; an error when the collection has no banner text (said before
+    any OCR is loaded or run)."""
+    from bannermatch.ocr.engine import DET_SIDE
+    from bannermatch.ocr.store import stored_settings
+
+    settings = stored_settings(collection)
+    if settings is None:
+        raise no_text(collection)
+    return int(settings.get("det_side", DET_SIDE))
+
+
+def query_text(collection: str | os.PathLike[str], image: Image.Image) -> OcrResult:
+    """The banner text of a query image that is not in the collection (a file, an upload),
+    read now by this thread's OCR engine as the collection's text was; a one-line error
+    when the collection has none or the 'ocr' extra is missing."""
     from bannermatch.ocr.engine import thread_engine
 
-    return thread_engine().read(np.asarray(image.image.convert("RGB"))).text
+    return thread_engine(query_det_side(collection)).read_image(image)
 
 
 @dataclass

@@ -14,11 +14,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from bannermatch.errors import BannermatchError, CollectionError, ImageError
-from bannermatch.images import ReadError, read_source
+from bannermatch.images import ReadError, decode_bytes, read_source
 from bannermatch.present.server import schemas
 from bannermatch.present.server.data import ServedCollection
-from bannermatch.present.server.transformed import similar_transformed, similar_with_text
+from bannermatch.present.server.transformed import (
+    row_texts,
+    similar_transformed,
+    similar_with_text,
+    upload_text,
+)
 from bannermatch.present.server.views import hits, item, root_path, row_or_404
+from bannermatch.query.textweight import nearest_weighted
 
 DEFAULT_N = 10
 MAX_N = 100
@@ -158,6 +164,11 @@ def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int)
         response_model=schemas.ImageSearch,
         responses={
             400: {"model": schemas.Message, "description": "a malformed multipart body"},
+            409: {
+                "model": schemas.Message,
+                "description": "text_weight: the collection has no banner text, or the server "
+                "cannot read text (no 'ocr' extra)",
+            },
             413: {"model": schemas.Message, "description": "upload over the size cap"},
             415: {"model": schemas.Message, "description": "not an image type"},
             422: {"description": "not a decodable image (the reason), or bad parameters"},
@@ -167,11 +178,15 @@ def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int)
         request: Request,
         file: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, ...)")],
         n: N = DEFAULT_N,
+        text_weight: TextWeight = 0.0,
     ) -> dict[str, Any]:
-        """The ``n`` items that look most like an uploaded image (not in the collection)."""
-        with upload_slots:
-            vector, query = embed_upload(served, file, max_upload)
-        rows, scores = served.nearest_to(vector, n)
+        """The ``n`` items that look most like an uploaded image (not in the collection).
+
+        ``text_weight=W`` ranks by ``(1 - W) * image + W * banner-text`` similarity, as for
+        an item: the upload's text is read now by OCR (``query.banner_text``)."""
+        query, rows, scores = upload_neighbours(
+            served, file, max_upload, upload_slots, n, text_weight
+        )
         return {
             "query": query,
             "model_key": served.data.key,
@@ -301,11 +316,33 @@ def image_response(served: ServedCollection, item_id: str, request: Request) -> 
     )
 
 
+def upload_neighbours(
+    served: ServedCollection,
+    file: UploadFile,
+    max_upload: int,
+    slots: threading.BoundedSemaphore,
+    n: int,
+    weight: float,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """What is known of an upload and its ``n`` nearest rows: by the image, or with a text
+    ``weight`` by image and banner text (its text read now, holding one of the ``slots``)."""
+    texts = row_texts(served) if weight else None  # a 409 before any work
+    with slots:
+        vector, query = embed_upload(served, file, max_upload, read_text=texts is not None)
+    if texts is None:
+        rows, scores = served.nearest_to(vector, n)
+    else:
+        text = query["banner_text"]
+        rows, scores = nearest_weighted(served.data, texts, vector, n, weight, text=text)
+    return query, rows, scores
+
+
 def embed_upload(
-    served: ServedCollection, file: UploadFile, max_upload: int
+    served: ServedCollection, file: UploadFile, max_upload: int, *, read_text: bool = False
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The vector of an uploaded image and what is known of it; 413/415/422 with the reason.
-    Call it holding an upload slot: the decoded pixels are freed before it returns."""
+    """The vector of an uploaded image and what is known of it (with ``read_text``, its
+    banner text too, read by OCR); 409/413/415/422 with the reason. Call it holding an
+    upload slot: the decoded pixels are freed before it returns."""
     ctype = (file.content_type or "").split(";")[0].strip().lower()
     if not ctype.startswith("image/"):
         raise HTTPException(415, f"expected an image upload, got {ctype or 'no type'}")
@@ -323,7 +360,13 @@ def embed_upload(
         "height": decoded.height,
         "format": decoded.format,
     }
-    return served.embed(decoded), query
+    if not read_text:
+        return served.embed(decoded), query
+    # read as index --ocr reads: at full size, also where a JPEG draft reduced it for the
+    # model; once, since an art-only key masks the same boxes
+    full = decoded if decoded.full_size else decode_bytes(data, max_pixels=MAX_UPLOAD_PIXELS)
+    text = upload_text(served, full)
+    return served.embed(decoded, text), query | {"banner_text": text.text}
 
 
 def info_of(served: ServedCollection) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from bannermatch.store.collection import Collection, ModelData
 
 if TYPE_CHECKING:
     from bannermatch.embed.models import EmbeddingModel
+    from bannermatch.ocr.engine import OcrEngine, OcrResult
     from bannermatch.verify.search import VerifiedNeighbours
 
 #: how many items the featured list shows when the catalogue has no query set
@@ -66,6 +67,8 @@ class ServedCollection:
     _text_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _words: WordSearcher | None = field(default=None, repr=False)
     _row_texts: Any = field(default=None, repr=False)  # query.textweight.RowTexts, on first use
+    _ocr: OcrEngine | None = field(default=None, repr=False)  # for uploads, on first use
+    _ocr_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, root: str | os.PathLike[str], model: str | None = None) -> ServedCollection:
@@ -203,13 +206,28 @@ class ServedCollection:
             data, max_pixels=max_pixels, draft_size=self.model().preprocess.draft_size
         )
 
-    def embed(self, image: DecodedImage) -> np.ndarray:
-        """Embed an uploaded image (from :meth:`decode`) with the collection's own model."""
+    def embed(self, image: DecodedImage, text: OcrResult | None = None) -> np.ndarray:
+        """Embed an uploaded image (from :meth:`decode`) with the collection's own model;
+        for an art-only key, with its text (``text``, else read now) painted over."""
         model = self.model()
-        picture = prepare_query(self.data.manifest, image.image)  # art-only keys: text masked
+        if text is None and self.data.manifest.get("text_mask"):
+            text = self.read_text(image)
+        picture = prepare_query(self.data.manifest, image.image, text)
         with self._model_lock:
             vector = model.embed_images([picture])[0]
         return np.asarray(vector, np.float32)
+
+    def read_text(self, image: DecodedImage) -> OcrResult:
+        """The text on an uploaded image, read as the collection's was: one OCR engine,
+        loaded on first use and used by one request at a time; a BannermatchError when the
+        collection has no banner text or the 'ocr' extra is missing."""
+        from bannermatch.ocr.engine import OcrEngine
+        from bannermatch.query.textweight import query_det_side
+
+        with self._ocr_lock:
+            if self._ocr is None:
+                self._ocr = OcrEngine(det_side=query_det_side(self.root))
+            return self._ocr.read_image(image.image)
 
     @property
     def text(self) -> TextSearcher:

@@ -100,6 +100,9 @@ class ImageQuery(BaseModel):
     width: int
     height: int
     format: str
+    banner_text: str | None = Field(
+        default=None, description="with text_weight: the text OCR read on the upload"
+    )
 
 
 class ImageSearch(BaseModel):

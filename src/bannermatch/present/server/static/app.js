@@ -154,6 +154,7 @@ function describeMetadata(metadata) {
 function showQuery(item, meta) {
   el.query.hidden = false;
   el.nControls.hidden = false;
+  el.nControls.classList.remove("upload");
   el.queryImg.src = item.image_url;
   el.queryImg.alt = `Banner of ${item.name}`;
   el.queryName.textContent = item.name;
@@ -249,34 +250,44 @@ function renderImageResults() {
     return;
   }
   el.query.hidden = false;
-  el.nControls.hidden = true;
+  // of the controls, an upload has the title's weight only (when the banners were read)
+  el.nControls.hidden = !(state.info && state.info.banner_text);
+  el.nControls.classList.add("upload");
+  el.titleWeight.value = last.tw || "0";
+  el.queryImg.classList.remove("mirrored", "flipped");
   el.queryImg.src = last.previewUrl;
   el.queryImg.alt = `Your image ${last.data.query.filename || ""}`.trim();
   el.queryName.textContent = last.data.query.filename || "Your image";
-  el.queryMeta.textContent = `${last.data.query.width}×${last.data.query.height} ${last.data.query.format}`;
+  const q = last.data.query;
+  const read = q.banner_text != null ? [`banner text: “${q.banner_text}”`] : [];
+  el.queryMeta.textContent = [`${q.width}×${q.height} ${q.format}`, ...read].join(" · ");
   el.queryLinks.replaceChildren();
   document.title = "Image search · bannermatch";
-  showGrid("Banners that look like your image", last.data.results);
+  showGrid(`Banners that look like your image${last.tw ? " (with the title)" : ""}`, last.data.results);
   setStatus(`${last.data.results.length} banners that look like your image.`);
 }
 
 // ---------------------------------------------------------------- search by image
 
-async function searchImage(file) {
+// tw: the title's weight (text_weight; the server reads the upload's text), "" for none
+async function searchImage(file, tw = "") {
   if (!file) return;
   if (!file.type.startsWith("image/")) {
     setStatus(`${file.name} is not an image.`, true);
     return;
   }
-  setStatus(`Searching for banners like ${file.name}…`);
+  setStatus(tw ? `Reading the text on ${file.name} and searching…` : `Searching for banners like ${file.name}…`);
   const body = new FormData();
   body.append("file", file, file.name);
   try {
     const n = state.info ? Math.max(defaultN(), 20) : 20;
-    const data = await getJSON(`${API}search/image?n=${n}`, { method: "POST", body });
-    if (state.lastImage) URL.revokeObjectURL(state.lastImage.previewUrl);
-    state.lastImage = { data, previewUrl: URL.createObjectURL(file) };
-    navigate({ view: "image" });
+    const weight = tw ? `&text_weight=${tw}` : "";
+    const data = await getJSON(`${API}search/image?n=${n}${weight}`, { method: "POST", body });
+    const again = state.lastImage && state.lastImage.file === file;
+    if (state.lastImage && !again) URL.revokeObjectURL(state.lastImage.previewUrl);
+    const previewUrl = again ? state.lastImage.previewUrl : URL.createObjectURL(file);
+    state.lastImage = { data, file, tw, previewUrl };
+    navigate({ view: "image" }, { replace: again && currentParams().view === "image" });
   } catch (error) {
     setStatus(`Image search failed: ${error.message}`, true);
   }
@@ -442,6 +453,7 @@ for (const box of [el.mirror, el.flip, el.titleWeight]) {
     const tw = el.titleWeight.value === "0" ? "" : el.titleWeight.value;
     const turn = { mirror: el.mirror.checked, flip: el.flip.checked, tw };
     if (params.id) navigate(itemParams(params.id, params.n, turn));
+    else if (params.view === "image" && state.lastImage) searchImage(state.lastImage.file, tw);
   });
 }
 
