@@ -74,7 +74,8 @@ def build_router(served: ServedCollection, *, max_upload: int = MAX_UPLOAD) -> A
     router = APIRouter(prefix="/api", tags=["api"])
     _item_routes(router, served)  # before the others: /items/{id:path} takes any path
     _name_routes(router, served)
-    _search_routes(router, served, max_upload)
+    _image_search_routes(router, served, max_upload)
+    _text_search_routes(router, served)
     _browse_routes(router, served)
     return router
 
@@ -156,7 +157,7 @@ def _name_routes(router: APIRouter, served: ServedCollection) -> None:
         return {"query": q, "results": results}
 
 
-def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int) -> None:
+def _image_search_routes(router: APIRouter, served: ServedCollection, max_upload: int) -> None:
     upload_slots = threading.BoundedSemaphore(UPLOAD_SLOTS)
 
     @router.post(
@@ -193,6 +194,8 @@ def _search_routes(router: APIRouter, served: ServedCollection, max_upload: int)
             "results": hits(served, rows.tolist(), scores, root_path(request)),
         }
 
+
+def _text_search_routes(router: APIRouter, served: ServedCollection) -> None:
     @router.get(
         "/search/text",
         response_model=schemas.TextSearch,
