@@ -177,8 +177,8 @@ def prepare_query(manifest: dict[str, Any], image: Image.Image) -> Image.Image:
     mask = manifest.get("text_mask")
     if not mask:
         return image
-    from bannermatch.ocr.engine import DET_SIDE, thread_engine
+    from bannermatch.ocr.engine import DET_SIDE, read_banner
 
-    engine = thread_engine(int(mask.get("ocr", {}).get("det_side", DET_SIDE)))
-    result = engine.read(np.asarray(image.convert("RGB")))
+    det_side = int(mask.get("ocr", {}).get("det_side", DET_SIDE))
+    result = read_banner(np.asarray(image.convert("RGB")), det_side)
     return mask_image(image, boxes_of(result), str(mask["method"]))

@@ -120,9 +120,9 @@ def nearest_with_text(
 
 def image_text(image: DecodedImage) -> str:
     """The text OCR reads on a query image that is not in the collection."""
-    from bannermatch.ocr.engine import thread_engine
+    from bannermatch.ocr.engine import read_banner
 
-    return thread_engine().read(np.asarray(image.image.convert("RGB"))).text
+    return read_banner(np.asarray(image.image.convert("RGB"))).text
 
 
 @dataclass
