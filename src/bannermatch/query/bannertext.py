@@ -24,13 +24,19 @@ those are scored in Python.
 from __future__ import annotations
 
 import bisect
+import functools
+import itertools
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from bannermatch.query.names import fold, fold_many
+
+log = logging.getLogger(__name__)
 
 #: words that never count (a title's "The", "of" are often small or absent on a banner)
 STOPWORDS = frozenset({"a", "an", "the", "of", "and", "in", "on", "to", "for", "at", "by"})
@@ -46,6 +52,12 @@ ARABIC = {r: a for a, r in ROMAN.items()}
 #: from this many texts on, a query word is compared only with the texts that share
 #: enough letters with it to match (an index of letter counts; docs/scaling.md)
 GRAMS_FROM = 20_000
+#: at most this many distinct texts are scored in Python for one query, best bound
+#: first; the answer is exact unless a query needs more (common words at a million texts)
+MAX_SCORED = 2_000
+#: at most about this many texts are compared with one query word (those with the most
+#: letters in common with it; docs/scaling.md)
+MAX_COMPARED = 50_000
 #: letters OCR reads in place of a stylised digit ("RAGEZ", "FARCRYA", "MASSB"), counted
 #: only where they end a word of two letters or more, and less surely than the digit
 LOOK_ALIKES = {"0": "od", "1": "il", "2": "z", "3": "b", "4": "a", "5": "s", "6": "gb"}
@@ -89,7 +101,7 @@ class _Text:
         self.compact = spaced.replace(" ", "")
         words = spaced.split()
         self.initials = "".join(w[0] for w in words)
-        self.ends = [int(n) for n in np.cumsum([len(w) for w in words])]  # in compact
+        self.ends = list(itertools.accumulate(map(len, words)))  # word ends, in compact
 
     def roman_at(self, start: int, end: int) -> bool:
         """Whether compact[start:end] can be a Roman numeral: it ends a word and follows
@@ -131,10 +143,17 @@ def _look_alike(word: str, text: _Text) -> tuple[float, int, int] | None:
     return None
 
 
-def match_word(word: str, text: _Text) -> tuple[float, int, int] | None:
-    """How well ``word`` is found in ``text`` (0-1) and where (compact start, end)."""
+@functools.cache
+def _fuzz() -> Any:
+    """rapidfuzz's ``fuzz`` (imported on first use: ``--help`` does not need it)."""
     from rapidfuzz import fuzz
 
+    return fuzz
+
+
+def match_word(word: str, text: _Text) -> tuple[float, int, int] | None:
+    """How well ``word`` is found in ``text`` (0-1) and where (compact start, end)."""
+    fuzz = _fuzz()
     t = text.compact
     if not t:
         return None
@@ -164,10 +183,12 @@ def _runs(words: Sequence[str]) -> list[tuple[int, int, str]]:
     return out
 
 
-def _run_initials(words: Sequence[str], text: _Text) -> dict[int, tuple[float, int, int]]:
+def _run_initials(
+    words: Sequence[str], text: _Text, runs: list[tuple[int, int, str]] | None = None
+) -> dict[int, tuple[float, int, int]]:
     """The query words (by position) found as a run's initials starting a word of the text."""
     found: dict[int, tuple[float, int, int]] = {}
-    for a, b, initials in _runs(words):
+    for a, b, initials in _runs(words) if runs is None else runs:
         i = text.compact.find(initials)
         while i >= 0 and not text.word_start(i):
             i = text.compact.find(initials, i + 1)
@@ -181,28 +202,31 @@ def _weight(word: str) -> int:
     return max(len(word), 3) if _is_number(word) else len(word)
 
 
-def score_text(words: Sequence[str], text: _Text) -> tuple[float, float]:
+def score_text(
+    words: Sequence[str], text: _Text, runs: list[tuple[int, int, str]] | None = None
+) -> tuple[float, float]:
     """The score (0-100) of ``text`` for the query ``words`` (see the module doc), and its
-    query coverage (0-1)."""
+    query coverage (0-1). ``runs``: :func:`_runs` of ``words``, when known."""
     if not text.compact or not words:
         return 0.0, 0.0
     found: list[tuple[float, int, int] | None] = [match_word(w, text) for w in words]
-    runs = _run_initials(words, text)
-    if any(f is not None and j not in runs for j, f in enumerate(found)):  # runs refine
-        for j, run in runs.items():  # a text found by another word: MW3 beside CALLDUTY
+    by_runs = _run_initials(words, text, runs)
+    if any(f is not None and j not in by_runs for j, f in enumerate(found)):  # runs refine
+        for j, run in by_runs.items():  # a text found by another word: MW3 beside CALLDUTY
             before = found[j]
             if before is None or before[0] < INITIALS_SCORE:
                 found[j] = run
-    covered = np.zeros(len(text.compact), bool)
+    covered = bytearray(len(text.compact))
     weights = [_weight(w) for w in words]
     got = 0.0
     for weight, f in zip(weights, found, strict=True):
         if f is not None:
             got += weight * f[0] ** 2
-            covered[f[1] : f[2]] = True
+            covered[f[1] : f[2]] = b"\x01" * (f[2] - f[1])
     total = sum(weights)
     w = TEXT_COVERAGE_WEIGHT
-    return round(100 * got / total * ((1 - w) + w * float(covered.mean())), 2), got / total
+    coverage = sum(covered) / len(covered)
+    return round(100 * got / total * ((1 - w) + w * coverage), 2), got / total
 
 
 class BannerTextIndex:
@@ -217,9 +241,13 @@ class BannerTextIndex:
 
         self._spaced = fold_many(texts)
         self._compact = [t.replace(" ", "") for t in self._spaced]
+        self._lengths = np.fromiter(map(len, self._compact), np.int64, len(self._compact))
         self._texts: dict[int, _Text] = {}
         use_grams = len(texts) >= GRAMS_FROM if grams is None else grams
         self.compact = GramIndex(self._compact) if use_grams else Joined(self._compact)
+        #: whether the last search's answer is the one scoring every candidate gives
+        #: (False when MAX_COMPARED or MAX_SCORED cut it short and it may differ)
+        self.last_exact = True
         self.initials = Joined(["".join(w[0] for w in t.split()) for t in self._spaced])
 
     def __len__(self) -> int:
@@ -260,79 +288,170 @@ class BannerTextIndex:
         keep = np.flatnonzero(scores)
         return rows[keep], scores[keep].astype(np.float32) / 100
 
-    def _prefilter(self, word: str) -> np.ndarray | None:
+    def _prefilter(self, word: str) -> tuple[np.ndarray | None, float]:
         """With the letter index, the rows sharing enough letters with ``word`` to align
-        with it at MIN_WORD: 2 x common / (len(word) + window) >= MIN_WORD / 100, with
-        common <= window, needs common >= len(word) x m / (2 - m), m = MIN_WORD / 100."""
+        with it, and the best alignment (0-1) the rows left out can have.
+
+        Aligning at MIN_WORD (m = MIN_WORD / 100) takes a window of the text with
+        2 x common / (len(word) + window) >= m, common <= window: common >= len(word) x
+        m / (2 - m) letters in common at least. When more than MAX_COMPARED rows have
+        that many, only those with the most letters in common are compared (whole levels
+        of the count), and the rest can align at most at 2 (t - 1) / (len(word) + t - 1),
+        t the level cut."""
         from bannermatch.query.grams import GramIndex
 
         if not isinstance(self.compact, GramIndex):
-            return None
+            return None, 0.0
         m = MIN_WORD / 100
         need = max(1, math.ceil(len(word) * m / (2 - m) - 1e-9))
-        return np.flatnonzero(self.compact.overlap(word) >= need)
+        common = self.compact.overlap(word)
+        at_least = np.cumsum(np.bincount(common, minlength=len(word) + 1)[::-1])[::-1]
+        level = need
+        while level < len(word) and at_least[level] > MAX_COMPARED:
+            level += 1
+        left = 0.0 if level == need else 2 * (level - 1) / (len(word) + level - 1)
+        return np.flatnonzero(common >= level), left
 
-    def _bounds(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The candidate rows, and for each an upper bound of its query coverage (0-1).
-
-        A text is a candidate when one of the query's long words (3+ letters, not a
-        number) aligns with it, or one of its short words spells the text's initials;
-        when the query has no long word, when it holds one of its short words."""
-        weights = np.array([_weight(w) for w in words], np.float64)
-        found: dict[int, np.ndarray] = {}  # row -> each word's best possible score
-        seeds = [j for j, w in enumerate(words) if not _is_short(w)] or range(len(words))
-        for j in seeds:
-            w = words[j]
-            if _is_short(w):
-                rows = np.unique(np.concatenate([self.compact.containing(v) for v in _twins(w)]))
-                scores = np.ones(len(rows), np.float32)
-            else:
-                rows, scores = self._fuzzy(w, self._prefilter(w))
-            if _initials_word(w):
-                more = self.initials.containing(w)
-                rows = np.concatenate([rows, more])
-                scores = np.concatenate([scores, np.full(len(more), INITIALS_SCORE, np.float32)])
-            for r, sc in zip(rows.tolist(), scores.tolist(), strict=True):
-                best = found.setdefault(r, self._ceiling(words))
-                best[j] = max(best[j], sc)
-        rows = np.fromiter(found, np.int64, len(found))
-        if not len(rows):
-            return rows, np.empty(0)
-        ceil = np.stack([found[r] for r in rows.tolist()])
-        return rows, (ceil**2 @ weights) / weights.sum()
-
-    @staticmethod
-    def _ceiling(words: list[str]) -> np.ndarray:
-        """What each word can score in a text before it is looked at: a short word or
-        number up to 1, a long word up to a run's initials (0 when in no run)."""
-        out = np.array([1.0 if _is_short(w) else 0.0 for w in words])
-        for a, b, _ in _runs(words):
-            out[a:b] = np.maximum(out[a:b], INITIALS_SCORE)
-        return out
+    def _seed(self, word: str, prefilter: np.ndarray | None) -> list[_Found]:
+        """The rows ``word`` can be found in, and how well (0-1) at most."""
+        if _is_short(word):
+            rows = np.unique(np.concatenate([self.compact.containing(v) for v in _twins(word)]))
+            found = [_Found(rows, np.ones(len(rows)), False)]  # its look-alike: the ceiling
+        else:
+            found = [_Found(*self._fuzzy(word, prefilter), False)]
+        if _initials_word(word):
+            more = self.initials.containing(word)
+            found.append(_Found(more, np.full(len(more), INITIALS_SCORE), True))
+        return found
 
     def search(self, query: str, limit: int = 10, min_coverage: float = 0.0) -> list[TextMatch]:
         """The best ``limit`` rows for ``query``, best first (ties: the shorter text, then
         row order), whose query coverage is at least ``min_coverage`` (0-1).
 
-        Candidates are scored in the order of their upper bound, and scoring stops once
-        no candidate left can reach the ``limit``-th score found: the answer is the one
-        scoring every candidate gives."""
+        A text is a candidate when one of the query's long words (3+ letters, not a
+        number) aligns with it, or one of its short words spells the text's initials;
+        when the query has no long word, when it holds one of its short words. The words
+        are looked for rarest first (the fewest texts left by the letter index), and the
+        candidates scored in the order of an upper bound of their score; the search stops
+        when no text left, found or not, can reach the ``limit``-th score: the answer is
+        the one scoring every candidate gives (unless MAX_SCORED is reached)."""
         words = query_words(query)
         if not words or limit < 1:
             return []
-        rows, bound = self._bounds(words)
-        keep = bound >= max(min_coverage, 1e-9)
-        rows, bound = rows[keep], bound[keep]
-        order = np.lexsort((rows, -bound))
-        best: list[tuple[float, int, int]] = []  # (-score, length, row)
-        for i in order.tolist():
-            if len(best) >= limit and 100 * bound[i] + 0.01 < -best[limit - 1][0]:
+        seeds = [j for j, w in enumerate(words) if not _is_short(w)] or list(range(len(words)))
+        filters = {j: self._prefilter(words[j]) for j in seeds}
+        seeds.sort(key=lambda j: len(self) if (f := filters[j][0]) is None else len(f))
+        pool = _Pool(self, words, limit, min_coverage)
+        for step, j in enumerate(seeds):
+            pool.looked(j, filters[j][1])
+            for found in self._seed(words[j], filters[j][0]):
+                pool.add(j, found)
+            pool.score(query)
+            if pool.settled(seeds[step + 1 :]):
                 break
-            score, coverage = score_text(words, self.text(int(rows[i])))
-            if score > 0 and coverage >= min_coverage:
-                row = int(rows[i])
-                bisect.insort(best, (-score, len(self._compact[row]), row))
-        return [TextMatch(row, -neg) for neg, _, row in best[:limit]]
+        else:  # left-out texts could have entered the best: the answer may miss them
+            log.debug("%r: approximate (texts left out by the letter index)", query)
+            self.last_exact = False
+            return pool.result()
+        self.last_exact = not pool.capped
+        return pool.result()
+
+
+@dataclass
+class _Found:
+    rows: np.ndarray
+    scores: np.ndarray  # 0-1, at most what the word scores there
+    initials: bool  # found as the initials of the text's words (spanning whole words)
+
+
+class _Pool:
+    """The candidates of one search, the bounds of their scores, and the best scored."""
+
+    def __init__(self, index: BannerTextIndex, words: list[str], limit: int, min_cov: float):
+        self.index, self.words, self.limit, self.min_cov = index, words, limit, min_cov
+        # what a word can score in a text it was not found in: 1 before it is looked for
+        # (short words never are, when the query has long ones)
+        self.ceiling = np.ones(len(words))
+        self.weights = np.array([_weight(w) for w in words], np.float64)
+        self.spans = np.array([max(map(len, _twins(w))) for w in words], np.float64)
+        self.runs = _runs(words)
+        self.rows = np.empty(0, np.int64)  # the candidates, in the order found
+        self.slot = np.full(len(index), -1, np.int64)  # row -> its place in self.rows
+        self.table = np.empty((0, len(words)))  # each row's words' best possible scores
+        self.whole = np.empty(0, bool)  # found as initials: the words span whole words
+        self.scored = np.empty(0, bool)
+        self.seen: dict[str, tuple[float, float]] = {}  # text -> score, coverage
+        self.left = 0.0  # the best alignment of a word in texts the letter index left out
+        self.capped = False  # MAX_SCORED texts were scored
+        self.best: list[tuple[float, int, int]] = []  # (-score, length, row)
+
+    def looked(self, j: int, left: float) -> None:
+        """Word ``j`` is looked for: where it is not found, it scores at most as the
+        initials of a run of words, a digit's look-alike, or ``left`` (texts the letter
+        index left out)."""
+        in_run = any(a <= j < b for a, b, _ in self.runs)
+        alike = _is_short(self.words[j]) and self.words[j] in LOOK_ALIKES
+        self.ceiling[j] = max(INITIALS_SCORE * in_run, LOOK_ALIKE_SCORE * alike, left)
+        self.left = max(self.left, left)
+        self.table[:, j] = self.ceiling[j]
+
+    def add(self, j: int, found: _Found) -> None:
+        new = found.rows[self.slot[found.rows] < 0]
+        if len(new):
+            self.slot[new] = np.arange(len(self.rows), len(self.rows) + len(new))
+            self.rows = np.concatenate([self.rows, new])
+            self.table = np.concatenate([self.table, np.tile(self.ceiling, (len(new), 1))])
+            self.whole = np.concatenate([self.whole, np.zeros(len(new), bool)])
+            self.scored = np.concatenate([self.scored, np.zeros(len(new), bool)])
+        at = self.slot[found.rows]
+        self.table[at, j] = np.maximum(self.table[at, j], found.scores)
+        self.whole[at] |= found.initials
+
+    def bound(self, best: np.ndarray, lengths: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        """Upper bounds of the scores of texts whose words score at most ``best`` (-1:
+        under the query coverage asked for)."""
+        coverage = (best**2 @ self.weights) / self.weights.sum()
+        span = (best > 0) @ self.spans  # a word covers at most its own length of the text
+        covered = np.where(whole, 1.0, np.minimum(1.0, span / np.maximum(lengths, 1)))
+        w = TEXT_COVERAGE_WEIGHT
+        score = 100 * coverage * (1 - w + w * covered)
+        return np.where(coverage >= max(self.min_cov, 1e-9), score, -1.0)
+
+    def kth(self) -> float:
+        return -self.best[self.limit - 1][0] if len(self.best) >= self.limit else -1.0
+
+    def score(self, query: str) -> None:
+        """Score the candidates not scored yet, best bound first, while they can still
+        enter the best ``limit``."""
+        todo = np.flatnonzero(~self.scored)
+        rows = self.rows[todo]
+        bound = self.bound(self.table[todo], self.index._lengths[rows], self.whole[todo])
+        for i in np.lexsort((rows, -bound)).tolist():
+            if bound[i] < 0 or bound[i] + 0.01 < self.kth():
+                break
+            row = int(rows[i])
+            key = self.index._compact[row]
+            if key not in self.seen:
+                if len(self.seen) >= MAX_SCORED:
+                    log.debug("%r: stopped after scoring %d texts", query, MAX_SCORED)
+                    self.capped = True
+                    break
+                self.seen[key] = score_text(self.words, self.index.text(row), self.runs)
+            self.scored[todo[i]] = True
+            score, cov = self.seen[key]
+            if score > 0 and cov >= self.min_cov:
+                bisect.insort(self.best, (-score, int(self.index._lengths[row]), row))
+
+    def settled(self, rest: list[int]) -> bool:
+        """Whether no text found only by the words still to look for (``rest``) can
+        enter the best ``limit`` (it scores at most as if they all matched)."""
+        if not rest and not self.left:
+            return True
+        bound = self.bound(self.ceiling[None, :], np.ones(1, np.int64), np.ones(1, bool))[0]
+        return bool(bound < 0 or bound + 0.01 < self.kth())
+
+    def result(self) -> list[TextMatch]:
+        return [TextMatch(row, -neg) for neg, _, row in self.best[: self.limit]]
 
 
 def _twins(word: str) -> list[str]:
