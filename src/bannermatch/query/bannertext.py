@@ -312,6 +312,22 @@ class BannerTextIndex:
         left = 0.0 if level == need else 2 * (level - 1) / (len(word) + level - 1)
         return np.flatnonzero(common >= level), left
 
+    def _may_hold(self, word: str) -> np.ndarray:
+        """Whether each row may hold the short word ``word``, a twin, or spell it with its
+        initials (a superset: with the letter index, the rows with each of its letters
+        often enough)."""
+        from bannermatch.query.grams import GramIndex
+
+        holds = np.zeros(len(self), bool)
+        for v in _twins(word):
+            if isinstance(self.compact, GramIndex):
+                holds |= self.compact.overlap(v) >= len(v)
+            else:
+                holds[self.compact.containing(v)] = True
+        if _initials_word(word):  # "ex" may be the initials of two words of the text
+            holds[self.initials.containing(word)] = True
+        return holds
+
     def _seed(self, word: str, prefilter: np.ndarray | None) -> list[_Found]:
         """The rows ``word`` can be found in, and how well (0-1) at most."""
         if _is_short(word):
@@ -342,6 +358,8 @@ class BannerTextIndex:
         filters = {j: self._prefilter(words[j]) for j in seeds}
         seeds.sort(key=lambda j: len(self) if (f := filters[j][0]) is None else len(f))
         pool = _Pool(self, words, limit, min_coverage)
+        for j in set(range(len(words))) - set(seeds):  # short words: where they can be
+            pool.holds[j] = self._may_hold(words[j])
         for step, j in enumerate(seeds):
             pool.looked(j, filters[j][1])
             for found in self._seed(words[j], filters[j][0]):
@@ -377,6 +395,7 @@ class _Pool:
         self.runs = _runs(words)
         self.rows = np.empty(0, np.int64)  # the candidates, in the order found
         self.slot = np.full(len(index), -1, np.int64)  # row -> its place in self.rows
+        self.holds: dict[int, np.ndarray] = {}  # short word -> the rows that may hold it
         self.table = np.empty((0, len(words)))  # each row's words' best possible scores
         self.whole = np.empty(0, bool)  # found as initials: the words span whole words
         self.scored = np.empty(0, bool)
@@ -400,7 +419,10 @@ class _Pool:
         if len(new):
             self.slot[new] = np.arange(len(self.rows), len(self.rows) + len(new))
             self.rows = np.concatenate([self.rows, new])
-            self.table = np.concatenate([self.table, np.tile(self.ceiling, (len(new), 1))])
+            fresh = np.tile(self.ceiling, (len(new), 1))
+            for k, holds in self.holds.items():  # a short word it cannot hold: a look-alike
+                fresh[~holds[new], k] = LOOK_ALIKE_SCORE * (self.words[k] in LOOK_ALIKES)
+            self.table = np.concatenate([self.table, fresh])
             self.whole = np.concatenate([self.whole, np.zeros(len(new), bool)])
             self.scored = np.concatenate([self.scored, np.zeros(len(new), bool)])
         at = self.slot[found.rows]
