@@ -19,7 +19,9 @@ searched). Prints one JSON object:
 - with ``--scale 10000,100000,1000000``: the banner-text search over that many synthetic
   texts (the store's OCR words recombined, 1-4 a text): the index's build time and
   memory, and the seconds a title search takes through the candidate index and (up to
-  ``--scan-up-to`` texts) by comparing every text, with how often both agree.
+  ``--scan-up-to`` texts) by comparing every text, with how often both agree; with
+  ``--exact``, also without the caps on texts compared and scored (the exact answer),
+  and how often the capped answer's first result is the exact one's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 from bannermatch.images import load_image
 from bannermatch.ocr.engine import OcrEngine, read_banner
 from bannermatch.ocr.store import OcrStore
+from bannermatch.query import bannertext
 from bannermatch.query.bannertext import BannerTextIndex
 from bannermatch.query.names import fold
 from bannermatch.query.words import MIN_QUERY_COVERAGE
@@ -136,7 +139,17 @@ def _timed(index: BannerTextIndex, queries: list[str]) -> tuple[dict[str, float]
     }, answers
 
 
-def scale(store: OcrStore, tsv: str, sizes: list[int], scan_up_to: int) -> list[dict]:
+def _uncapped(index: BannerTextIndex, queries: list[str]) -> tuple[dict, list[list[int]]]:
+    """The exact answers (no cap on the texts compared or scored), timed."""
+    saved = bannertext.MAX_SCORED, bannertext.MAX_COMPARED
+    bannertext.MAX_SCORED = bannertext.MAX_COMPARED = 10**12
+    try:
+        return _timed(index, queries)
+    finally:
+        bannertext.MAX_SCORED, bannertext.MAX_COMPARED = saved
+
+
+def scale(store: OcrStore, tsv: str, sizes: list[int], scan_up_to: int, exact: bool) -> list[dict]:
     """The banner-text search over synthetic collections of ``sizes`` texts."""
     with open(tsv, encoding="utf-8") as fh:
         titles = list(dict.fromkeys(r["title"] for r in csv.DictReader(fh, delimiter="\t")))
@@ -158,6 +171,11 @@ def scale(store: OcrStore, tsv: str, sizes: list[int], scan_up_to: int) -> list[
             scan = BannerTextIndex(texts, grams=False)
             row["scan"], scanned = _timed(scan, queries)
             row["same_top10"] = sum(a == b for a, b in zip(answers, scanned, strict=True))
+        if exact:
+            row["uncapped"], truth = _uncapped(index, queries)
+            row["agree_first"] = sum(a[:1] == b[:1] for a, b in zip(answers, truth, strict=True))
+            found = sum(len(set(a) & set(b)) for a, b in zip(answers, truth, strict=True))
+            row["recall_of_exact_top10"] = round(found / max(1, sum(map(len, truth))), 3)
         out.append(row)
         del index, texts
     return out
@@ -171,6 +189,7 @@ def main() -> None:
     ap.add_argument("--scale", default="", help="synthetic sizes searched, e.g. 10000,100000")
     ap.add_argument("--scan-up-to", type=int, default=100_000, help="full scans up to this size")
     ap.add_argument("--no-titles", action="store_true", help="skip the title search")
+    ap.add_argument("--exact", action="store_true", help="also search with no caps, to compare")
     args = ap.parse_args()
     store = OcrStore.open(args.collection)
     if not store.results:
@@ -187,7 +206,7 @@ def main() -> None:
     }
     if args.scale:
         sizes = [int(v) for v in args.scale.split(",")]
-        out["scale"] = scale(store, args.covers_tsv, sizes, args.scan_up_to)
+        out["scale"] = scale(store, args.covers_tsv, sizes, args.scan_up_to, args.exact)
     print(json.dumps(out, indent=1))
 
 

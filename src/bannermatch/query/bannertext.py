@@ -242,6 +242,8 @@ class BannerTextIndex:
         self._spaced = fold_many(texts)
         self._compact = [t.replace(" ", "") for t in self._spaced]
         self._lengths = np.fromiter(map(len, self._compact), np.int64, len(self._compact))
+        self._compact_array = np.empty(len(self._compact), object)
+        self._compact_array[:] = self._compact
         self._texts: dict[int, _Text] = {}
         use_grams = len(texts) >= GRAMS_FROM if grams is None else grams
         self.compact = GramIndex(self._compact) if use_grams else Joined(self._compact)
@@ -274,12 +276,12 @@ class BannerTextIndex:
             rows = np.arange(len(self), dtype=np.int64)
         if not len(rows):
             return rows, np.empty(0, np.float32)
-        texts = [self._compact[r] for r in rows.tolist()]
+        texts = self._compact_array[rows].tolist()  # a gather in C, not a Python loop
         scores = process.cdist(
             [word], texts, scorer=fuzz.partial_ratio, processor=None,
             score_cutoff=MIN_WORD, dtype=np.uint8, workers=-1,
         )[0]  # fmt: skip
-        short = np.flatnonzero(np.fromiter(map(len, texts), np.int64, len(texts)) < len(word))
+        short = np.flatnonzero(self._lengths[rows] < len(word))
         if len(short):  # a text shorter than the word is compared whole (match_word)
             scores[short] = process.cdist(
                 [word], [texts[i] for i in short.tolist()], scorer=fuzz.ratio,
@@ -355,14 +357,18 @@ class BannerTextIndex:
         if not words or limit < 1:
             return []
         seeds = [j for j, w in enumerate(words) if not _is_short(w)] or list(range(len(words)))
-        filters = {j: self._prefilter(words[j]) for j in seeds}
+        by_word = {w: self._prefilter(w) for w in {words[j] for j in seeds}}  # once a word
+        filters = {j: by_word[words[j]] for j in seeds}
         seeds.sort(key=lambda j: len(self) if (f := filters[j][0]) is None else len(f))
+        seeded: dict[str, list[_Found]] = {}
         pool = _Pool(self, words, limit, min_coverage)
         for j in set(range(len(words))) - set(seeds):  # short words: where they can be
             pool.holds[j] = self._may_hold(words[j])
         for step, j in enumerate(seeds):
             pool.looked(j, filters[j][1])
-            for found in self._seed(words[j], filters[j][0]):
+            if words[j] not in seeded:
+                seeded[words[j]] = self._seed(words[j], filters[j][0])
+            for found in seeded[words[j]]:
                 pool.add(j, found)
             pool.score(query)
             if pool.settled(seeds[step + 1 :]):
