@@ -7,7 +7,9 @@ aside) is looked for in it: a word of three letters or more by rapidfuzz's best
 partial alignment (typos tolerated), a shorter word or a number exactly, with its
 Roman/Arabic twin ("2" finds ``CREEDII``; a Roman numeral only where a word ends), and a
 short word that the text does not hold also as the initials of its words ("gta" in
-"grand theft auto"). The score, 0-100, is
+"grand theft auto"), a digit as the letter OCR reads for a stylised one where it ends
+a word ("rage 2" in ``RAGEZ``), and a run of query words as their initials when another
+word is found ("modern warfare 3" in ``CALLDUTY MW3``). The score, 0-100, is
 
     query coverage x (1/2 + 1/2 x text coverage)
 
@@ -16,9 +18,12 @@ counts for little); text coverage: the share of the text's letters the words wer
 aligned to, so "Doom" ranks the banner reading DOOM above DOOM ETERNAL. Texts and queries
 are folded with :func:`bannermatch.query.names.fold`, the name resolver's own folding.
 
-For large collections the texts a query can match are found first with rapidfuzz's
-C-speed ``process.cdist`` (each query word against every text, on every core); only
-those are scored in Python.
+The texts a query word aligns with are found with rapidfuzz's C-speed
+``process.cdist`` (every core); from GRAMS_FROM texts on, only against the texts that
+share enough letters with the word (:class:`bannermatch.query.grams.GramIndex`, no
+match lost). Words are looked for rarest first, candidates scored in Python best upper
+bound first, and the search stops when no text left can enter the answer (MAX_COMPARED
+and MAX_SCORED bound the work at a million texts; ``last_exact`` says when they cut it).
 """
 
 from __future__ import annotations
@@ -232,9 +237,9 @@ def score_text(
 class BannerTextIndex:
     """Rows of a collection searchable by the text read on their images.
 
-    ``grams``: find the texts a query word can match through a bigram index
-    (:class:`bannermatch.query.grams.GramIndex`) instead of comparing the word with every
-    text; None: from :data:`GRAMS_FROM` texts on."""
+    ``grams``: compare a query word only with the texts that share enough letters with
+    it (:class:`bannermatch.query.grams.GramIndex`) instead of with every text; None:
+    from :data:`GRAMS_FROM` texts on. Both give the same answers."""
 
     def __init__(self, texts: Sequence[str], *, grams: bool | None = None):
         from bannermatch.query.grams import GramIndex, Joined
@@ -244,7 +249,6 @@ class BannerTextIndex:
         self._lengths = np.fromiter(map(len, self._compact), np.int64, len(self._compact))
         self._compact_array = np.empty(len(self._compact), object)
         self._compact_array[:] = self._compact
-        self._texts: dict[int, _Text] = {}
         use_grams = len(texts) >= GRAMS_FROM if grams is None else grams
         self.compact = GramIndex(self._compact) if use_grams else Joined(self._compact)
         #: whether the last search's answer is the one scoring every candidate gives
@@ -262,10 +266,9 @@ class BannerTextIndex:
         return isinstance(self.compact, GramIndex)
 
     def text(self, row: int) -> _Text:
-        found = self._texts.get(row)
-        if found is None:
-            found = self._texts[row] = _Text(self._spaced[row])
-        return found
+        """Row ``row``'s text, ready to score (made on demand: a million kept would cost
+        hundreds of MB for a few microseconds a text saved)."""
+        return _Text(self._spaced[row])
 
     def _fuzzy(self, word: str, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The rows (of ``rows``, or all) where ``word`` aligns at MIN_WORD or better, and

@@ -1,5 +1,5 @@
 """Many short strings joined into one, searchable at C speed: exact substrings, and
-(:class:`GramIndex`) the rows sharing character bigrams with a word.
+(:class:`GramIndex`) how many letters each row shares with a word.
 
 The banner-text search (:mod:`bannermatch.query.bannertext`) uses it to find the texts
 a query can match without a Python loop over a million of them:
@@ -7,15 +7,17 @@ a query can match without a Python loop over a million of them:
 - :meth:`Joined.containing`: the rows holding a substring, by ``str.find`` over the
   strings joined with ``\\x00`` (a character folded text never has) and a binary search
   of where each string starts;
-- :meth:`GramIndex.overlap`: for each row, how many of a word's distinct bigrams it has,
-  from an inverted index (bigram -> rows, as numpy arrays: the rows of bigram ``c`` are
-  ``rows[start[c]:start[c + 1]]``) built with numpy from the joined codepoints, so
-  building it for a million texts takes seconds, not minutes.
+- :meth:`GramIndex.overlap`: for each row, the size of the multiset intersection of its
+  letters with a word's, from an inverted index ((character, k-th occurrence) -> rows, as
+  numpy arrays: the rows of gram ``c`` are ``rows[start[c]:start[c + 1]]``) built with
+  numpy from the joined codepoints, so building it for a million texts takes seconds.
 
-Written here rather than taken from a library: SQLite FTS5's trigram tokenizer answers
-substrings and LIKE, not "shares most bigrams" (the fuzzy prefilter), and a scikit-learn
-vectoriser builds its vocabulary in a Python loop (slower at a million strings) for a
-matrix this needs only the columns of.
+Letters rather than bigrams or trigrams: the common letters bound the longest common
+subsequence that rapidfuzz's ratios are made of, so filtering on them loses no fuzzy
+match, where a misread word can share no bigram with the right one. Written here rather
+than taken from a library: SQLite FTS5's trigram tokenizer answers substrings and LIKE,
+not "shares enough letters", and a scikit-learn vectoriser builds its vocabulary in a
+Python loop (slower at a million strings) for a matrix this needs only the columns of.
 """
 
 from __future__ import annotations
