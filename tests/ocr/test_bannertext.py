@@ -133,6 +133,9 @@ def test_index_answers_as_scoring_every_text(grams: bool) -> None:
     texts = _corpus(1500, 3)
     index = BannerTextIndex(texts, grams=grams)
     assert index.uses_grams == grams
+    others = [t for t in texts if "PLAGUE" not in t and "TALE" not in t]
+    run_together = BannerTextIndex(["PLAGUE INC", *others, "APLAGUETALE"], grams=grams)
+    assert first(run_together, "A Plague Tale") == len(others) + 1
     for query in QUERIES:
         got = [(m.row, m.score) for m in index.search(query, 10)]
         assert index.last_exact
