@@ -17,7 +17,18 @@ pytest.importorskip(
 )
 
 from bannermatch.ocr import load_ocr
-from bannermatch.ocr.engine import OcrEngine
+from bannermatch.ocr.engine import (
+    DET_SIDE,
+    SECOND_READ_BELOW,
+    SECOND_SIDE,
+    OcrEngine,
+    OcrLine,
+    OcrResult,
+    letters,
+    merge_reads,
+    read_banner,
+    thread_engine,
+)
 from bannermatch.ocr.read import read_collection
 from bannermatch.ocr.store import OcrStore
 from support.cli import env_without_ocr
@@ -64,6 +75,23 @@ def test_image_without_text_reads_nothing(engine: OcrEngine) -> None:
     assert result.lines == () and result.text == ""
     grey = np.full((300, 200), 128, np.uint8)  # grey, tiny, flat: still no text and no error
     assert engine.read(grey).lines == ()
+
+
+def test_second_read_where_the_first_found_little() -> None:
+    little = np.asarray(banner("AB", 5))
+    first, second = (thread_engine(side).read(little) for side in (DET_SIDE, SECOND_SIDE))
+    assert letters(first) < SECOND_READ_BELOW
+    assert read_banner(little) == merge_reads(first, second)
+    enough = np.asarray(banner("HOLLOW|KNIGHT", 1))
+    assert read_banner(enough) == thread_engine(DET_SIDE).read(enough)  # one read only
+
+
+def test_merging_reads_keeps_new_lines_only() -> None:
+    box = (0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0)
+    a = OcrResult((OcrLine("PLAGUE", 0.9, box), OcrLine("TALE", 0.8, box)))
+    b = OcrResult((OcrLine("plague.", 0.7, box), OcrLine("INNOCENCE", 0.9, box)))
+    assert merge_reads(a, b).text == "PLAGUE TALE INNOCENCE"
+    assert merge_reads(OcrResult(), b) == b and letters(b) == 15
 
 
 def _folder(tmp_path: Path) -> Path:

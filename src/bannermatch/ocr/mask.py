@@ -191,7 +191,8 @@ def prepare_query(
     if not mask:
         return image
     if text is None:
-        from bannermatch.ocr.engine import DET_SIDE, thread_engine
+        from bannermatch.ocr.engine import DET_SIDE, read_banner
 
-        text = thread_engine(int(mask.get("ocr", {}).get("det_side", DET_SIDE))).read_image(image)
+        det_side = int(mask.get("ocr", {}).get("det_side", DET_SIDE))
+        text = read_banner(np.asarray(image.convert("RGB")), det_side)
     return mask_image(image, boxes_of(text), str(mask["method"]))

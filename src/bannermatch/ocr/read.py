@@ -21,7 +21,7 @@ import numpy as np
 
 from bannermatch.errors import ImageError
 from bannermatch.images import load_image
-from bannermatch.ocr.engine import DET_SIDE, OcrEngine, OcrResult, require_ocr, thread_engine
+from bannermatch.ocr.engine import DET_SIDE, OcrEngine, OcrResult, read_banner, require_ocr
 from bannermatch.ocr.store import MAX_PARTS, OcrStore
 from bannermatch.progress import progress_bar
 from bannermatch.store.collection import Collection
@@ -69,7 +69,7 @@ def read_image(source: str, det_side: int = DET_SIDE) -> OcrResult | str:
     """The text of an image file, or the reason it cannot be read."""
     try:
         rgb = np.asarray(load_image(source).image)
-        return thread_engine(det_side).read(rgb)
+        return read_banner(rgb, det_side)
     except ImageError as exc:
         return str(exc)
     except (OSError, ValueError) as exc:

@@ -45,6 +45,13 @@ def fold(text: str) -> str:
     return _fold_block(text.replace("\n", " "))
 
 
+def fold_many(texts: Sequence[str]) -> list[str]:
+    """:func:`fold` of each text, folded in one block (much faster for many)."""
+    if not texts:
+        return []
+    return _fold_block("\n".join(t.replace("\n", " ") for t in texts)).split("\n")
+
+
 def _fold_block(text: str) -> str:
     text = unicodedata.normalize("NFKD", _SYMBOLS.sub("", text)).casefold()
     text = _MARKS.sub("", text)
@@ -65,10 +72,7 @@ class NameIndex:
         if len(ids) != len(names):
             raise ValueError("ids and names differ in length")
         self.row_of_id = {item_id: row for row, item_id in enumerate(ids)}
-        folded = _fold_block("\n".join(n.replace("\n", " ") for n in names)).split("\n")
-        if not names:
-            folded = []
-        self.folded = folded
+        self.folded = folded = fold_many(names)
         # prefixes: a binary search over the sorted names
         order = sorted(range(len(folded)), key=folded.__getitem__)
         self._sorted = [folded[r] for r in order]

@@ -144,11 +144,12 @@ def query_det_side(collection: str | os.PathLike[str]) -> int:
 
 def query_text(collection: str | os.PathLike[str], image: Image.Image) -> OcrResult:
     """The banner text of a query image that is not in the collection (a file, an upload),
-    read now by this thread's OCR engine as the collection's text was; a one-line error
-    when the collection has none or the 'ocr' extra is missing."""
-    from bannermatch.ocr.engine import thread_engine
+    read now as ``index --ocr`` read the collection's (a second read where the first
+    found little); a one-line error when the collection has none or the 'ocr' extra is
+    missing."""
+    from bannermatch.ocr.engine import read_banner
 
-    return thread_engine(query_det_side(collection)).read_image(image)
+    return read_banner(np.asarray(image.convert("RGB")), query_det_side(collection))
 
 
 @dataclass
