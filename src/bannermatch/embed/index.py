@@ -234,6 +234,8 @@ def index(
     ``text_mask="blur"|"inpaint"|"fill"`` embeds the art-only images instead, the text boxes
     that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`).
     """
+    if isinstance(model, str):  # as the command line: int8 where it is the CPU default
+        model_options.setdefault("precision", "auto")
     embed: Embedder = LocalEmbedder(batch_size, workers)
     if model_options.get("engine") == "ray":
         from bannermatch.embed.ray import RayEmbedder
