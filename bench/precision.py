@@ -189,10 +189,11 @@ def index_section(label: str, inputs: list[Path], rounds: int) -> None:
         for name, precision, fresh in VARIANTS:
             with tempfile.TemporaryDirectory() as tmp:
                 cache = None
-                if fresh:  # the export in place, no int8 model yet
+                if fresh:  # the export and timm's config in place, no int8 model yet
                     cache = Path(tmp) / "cache"
                     (cache / "onnx").mkdir(parents=True)
                     shutil.copy(export, cache / "onnx" / export.name)
+                    shutil.copytree(export.parents[1] / "configs", cache / "configs")
                 r = index_run(inputs, precision, Path(tmp) / "c", cache)
             old = best.get(name)
             if old is None or r["images_per_second"] > old["images_per_second"]:
