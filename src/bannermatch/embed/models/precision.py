@@ -7,13 +7,12 @@ by :mod:`.quantize`: with the shipped ranges when there are some (no image run; 
 model on every machine, so every collection of that model gets the same vectors), else
 calibrated on up to :data:`CALIBRATION_IMAGES` of the images being indexed (evenly spaced
 through them). Either is cached under the user cache folder by content hashes, and kept in
-the collection beside
-the rows it embedded (``models/<key>/int8-<sha>.onnx``, named by the manifest), so that
-a query embeds with the very model that wrote the rows, and adding images to the
-collection reuses it instead of calibrating again. A stored model is used again only
-while its fp32 source and the recipe version are the ones it was made from; otherwise it
-is made again and every row re-embedded. int8 and fp32 rows never mix: the precision is
-part of the model key (``...__cls-int8``).
+the collection beside the rows it embedded (``models/<key>/int8-<sha>.onnx``, named by the
+manifest), so that a query embeds with the very model that wrote the rows, and adding
+images to the collection reuses it instead of calibrating again. A stored model is used
+again only while its fp32 source and the recipe version are the ones it was made from;
+otherwise it is made again and every row re-embedded. int8 and fp32 rows never mix: the
+precision is part of the model key (``...__cls-int8``).
 """
 
 from __future__ import annotations

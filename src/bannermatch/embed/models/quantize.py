@@ -1,6 +1,7 @@
-"""Static int8 quantisation of an exported ONNX model, calibrated on real images.
+"""Static int8 quantisation of an exported ONNX model, on activation ranges measured on
+real images: calibrated here, or measured once and shipped (:mod:`.ranges`).
 
-The recipe (``QUANT_VERSION`` 2; docs/performance.md has the measurements):
+The recipe (``QUANT_VERSION`` 3; docs/performance.md has the measurements):
 
 1. **Shape arithmetic frozen.** timm's TF-"same" padding is exported as arithmetic on
    the input's shape (Shape, Gather, Div, Ceil, Clip, ...) feeding each strided
@@ -32,8 +33,10 @@ u8s8 kernels may saturate 16-bit intermediate sums and int8 gains less, so any c
 of int8 as a default must be measured on the CPU that runs it.
 
 The quantised model is cached next to its fp32 source under a name that carries the
-recipe version, the source's content hash and the calibration's hash, so a changed
-source, sample or recipe gives a new file and never reuses a stale one.
+recipe version, the source's content hash and the calibration's hash (or the ranges
+file's), so a changed source, sample, ranges file or recipe gives a new file and never
+reuses a stale one. The same source and ranges give the same bytes: from shipped ranges,
+every machine makes the model a calibration on the same images made.
 """
 
 from __future__ import annotations
