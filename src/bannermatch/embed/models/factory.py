@@ -240,8 +240,8 @@ def create_model(
     )
     net = _Network(loader, weights, preprocess.crop_size, strategy, augment)
     int8: dict[str, Any] | None = None
-    if engine == "onnx":  # before PyTorch's kernels load: what a first quantisation
-        # leaves to the allocator is reused, not added to PyTorch's 0.5 GB
+    if engine == "onnx":  # before PyTorch's kernels load: a first quantisation then adds
+        # 25 MB less to the peak of the index run (docs/performance.md, int8)
         runner, precision, int8 = _onnx_engine(net, spec, name, precision, int8_file)
     else:
         runner, precision = TorchEngine(net.extractor(), net.size, device), "fp32"
