@@ -1,7 +1,7 @@
 """Calibrate a model's near-duplicate threshold on real covers.
 
     .venv/bin/python bench/calibrate_duplicates.py [--limit N] [--model NAME] [--fit F]
-        [--strategy S] [--cache FILE.npz] [--json]
+        [--strategy S] [--precision P] [--cache FILE.npz] [--json]
 
 What counts as a near-duplicate: the same picture, with the same colours, after
 edits that a re-upload or a store pipeline makes. The script writes these
@@ -276,7 +276,7 @@ def calibrate(args: argparse.Namespace) -> dict[str, Any]:
         groups += [f"igdb:{p.stem}" for p in extra]
     comp = components(files)
     group_of = np.array(groups)
-    options = {"fit": args.fit, "strategy": args.strategy}
+    options = {"fit": args.fit, "strategy": args.strategy, "precision": args.precision}
     model = create_model(args.model, **{k: v for k, v in options.items() if v})
     t0 = time.perf_counter()
     emb = embed_covers(paths, len(covers), model, args.cache)
@@ -397,6 +397,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--fit", default=None, choices=["crop", "squash", "pad"])
     p.add_argument("--strategy", default=None)
+    p.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "int8"],
+        help="the CPU engine's precision (auto: int8 where it is the default, as `index`)",
+    )  # fmt: skip
     p.add_argument(
         "--distractors",
         type=Path,

@@ -164,7 +164,9 @@ def test_similar_path_gives_the_same_outcome(
         assert code == 0, (case.file, err)
         assert result["query"]["kind"] == "image"
         own = [h for h in result["results"] if h["id"] == row.id]
-        assert own and own[0]["score"] >= 0.999, (case.file, result["results"][:3])
+        # resampled by Pillow here, by PyTorch's kernels in `index`: within 2 levels, which
+        # the int8 default turns into 0.995 to 0.999 (fp32: 0.9999)
+        assert own and own[0]["score"] >= 0.99, (case.file, result["results"][:3])
 
 
 def test_api_upload_gives_the_same_outcome(corpus: tuple[Path, list[Case]], indexed: dict) -> None:

@@ -74,8 +74,10 @@ def photos_collection(tmp_path_factory: pytest.TempPathFactory, edge_cases_dir: 
             seen.add(data)
             shutil.copy(path, images / path.name)
     root = base / "coll"
-    index(images, root, progress=False)
-    index(images, root, draft=False, progress=False)
+    # fp32: these tests compare decodings to 0.9995, finer than int8's rounding (the int8
+    # default's queries: tests/embed/test_precision.py)
+    index(images, root, progress=False, precision="fp32")
+    index(images, root, draft=False, progress=False, precision="fp32")
     return root
 
 
@@ -128,7 +130,8 @@ def test_a_collection_decoded_whole_by_an_earlier_version(
     proc = cli("similar", str(root), str(query), "--model", DEFAULT_KEY, check=False)
     assert proc.returncode != 0 and "index" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
-    cli("index", str(photos_collection.parent / "photos"), "--out", str(root), "-q")
+    photos = photos_collection.parent / "photos"
+    cli("index", str(photos), "--out", str(root), "-q", "--precision", "fp32")
     assert json.loads(manifest_path.read_text())["preprocess"]["draft"] is True
     assert _best(cli, root, query, "--model", DEFAULT_KEY)["score"] > 0.9995
 

@@ -21,6 +21,8 @@ from bannermatch.store.collection import Collection
 from support.cli import chunked_rows, signal_after_chunks
 
 KEY = "effnet-lite0__pad224-bicubic__cls"
+#: the command line's default on the CPU: int8 made from the shipped ranges
+CLI_KEY = KEY + "-int8"
 CORRUPT = "mixed_images/ukbench09268_corrupt.jpg"
 
 
@@ -82,7 +84,7 @@ def test_index_folder_through_cli(
     out = tmp_path / "coll"
 
     result = json.loads(cli("index", tmp_path / "imgs", "--out", out, "--json", "-q").stdout)
-    assert result["model_key"] == KEY
+    assert result["model_key"] == CLI_KEY
     assert (result["scanned"], result["embedded"], result["count"]) == (9, 8, 8)
     assert result["bad"] == [
         {"id": "zz-corrupt", "source": str(bad), "reason": "not a recognised image format"}
@@ -106,21 +108,22 @@ def test_index_folder_through_cli(
         assert row["size"] == p.stat().st_size and len(row["sha256"]) == 64
 
     # models/<key>/: float16 L2-normalised rows aligned with items.json, and the manifest
-    ids, emb, manifest = stored(out)
+    ids, emb, manifest = stored(out, CLI_KEY)
     assert ids == [p.stem for p in files]  # input order
     assert emb.dtype == np.float16 and emb.shape == (8, 1280)
     np.testing.assert_allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1.0, atol=2e-3)
     assert manifest["count"] == 8 and manifest["dim"] == 1280
-    assert manifest["model"] == "effnet-lite0" and manifest["key"] == KEY
-    assert manifest["preprocess"]["fit"] == "pad"
-    want = embed_files(model, files)
-    assert ((emb.astype(np.float32) * want).sum(axis=1) > 0.9999).all()  # row i is ids[i]
+    assert manifest["model"] == "effnet-lite0" and manifest["key"] == CLI_KEY
+    assert manifest["preprocess"]["fit"] == "pad" and manifest["precision"] == "int8"
+    cos = emb.astype(np.float32) @ embed_files(model, files).T  # int8 rows, fp32 vectors
+    assert (cos.argmax(axis=1) == np.arange(8)).all()  # row i is ids[i]
+    assert (np.diag(cos) > 0.98).all() and (np.diag(cos) < 0.9999).any()  # int8, not fp32
     assert leftovers(out) == []
 
     # a second run has nothing to do, and says so in words
     proc = cli("index", tmp_path / "imgs", "--out", out, "-q")
     assert "indexed 0 new image(s)" in proc.stdout and "9 up to date" in proc.stdout
-    assert stored(out)[0] == ids
+    assert stored(out, CLI_KEY)[0] == ids
 
 
 def test_cli_reports_bad_files_on_stderr(cli, tmp_path: Path, edge_cases_dir: Path) -> None:
@@ -439,6 +442,7 @@ def test_resume_after_sigkill(tmp_path: Path, covers_dir: Path, model) -> None:
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     chunks = killed / "models" / KEY / "chunks"
     args = ["index", str(imgs), "--out", str(killed), "--batch-size", "4", "--workers", "2"]
+    args += ["--precision", "fp32"]  # the rows of ``model``, resumed by it below
     returncode, _ = signal_after_chunks(*args, "-q", chunks=chunks, n=3, sig=signal.SIGKILL)
     assert returncode == -signal.SIGKILL
     assert not (killed / "models" / KEY / "manifest.json").exists()  # killed mid-way

@@ -1,6 +1,7 @@
 """int8 quantisation: real ONNX models (small conv nets exported by PyTorch), quantised
-by ONNX Runtime, their cache reused and rebuilt when their source changes, and the
-shape arithmetic of TF-"same" padding frozen before quantising."""
+by ONNX Runtime, on calibration images or on ranges measured once, their cache reused and
+rebuilt when their source changes, and the shape arithmetic of TF-"same" padding frozen
+before quantising."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bannermatch.embed.models import ranges
 from bannermatch.embed.models.engines import OnnxEngine, export_onnx
-from bannermatch.embed.models.quantize import freeze_shape_arithmetic, int8_path, quantize_int8
+from bannermatch.embed.models.quantize import (
+    file_sha256,
+    freeze_shape_arithmetic,
+    int8_path,
+    quantize_int8,
+)
 from bannermatch.errors import ModelError
 
 
@@ -144,3 +151,21 @@ def test_the_recipe_keeps_the_high_resolution_convolutions_fp32(tmp_path: Path) 
     kept = default_exclude(freeze_shape_arithmetic(onnx.load(str(raw)), 32))
     assert [c for c in convs if c in kept] == convs[:2]  # outputs 16 and 8 px of 32: fp32
     assert any(k.endswith("GlobalAveragePool") for k in kept)  # the pooling head: fp32
+
+
+def test_ranges_measured_once_make_the_same_model_and_follow_their_source(
+    tmp_path: Path, calib: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _export(tmp_path / "net.onnx", 0)
+    folder = tmp_path / "ranges"
+    monkeypatch.setattr(ranges, "shipped_dir", lambda: folder)
+    measured = ranges.measure_ranges(src, calib)
+    shipped = ranges.save_ranges(folder, src, measured, {"images": len(calib)})
+    assert ranges.read_ranges(shipped)["ranges"] == measured  # exact float32 round trip
+    assert ranges.shipped_ranges(src) == shipped
+    made = quantize_int8(src, ranges=shipped, exclude=[])  # no image run
+    calibrated = quantize_int8(src, calib, exclude=[])
+    assert made != calibrated  # two cache entries, one model, byte for byte
+    assert file_sha256(made) == file_sha256(calibrated)
+    _export(src, 1)  # new weights: the ranges belong to the old export
+    assert ranges.shipped_ranges(src) is None

@@ -128,10 +128,10 @@ def test_compare_runs_every_combination(cli, originals: Path) -> None:
     )
     out = json.loads(proc.stdout)
     keys = [r["model_key"] for r in out["runs"]]
-    assert keys == [
-        "effnet-lite0__crop256-224-bicubic__cls",
+    assert keys == [  # int8 where the export has shipped ranges (cls at 224 px), else fp32
+        "effnet-lite0__crop256-224-bicubic__cls-int8",
         "effnet-lite0__crop256-224-bicubic__gem",
-        "effnet-lite0__pad224-bicubic__cls",
+        "effnet-lite0__pad224-bicubic__cls-int8",
         "effnet-lite0__pad224-bicubic__gem",
     ]
     assert all(r["n_queries"] == 12 for r in out["runs"]) and out["failed"] == []

@@ -155,11 +155,14 @@ def test_read_groups_errors(tmp_path: Path) -> None:
 
 
 def test_cli_json(cli, grouped_set: dict, result) -> None:
-    proc = cli("eval", grouped_set["root"], "--groups", grouped_set["tsv"], "--json", "-q")
-    d = json.loads(proc.stdout)
+    args = ("eval", grouped_set["root"], "--groups", grouped_set["tsv"], "--json", "-q")
+    d = json.loads(cli(*args, "--precision", "fp32").stdout)
     for key in ("n_images", "n_queries", "recall@1", "recall@10", "mAP", "n_bad", "model_key"):
         assert key in d, key
-    # the same model and preprocessing as the in-process run
+    default = json.loads(cli(*args).stdout)  # int8 on the CPU: its own key, close to fp32
+    assert default["model_key"] == d["model_key"] + "-int8"
+    assert default["mAP"] == pytest.approx(d["mAP"], abs=0.1)
+    # the same model (fp32) and preprocessing as the in-process run
     assert d["n_queries"] == result.metrics.n_queries
     assert d["mAP"] == pytest.approx(result.metrics.map, abs=1e-6)
 
@@ -191,7 +194,7 @@ def test_covers_full_run(cli, covers_dir: Path) -> None:
     proc = cli("eval", covers_dir / "images", "--groups", covers_dir / "covers.tsv", "--json", "-q")
     d = json.loads(proc.stdout)
     assert (d["n_images"], d["n_queries"], d["n_groups"], d["n_bad"]) == (635, 238, 108, 0)
-    assert d["model_key"] == "effnet-lite0__pad224-bicubic__cls"  # the chosen default
+    assert d["model_key"] == "effnet-lite0__pad224-bicubic__cls-int8"  # the chosen default
     assert d["recall@1"] == pytest.approx(0.218, abs=0.02)
     assert d["recall@10"] == pytest.approx(0.374, abs=0.02)
     assert d["mAP"] == pytest.approx(0.239, abs=0.02)

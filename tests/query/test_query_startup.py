@@ -23,7 +23,9 @@ def test_similar_image_does_not_import_torch_and_finds_itself(
     assert "onnxruntime" in imported
     assert "torch" not in imported and "timm" not in imported
     hit = json.loads(proc.stdout)["results"][0]
-    assert hit["score"] > 0.999  # Pillow's pixels give the vector PyTorch's kernels gave
+    # Pillow's pixels give the vector PyTorch's kernels gave: within 2 levels, which the
+    # int8 default (the collection's) turns into 0.997 where fp32 gives 0.9999
+    assert hit["id"].endswith("abzu-0") and hit["score"] > 0.995
 
 
 def test_help_imports_no_numpy_and_the_package_still_names_its_functions() -> None:

@@ -115,8 +115,10 @@ def _add_engine(g: Any, ray: bool) -> None:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "int8"],
-        help="CPU engine precision: int8 (calibrated on the images indexed, its own model "
-        "key) or fp32; auto: fp32 for now (docs/performance.md: int8 vs fp32)",
+        help="CPU engine precision, part of the model key: int8 (made from the ranges "
+        "shipped for the model, else calibrated on the images indexed) or fp32; auto: int8 "
+        "on the onnx engine for a model with shipped ranges (the default effnet-lite0), "
+        "else fp32 (docs/performance.md: int8 vs fp32)",
     )
 
 

@@ -237,6 +237,8 @@ def index(
     that ``index --ocr`` found painted over, under their own key (:mod:`bannermatch.ocr.mask`),
     on either engine (on Ray, the boxes travel with the inputs to the decoding tasks).
     """
+    if isinstance(model, str):  # as the command line: int8 where it is the CPU default
+        model_options.setdefault("precision", "auto")
     embed: Embedder = LocalEmbedder(batch_size, workers)
     if model_options.get("engine") == "ray":
         from bannermatch.embed.ray import RayEmbedder

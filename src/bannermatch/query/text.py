@@ -145,7 +145,9 @@ class TextSearcher:
 
     def _load(self) -> Any:
         if self._model is None:
-            self._model = create_model_for(self.data.manifest, engine="torch", device=self.device)
+            self._model = create_model_for(
+                self.data.manifest, engine="torch", device=self.device, text_only=True
+            )
         return self._model
 
     def _label_head(self) -> LabelHead:

@@ -26,7 +26,7 @@ from bannermatch.embed.models.engines import (
     resolve_engine,
 )
 from bannermatch.embed.models.loaders import Built, LabelHead, loader_for
-from bannermatch.embed.models.precision import resolve_precision
+from bannermatch.embed.models.precision import resolve_precision, shipped_int8
 from bannermatch.embed.models.preprocess import Preprocess
 from bannermatch.embed.models.registry import AUGMENTS, ModelSpec, get_spec
 from bannermatch.embed.models.weights import Weights, random_requested
@@ -216,15 +216,16 @@ def create_model(
     ``pretrained=False`` (or ``BANNERMATCH_RANDOM_WEIGHTS=1``) builds seeded
     random weights instead: for tests only. ``few_images``: for a query of an image or
     two, resample with Pillow rather than import PyTorch for its faster kernels.
-    ``precision``: ``fp32``, ``int8`` or ``auto`` (the CPU default, see
-    :mod:`.precision`); an int8 model runs ``int8_file`` (a stored quantised model, with
-    its description) or, without one, is calibrated by :func:`.precision.calibrate`.
+    ``precision``: ``fp32``, ``int8`` or ``auto`` (int8 on the ONNX Runtime engine for a
+    model with shipped int8 ranges, else fp32: :mod:`.precision`); an int8 model runs
+    ``int8_file`` (a stored quantised model), or the model made from its shipped ranges,
+    or, without either, is calibrated by :func:`.precision.calibrate`.
     """
     spec = get_spec(name)
     _check_choices(spec, name, strategy, augment)
     device = resolve_device(device)
     engine = resolve_engine(engine, device)
-    precision = resolve_precision(precision, engine)
+    resolve_precision(precision, engine)  # a bad choice fails before any loading
     loader = loader_for(spec)
     weights = loader.weights(random_requested(pretrained))
     config = loader.data_config()
@@ -236,15 +237,18 @@ def create_model(
         keep_ratio=keep_ratio,
         interpolation=interpolation,
         draft=draft,
-    ).load(torch_kernels=not few_images)
+    )
     net = _Network(loader, weights, preprocess.crop_size, strategy, augment)
-    if engine == "onnx":
-        runner = _onnx_engine(net, spec, name, precision, int8_file)
+    int8: dict[str, Any] | None = None
+    if engine == "onnx":  # before PyTorch's kernels load: a first quantisation then adds
+        # 25 MB less to the peak of the index run (docs/performance.md, int8)
+        runner, precision, int8 = _onnx_engine(net, spec, name, precision, int8_file)
     else:
-        runner = TorchEngine(net.extractor(), net.size, device)
+        runner, precision = TorchEngine(net.extractor(), net.size, device), "fp32"
+    preprocess = preprocess.load(torch_kernels=not few_images)
     labels = loader.labels() if strategy == "cls" and not spec.text else None
     return EmbeddingModel(
-        spec, preprocess, strategy, runner, weights, augment, labels, net.network, precision
+        spec, preprocess, strategy, runner, weights, augment, labels, net.network, precision, int8
     )
 
 
@@ -291,11 +295,13 @@ class _Network:
 
 def _onnx_engine(
     net: _Network, spec: ModelSpec, name: str, precision: str, int8_file: Path | None
-) -> Engine:
-    """The ONNX Runtime engine: a stored int8 model, else the fp32 export (cached per
-    weights, size, strategy, opset and export version; exported on first use)."""
+) -> tuple[Engine, str, dict[str, Any] | None]:
+    """The ONNX Runtime engine, its precision (``auto`` resolved) and its int8 model's
+    description: a stored int8 model; else the one made from the fp32 export's shipped
+    ranges (int8 or auto); else the fp32 export (cached per weights, size, strategy, opset
+    and export version; exported on first use), which an int8 model calibrates from."""
     if precision == "int8" and int8_file is not None:  # a stored model: no fp32 needed
-        return OnnxEngine(int8_file, precision="int8")
+        return OnnxEngine(int8_file, precision="int8"), "int8", None
     tag = net.strategy if net.augment == "none" else f"{net.strategy}-{net.augment}"
     path = (
         cache_dir() / "onnx" / f"{safe_name(spec.arch)}-{net.weights.sha256[:16]}-{net.size}px"
@@ -303,7 +309,11 @@ def _onnx_engine(
     )
     if not path.is_file():
         export_onnx(net.extractor(), path, net.size, name)
-    return OnnxEngine(path)
+    precision = resolve_precision(precision, "onnx", path)
+    shipped = shipped_int8(path) if precision == "int8" else None
+    if shipped is not None:
+        return OnnxEngine(shipped[0], precision="int8"), "int8", shipped[1]
+    return OnnxEngine(path), precision, None
 
 
 def create_model_for(
@@ -313,11 +323,14 @@ def create_model_for(
     device: str = "cpu",
     few_images: bool = False,
     folder: Path | None = None,
+    text_only: bool = False,
 ) -> Any:
     """The model that wrote ``manifest``: same preset, preprocessing, strategy and weights
     (random weights too, for a collection a test built with them); for an int8 manifest,
-    the int8 model stored beside it in ``folder``."""
-    from bannermatch.embed.models.precision import int8_options
+    the int8 model stored beside it in ``folder`` (or made again from shipped ranges).
+    ``text_only``: for the text tower and the label head only, which read no pixels: the
+    fp32 network whatever precision the image rows were embedded at."""
+    from bannermatch.embed.models.precision import check_int8, int8_options
 
     pre = manifest["preprocess"]
     options = {k: pre[k] for k in ("fit", "resize_size", "crop_size", "interpolation") if k in pre}
@@ -333,11 +346,17 @@ def create_model_for(
         pretrained=False if manifest.get("weights", {}).get("random") else None,
         few_images=few_images,
         **options,
-        **int8_options(manifest, folder),
+        **({"precision": "fp32"} if text_only else int8_options(manifest, folder)),
     )
-    if model.key != split_key(manifest["key"])[0]:  # an art-only key: <plain key>-textmask-...
+    key = model.key
+    if text_only:  # the key the rows were written under: the network is the same
+        precision = manifest.get("precision", "fp32")
+        key = model_key(model.spec.name, model.preprocess, model.strategy, model.augment, precision)
+    else:
+        check_int8(model, manifest)
+    if key != split_key(manifest["key"])[0]:  # an art-only key: <plain key>-textmask-...
         raise BannermatchError(
-            f"cannot rebuild model {manifest['key']}: this bannermatch gives {model.key} "
+            f"cannot rebuild model {manifest['key']}: this bannermatch gives {key} "
             "(written by another version); run `bannermatch index` again to re-embed it"
         )
     return model

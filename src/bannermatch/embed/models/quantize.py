@@ -1,6 +1,7 @@
-"""Static int8 quantisation of an exported ONNX model, calibrated on real images.
+"""Static int8 quantisation of an exported ONNX model, on activation ranges measured on
+real images: calibrated here, or measured once and shipped (:mod:`.ranges`).
 
-The recipe (``QUANT_VERSION`` 2; docs/performance.md has the measurements):
+The recipe (``QUANT_VERSION`` 3; docs/performance.md has the measurements):
 
 1. **Shape arithmetic frozen.** timm's TF-"same" padding is exported as arithmetic on
    the input's shape (Shape, Gather, Div, Ceil, Clip, ...) feeding each strided
@@ -32,8 +33,10 @@ u8s8 kernels may saturate 16-bit intermediate sums and int8 gains less, so any c
 of int8 as a default must be measured on the CPU that runs it.
 
 The quantised model is cached next to its fp32 source under a name that carries the
-recipe version, the source's content hash and the calibration's hash, so a changed
-source, sample or recipe gives a new file and never reuses a stale one.
+recipe version, the source's content hash and the calibration's hash (or the ranges
+file's), so a changed source, sample, ranges file or recipe gives a new file and never
+reuses a stale one. The same source and ranges give the same bytes: from shipped ranges,
+every machine makes the model a calibration on the same images made.
 """
 
 from __future__ import annotations
@@ -188,38 +191,70 @@ class _Batches:
         raise NotImplementedError
 
 
+def ranges_int8_path(source: Path, ranges: Path, exclude: Sequence[str] | None = None) -> Path:
+    """The cache path of ``source`` quantised with the ranges file ``ranges``
+    (:mod:`.ranges`) and the nodes ``exclude`` kept in fp32 (None: the recipe's)."""
+    h = hashlib.sha256(ranges.read_bytes())
+    h.update("\n".join(sorted(exclude or ())).encode() if exclude is not None else b"default")
+    stem = source.name.removesuffix(".onnx")
+    return source.with_name(
+        f"{stem}-int8q{QUANT_VERSION}-{file_sha256(source)[:12]}-r{h.hexdigest()[:12]}.onnx"
+    )
+
+
 def quantize_int8(
     source: Path,
-    calibration: np.ndarray,
+    calibration: np.ndarray | None = None,
     *,
+    ranges: Path | None = None,
     exclude: Sequence[str] | None = None,
     input_name: str = "pixels",
+    ranges_out: Path | None = None,
 ) -> Path:
     """Quantise ``source`` to int8 (cached); returns the int8 model's path.
 
     ``calibration``: preprocessed float32 NCHW images, a sample of the collection's
-    own pictures. ``exclude``: node names kept in fp32 (None: :func:`default_exclude`).
+    own pictures; or ``ranges``: a ranges file measured once (:mod:`.ranges`), and no
+    image is run. ``exclude``: node names kept in fp32 (None: :func:`default_exclude`).
+    ``ranges_out``: where to write the ranges a calibration measured (ONNX Runtime's
+    calibration cache; the model is then made again even when cached).
     """
     import onnx
 
-    if len(calibration) == 0:
+    if ranges is None and (calibration is None or len(calibration) == 0):
         raise ModelError(f"{source.name}: int8 needs at least one calibration image")
-    out = int8_path(source, calibration, exclude)
-    if out.is_file():
+    if ranges is not None:
+        out = ranges_int8_path(source, ranges, exclude)
+    else:
+        assert calibration is not None
+        out = int8_path(source, calibration, exclude)
+    if out.is_file() and ranges_out is None:
         return out
-    tmp_frozen = out.with_name(f".{out.name}.{os.getpid()}.frozen.tmp")
-    tmp_pre = out.with_name(f".{out.name}.{os.getpid()}.pre.tmp")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp = {t: out.with_name(f".{out.name}.{os.getpid()}.{t}.tmp") for t in ("frozen", "pre", "q")}
     try:
-        frozen = freeze_shape_arithmetic(onnx.load(str(source)), int(calibration.shape[-1]))
-        onnx.save(frozen, str(tmp_frozen))
-        _quantize(tmp_frozen, tmp_pre, tmp, calibration, exclude, input_name)
-        with open(tmp, "rb") as fh:
+        model = onnx.load(str(source))
+        side = model.graph.input[0].type.tensor_type.shape.dim[-1].dim_value or (
+            calibration.shape[-1] if calibration is not None else 0
+        )
+        if not side:
+            raise ModelError(f"{source.name}: its input has no fixed size to quantise at")
+        onnx.save(freeze_shape_arithmetic(model, int(side)), str(tmp["frozen"]))
+        del model
+        cache = ranges_out
+        if ranges is not None:
+            from bannermatch.embed.models.ranges import read_ranges, write_ort_cache
+
+            cache = out.with_name(f".{out.name}.{os.getpid()}.ranges.tmp")
+            tmp["ranges"] = cache
+            write_ort_cache(read_ranges(ranges)["ranges"], cache)
+        _quantize(tmp["frozen"], tmp["pre"], tmp["q"], calibration, cache, exclude, input_name)
+        with open(tmp["q"], "rb") as fh:
             atomic.write_bytes(out, fh.read())
     finally:
-        for t in (tmp, tmp_pre, tmp_frozen):
+        for t in tmp.values():
             t.unlink(missing_ok=True)
-    log.info("quantised %s to int8 on %d images: %s", source.name, len(calibration), out.name)
+    how = f"the ranges of {ranges.name}" if ranges else f"{len(calibration)} images"  # type: ignore[arg-type]
+    log.info("quantised %s to int8 with %s: %s", source.name, how, out.name)
     return out
 
 
@@ -227,10 +262,13 @@ def _quantize(
     frozen: Path,
     pre: Path,
     out: Path,
-    calibration: np.ndarray,
+    calibration: np.ndarray | None,
+    cache: Path | None,
     exclude: Sequence[str] | None,
     input_name: str,
 ) -> None:
+    """``quantize_static`` with the recipe: on ``calibration``'s images, or with the ranges
+    of ONNX Runtime's calibration cache ``cache`` when it exists (written there when not)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -246,11 +284,12 @@ def _quantize(
     quantize_static(
         str(pre),
         str(out),
-        _Batches(input_name, calibration, CALIBRATION_BATCH),
+        None if calibration is None else _Batches(input_name, calibration, CALIBRATION_BATCH),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=list(exclude),
+        **({} if cache is None else {"calibration_cache_path": str(cache)}),
     )
