@@ -336,26 +336,13 @@ def _index(
     sidecars = [read_sidecar(n) for n in names]
     scanned, roots, source_colls = _scan_inputs(inputs, coll)
     coll.root.mkdir(parents=True, exist_ok=True)
-    emb_model = (
-        model
-        if isinstance(model, EmbeddingModel)
-        else create_model(model, few_images=True, **model_options)  # see _fit_resampler
-    )
-    texts: Any = None
-    if text_mask is not None:  # the art-only rows: their own key (bannermatch.embed.masked)
-        from bannermatch.embed.masked import masked_model
-
-        emb_model, texts = masked_model(emb_model, coll.root, text_mask)
+    emb_model, texts = _run_model(model, coll, text_mask, model_options)
     folder = coll.model_dir(emb_model.key)
     emb_model = calibrate_in(emb_model, folder, scanned.items)  # int8: its stored model
     result = IndexResult(str(coll.root), emb_model.key, scanned=len(scanned.items))
     old = _previous(folder, emb_model)
     chunks = _load_chunks(folder, emb_model.dim)
-    chunk_rows: ChunkRows = {
-        item_id: (fp, path, r, float(norms[r]))
-        for path, norms, ids, fps in chunks
-        for r, (item_id, fp) in enumerate(zip(ids, fps, strict=True))
-    }
+    chunk_rows = _rows_in_chunks(chunks)
     run = _Run(coll, folder, emb_model, embed, chunk_rows, result)
     with coll.catalog(create=True) as cat:
         for source_coll in source_colls:
@@ -394,6 +381,36 @@ def _index(
     result.count = len(rows.ids)
     result.seconds = embed_seconds if result.embedded else time.perf_counter() - started
     return result
+
+
+def _run_model(
+    model: str | EmbeddingModel,
+    coll: Collection,
+    text_mask: str | None,
+    model_options: dict[str, Any],
+) -> tuple[EmbeddingModel, Any]:
+    """The model a run embeds with (the art-only one with ``text_mask``, bannermatch.embed.
+    masked) and, for it, the collection's banner text (else None)."""
+    emb_model = (
+        model
+        if isinstance(model, EmbeddingModel)
+        else create_model(model, few_images=True, **model_options)  # see _fit_resampler
+    )
+    if text_mask is None:
+        return emb_model, None
+    from bannermatch.embed.masked import masked_model
+
+    return masked_model(emb_model, coll.root, text_mask)
+
+
+def _rows_in_chunks(chunks: list[tuple[Path, np.ndarray, list[str], list[str]]]) -> ChunkRows:
+    """Each row the chunk files of an unfinished run hold: id -> (fingerprint, file, row,
+    norm)."""
+    return {
+        item_id: (fp, path, r, float(norms[r]))
+        for path, norms, ids, fps in chunks
+        for r, (item_id, fp) in enumerate(zip(ids, fps, strict=True))
+    }
 
 
 def _fit_resampler(model: EmbeddingModel, count: int) -> EmbeddingModel:

@@ -216,6 +216,20 @@ class CopyEvalResult(EvalRun):
         return "\n".join(lines)
 
 
+def _embed_database(
+    copy_set: CopySet, net: EmbeddingModel, batch_size: int, progress: bool
+) -> tuple[np.ndarray, list[InputItem], list[InputItem], list[tuple[InputItem, str]]]:
+    """The rows of the originals then the distractors, the originals embedded, every item
+    embedded (in row order), and the items that failed with their reasons."""
+    db, ok, failed = embed_items(copy_set.originals, net, batch_size, progress, "originals")
+    if not copy_set.distractors:
+        return db, ok, list(ok), failed
+    more, more_ok, failed_extra = embed_items(
+        copy_set.distractors, net, batch_size, progress, "distractors"
+    )
+    return np.concatenate([db, more]), ok, [*ok, *more_ok], failed + failed_extra
+
+
 def evaluate_copy_set(
     copy_set: CopySet,
     *,
@@ -235,16 +249,8 @@ def evaluate_copy_set(
         net = create_model(model, **{k: v for k, v in model_options.items() if v is not None})
         net = calibrate(net, copy_set.originals + copy_set.distractors)  # int8: on these
     t_embed = time.perf_counter()
-    db, ok, failed = embed_items(copy_set.originals, net, batch_size, progress, "originals")
+    db, ok, database, failed = _embed_database(copy_set, net, batch_size, progress)
     n_originals = len(ok)
-    if copy_set.distractors:
-        more, more_ok, failed_extra = embed_items(
-            copy_set.distractors, net, batch_size, progress, "distractors"
-        )
-        db, failed = np.concatenate([db, more]), failed + failed_extra
-        database = [*ok, *more_ok]
-    else:
-        database = list(ok)
     row_of = {id(item): row for row, item in enumerate(ok)}
     number_row = {n: row_of.get(id(item)) for n, item in enumerate(copy_set.originals)}
     copies = [c for c in copy_set.copies if number_row[c.original] is not None]
