@@ -362,6 +362,7 @@ def test_match_killed_at_random_points_never_leaves_a_wrong_answer(
         reference[k] = (np.array(nb), np.array(sc), load_duplicates(data))
     killed = tmp_path / "killed"
     shutil.copytree(synthetic, killed)
+    key = Collection(synthetic).load().key  # the session model's: fp32
     match(killed, k=5, progress=False)  # an older result, to be replaced by k=10
     args = ["match", str(killed), "-k", "10"]
     work = run_and_kill(["match", str(tmp_path / "ref-10"), "-k", "10"], marker=b"matching")
@@ -373,9 +374,9 @@ def test_match_killed_at_random_points_never_leaves_a_wrong_answer(
         if n < KILLS:
             r = run_and_kill(args, marker=b"matching", delay=rng.uniform(0, 1.2 * work.after))
         else:
-            r = run_and_kill(args, marker=b"matching", when=staged(killed / "models" / KEY))
+            r = run_and_kill(args, marker=b"matching", when=staged(killed / "models" / key))
         kills += r.killed
-        folder = killed / "models" / KEY
+        folder = killed / "models" / key
         mid_commit += r.killed and (
             any(folder.glob("*.staged")) or (folder / "commit.journal").exists()
         )

@@ -127,7 +127,8 @@ def test_ray_embeds_the_art_only_key_as_the_local_engine_does(
     from bannermatch.ocr.mask import mask_key
     from support.servers import build_titled_collection
 
-    root = build_titled_collection(tmp_path, skimage_dir)  # 5 titled photos, read by OCR
+    # 5 titled photos, read by OCR; fp32 rows, as the cluster embeds
+    root = build_titled_collection(tmp_path, skimage_dir, "--precision", "fp32")
     images = tmp_path / "in"
     local, ray = tmp_path / "local", tmp_path / "ray"
     for out in (local, ray):
@@ -157,7 +158,7 @@ def test_ray_cli_mask_text(tmp_path: Path, skimage_dir: Path, model) -> None:
     from support.cli import run_cli
     from support.servers import build_titled_collection
 
-    root = build_titled_collection(tmp_path, skimage_dir)
+    root = build_titled_collection(tmp_path, skimage_dir, "--precision", "fp32")
     out = tmp_path / "ray"
     shutil.copytree(root, out)
     args = ["index", tmp_path / "in", "--out", out, "--mask-text", "--engine", "ray"]

@@ -83,9 +83,10 @@ def test_item_without_a_readable_image(cli, served_root: Path, tmp_path: Path) -
 
     root = tmp_path / "coll"
     shutil.copytree(served_root, root)
-    with Collection(root).catalog() as cat:
-        item = next(i for i in cat.items() if i.id == "620")
-    Path(Collection(root).resolve_source(str(item.source))).unlink()
+    with Collection(root).catalog() as cat:  # the image moved away (in this copy only:
+        item = next(i for i in cat.items() if i.id == "620")  # the session shares the file)
+        item.source = str(tmp_path / "moved-away" / "620.jpg")
+        cat.upsert([item])
     proc = cli("similar", root, "620", "--mirror", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "620" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -129,9 +129,9 @@ TITLED = {
 }
 
 
-def build_titled_collection(base: Path, skimage_dir: Path) -> Path:
-    """Five photos with titles pasted on (:data:`TITLED`), indexed with --ocr and matched:
-    ``base/in`` the images, ``base/coll`` the collection."""
+def build_titled_collection(base: Path, skimage_dir: Path, *index_args: str) -> Path:
+    """Five photos with titles pasted on (:data:`TITLED`), indexed with --ocr (and
+    ``index_args``) and matched: ``base/in`` the images, ``base/coll`` the collection."""
     from PIL import Image
 
     from support.cli import run_cli
@@ -142,6 +142,6 @@ def build_titled_collection(base: Path, skimage_dir: Path) -> Path:
         art = Image.open(skimage_dir / photo).convert("RGB").resize((342, 482))
         with_title(art, title).save(folder / f"{item_id}.png")
     root = base / "coll"
-    run_cli("index", folder, "--out", root, "--ocr", "-q")
+    run_cli("index", folder, "--out", root, "--ocr", "-q", *index_args)
     run_cli("match", root, "-k", "4", "-q")
     return root

@@ -194,10 +194,13 @@ class ServedCollection:
     # images ---------------------------------------------------------------------
 
     def model(self) -> EmbeddingModel:
-        """The collection's own model, loaded on first use."""
+        """The collection's own model, loaded on first use; it resamples one upload at a
+        time with Pillow's filters, as `similar C IMAGE` does (no PyTorch import)."""
         with self._model_lock:
             if self._model is None:
-                self._model = create_model_for(self.data.manifest, folder=self.data.folder)
+                self._model = create_model_for(
+                    self.data.manifest, folder=self.data.folder, few_images=True
+                )
             return self._model
 
     def decode(self, data: bytes, max_pixels: int) -> DecodedImage:
