@@ -87,7 +87,7 @@ def title_check(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """The synthetic title check on the pictures of ``folder`` (see the module's text)."""
-    from bannermatch.ocr.engine import thread_engine
+    from bannermatch.ocr.engine import read_banner
 
     arts, others = _pictures(Path(folder), n, seed)
     n = len(arts)
@@ -100,7 +100,7 @@ def title_check(
     t0 = time.perf_counter()
     everything = [im for s in sets for im in s]
     with ThreadPoolExecutor(workers) as pool:
-        read = list(pool.map(lambda im: thread_engine().read(np.asarray(im)), everything))
+        read = list(pool.map(lambda im: read_banner(np.asarray(im)), everything))
     ocr_seconds = time.perf_counter() - t0
     masked = [mask_image(im, boxes_of(r), method) for im, r in zip(everything, read, strict=True)]
 
