@@ -28,6 +28,7 @@ from bannermatch.embed.models.engines import (
 from bannermatch.embed.models.loaders import Built, LabelHead, loader_for
 from bannermatch.embed.models.precision import resolve_precision, shipped_int8
 from bannermatch.embed.models.preprocess import Preprocess
+from bannermatch.embed.models.ranges import shipped_ranges
 from bannermatch.embed.models.registry import AUGMENTS, ModelSpec, get_spec
 from bannermatch.embed.models.weights import Weights, random_requested
 from bannermatch.errors import BannermatchError, ModelError
@@ -309,8 +310,10 @@ def _onnx_engine(
     )
     if not path.is_file():
         export_onnx(net.extractor(), path, net.size, name)
-    precision = resolve_precision(precision, "onnx", path)
-    shipped = shipped_int8(path) if precision == "int8" else None
+    # one look-up (it hashes the export) for both uses; fp32 needs none
+    ranges = shipped_ranges(path) if precision != "fp32" else None
+    precision = resolve_precision(precision, "onnx", has_ranges=ranges is not None)
+    shipped = shipped_int8(path, ranges) if precision == "int8" else None
     if shipped is not None:
         return OnnxEngine(shipped[0], precision="int8"), "int8", shipped[1]
     return OnnxEngine(path), precision, None

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bannermatch.embed.models.quantize import QUANT_VERSION, file_sha256, quantize_int8
-from bannermatch.embed.models.ranges import read_ranges, shipped_ranges
+from bannermatch.embed.models.ranges import read_ranges
 from bannermatch.errors import ModelError
 from bannermatch.store import atomic
 
@@ -46,35 +46,34 @@ CPU_DEFAULT = "int8"
 CALIBRATION_IMAGES = 256
 
 
-def resolve_precision(precision: str, engine: str, source: Path | None = None) -> str:
+def resolve_precision(precision: str, engine: str, has_ranges: bool = False) -> str:
     """``fp32`` or ``int8`` for ``engine`` (``onnx`` or ``torch``, resolved); ``auto`` is
-    :data:`CPU_DEFAULT` on the onnx engine when the fp32 export ``source`` has shipped
-    ranges, else fp32."""
+    :data:`CPU_DEFAULT` on the onnx engine when the fp32 export has shipped ranges
+    (``has_ranges``: :func:`.ranges.shipped_ranges`), else fp32."""
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        if engine != "onnx" or CPU_DEFAULT == "fp32" or source is None:
-            return "fp32"
-        return CPU_DEFAULT if shipped_ranges(source) is not None else "fp32"
+        return CPU_DEFAULT if engine == "onnx" and has_ranges else "fp32"
     if precision == "int8" and engine != "onnx":
         raise ModelError("int8 runs on the onnx engine (CPU) only; use --engine onnx")
     return precision
 
 
-def shipped_int8(source: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The int8 model made from the fp32 export ``source`` and its shipped ranges (made
-    once, cached), and its description for the manifest; None without shipped ranges."""
-    ranges = shipped_ranges(source)
+def shipped_int8(source: Path, ranges: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    """The int8 model made from the fp32 export ``source`` and its shipped ``ranges``
+    (:func:`.ranges.shipped_ranges`; made once, cached), and its description for the
+    manifest; None without shipped ranges."""
     if ranges is None:
         return None
     path = quantize_int8(source, ranges=ranges)
     sha = file_sha256(path)
+    shipped = read_ranges(ranges)
     info = {
         "sha256": sha,
-        "source_sha256": file_sha256(source),
+        "source_sha256": shipped["source_sha256"],  # checked by shipped_ranges
         "recipe": QUANT_VERSION,
         "ranges": ranges.name,
-        "calibration_images": int(read_ranges(ranges)["calibration"].get("images", 0)),
+        "calibration_images": int(shipped["calibration"].get("images", 0)),
         "file": f"int8-{sha[:16]}.onnx",
     }
     return path, info
