@@ -109,7 +109,7 @@ def test_2000_banners_through_a_cdn_that_fails_10_percent_of_requests(cli, tmp_p
         for before, after in itertools.pairwise(hits):
             if before.fault in ("429", "429date", "503"):  # Retry-After, capped, was honoured
                 assert after.time - before.time >= MAX_RETRY_AFTER - 0.02, (a, faults)
-    assert cdn.max_in_flight <= CONCURRENCY
+    assert CONCURRENCY // 2 <= cdn.max_in_flight <= CONCURRENCY  # bounded, and used
 
     injected = Counter(h.fault for h in first_hits if h.fault and h.appid not in permanent)
     assert set(injected) == set(FLAKY_FAULTS)  # every kind of fault happened

@@ -400,6 +400,17 @@ class Hit:
     fault: str  # "" when served normally
 
 
+def _client_connected(sock: socket.socket) -> bool:
+    """Whether the client at the other end of ``sock`` has not closed it (a client sends
+    nothing while it waits for an answer, so anything readable is its close or reset)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 @dataclass
 class FlakyCdn:
     """``/steam/apps/<appid>/<file>`` where each request fails with probability ``rate``
@@ -414,9 +425,11 @@ class FlakyCdn:
     piece_pause: float = 0.02  # seconds between pieces of a slow body
     drip_pause: float = 0.1  # seconds between pieces of a dripping body
     hits: list[Hit] = field(default_factory=list)
-    in_flight: int = 0
+    #: the most requests in flight at once whose client was still connected (a request the
+    #: client gave up on stays in a handler here until its stall or its next write ends)
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _open: set[socket.socket] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
@@ -441,13 +454,14 @@ class FlakyCdn:
         fault = "" if permanent else self._draw()
         with self.lock:
             self.hits.append(Hit(seen.time, appid, name, permanent or fault))
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._open.add(h.connection)
+            live = sum(map(_client_connected, self._open))
+            self.max_in_flight = max(self.max_in_flight, live)
         try:
             self._answer(h, appid, name, permanent or fault)
         finally:
             with self.lock:
-                self.in_flight -= 1
+                self._open.discard(h.connection)
 
     def _answer(self, h: _Handler, appid: str, name: str, fault: str) -> None:
         body = self.images[appid]
