@@ -14,8 +14,9 @@ searched). Prints one JSON object:
   (the covers' names are their file stems, which hold the titles, so names would give
   the answer away): the share of titles whose first result, and whose top 5, holds a
   banner of that game (its ``group``), beside a plain rapidfuzz WRatio of title against
-  text for reference; ``search_first``/``search_top5``: the same with the query-coverage
-  floor ``bannermatch search`` applies (``words.MIN_QUERY_COVERAGE``);
+  text for reference; ``search_first``/``search_top5``: the same through ``bannermatch
+  search``'s ranking (``words.WordSearcher``: the query-coverage floor
+  ``words.MIN_QUERY_COVERAGE``, weak banner-text hits and the image signal, names left out);
 - with ``--scale 10000,100000,1000000``: the banner-text search over that many synthetic
   texts (the store's OCR words recombined, 1-4 a text): the index's build time and
   memory, and the seconds a title search takes through the candidate index and (up to
@@ -36,13 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
+from bannermatch.errors import BannermatchError
 from bannermatch.images import load_image
 from bannermatch.ocr.engine import OcrEngine, read_banner
 from bannermatch.ocr.store import OcrStore
 from bannermatch.query import bannertext
 from bannermatch.query.bannertext import BannerTextIndex
 from bannermatch.query.names import fold
-from bannermatch.query.words import MIN_QUERY_COVERAGE
+from bannermatch.query.text import TextSearcher
+from bannermatch.query.words import MIN_QUERY_COVERAGE, WordSearcher, banner_texts
+from bannermatch.store.collection import Collection
 
 
 def timings(files: list[Path]) -> dict[str, float]:
@@ -66,7 +70,15 @@ def timings(files: list[Path]) -> dict[str, float]:
     return {k: round(v / len(images), 4) for k, v in spent.items()}
 
 
-def title_search(store: OcrStore, tsv: str) -> dict[str, float | int]:
+def _word_searcher(collection: str) -> tuple[WordSearcher, list[str]]:
+    """``bannermatch search``'s ranking on the collection, its names left out (the covers'
+    names are their file stems, which hold the titles), and the rows' ids."""
+    data = Collection(collection).load()
+    texts = banner_texts(collection, data)
+    return WordSearcher([""] * len(data.ids), texts, TextSearcher(data), data.ids), data.ids
+
+
+def title_search(store: OcrStore, tsv: str, collection: str) -> dict[str, float | int]:
     with open(tsv, encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     group_of = {r["file"].rsplit(".", 1)[0]: r["group"] for r in rows}
@@ -86,9 +98,12 @@ def title_search(store: OcrStore, tsv: str) -> dict[str, float | int]:
         first += bool(found) and found[0] == group
         top5 += group in found
     seconds = time.perf_counter() - t0
+    searcher, row_ids = _word_searcher(collection)
     for title, group in titles.items():
-        hits = index.search(title, 5, min_coverage=MIN_QUERY_COVERAGE)
-        found = [group_of[ids[m.row]] for m in hits]
+        try:
+            found = [group_of.get(row_ids[r.row]) for r in searcher.rank(title, 5).rows]
+        except BannermatchError:  # no text holds a word, and no ImageNet class either
+            found = []
         floor_first += bool(found) and found[0] == group
         floor_top5 += group in found
     for title, group in titles.items():
@@ -201,7 +216,9 @@ def main() -> None:
         "stored_with": store.manifest,
         "bytes_per_item": round(store.bytes_per_item(), 1),
         "with_text": sum(bool(r.lines) for r in store.results.values()),
-        "title_search": None if args.no_titles else title_search(store, args.covers_tsv),
+        "title_search": None
+        if args.no_titles
+        else title_search(store, args.covers_tsv, args.collection),
         "seconds_per_image": timings(files[: args.sample]) if args.sample else None,
     }
     if args.scale:

@@ -46,6 +46,11 @@ MIN_CONFIDENCE = 0.5
 #: for 4% more reading time (docs/ocr.md)
 SECOND_READ_BELOW = 6
 SECOND_SIDE = 480
+#: how a line's characters are chosen (``ocr/manifest.json``; another value reads again):
+#: the recogniser knows Chinese and Latin script, and reads a stylised Latin letter as a
+#: CJK character now and then (``H入LF`` for HALF, ``BLACKOPS耶``); a line read mostly
+#: in Latin letters and digits is read again without the CJK characters (docs/ocr.md)
+DECODE = "latin-first"
 
 Quad = tuple[float, float, float, float, float, float, float, float]
 
@@ -118,6 +123,8 @@ class OcrEngine:
             det_limit_side_len=det_side,
             text_score=MIN_CONFIDENCE,
         )
+        rec = self._ocr.text_rec
+        rec.postprocess_op = _latin_first(rec.postprocess_op)
 
     @staticmethod
     def settings(det_side: int = DET_SIDE) -> dict[str, Any]:
@@ -132,6 +139,7 @@ class OcrEngine:
             "det_side": det_side,
             "min_confidence": MIN_CONFIDENCE,
             "second_read": {"below": SECOND_READ_BELOW, "det_side": SECOND_SIDE},
+            "decode": DECODE,
         }
 
     def read(self, rgb: np.ndarray) -> OcrResult:
@@ -156,6 +164,31 @@ class OcrEngine:
         found, _ = self._ocr(bgr, use_det=True, use_cls=False, use_rec=False)
         h, w = bgr.shape[:2]
         return [_quad(points, w, h) for points in found or []]
+
+
+def _is_cjk(char: str) -> bool:
+    """Whether a recogniser character is CJK (radicals, kana, ideographs, hangul, ...)."""
+    return len(char) == 1 and ord(char) >= 0x2E80
+
+
+def _latin_first(decode: Any) -> Any:
+    """rapidocr's CTC decoder ``decode``, wrapped: a line whose best reading holds CJK
+    characters but at least as many Latin letters and digits is decoded again with the CJK
+    characters left out (the next best character at each step). Lines in CJK script are
+    read as before."""
+    cjk = np.fromiter(map(_is_cjk, decode.character), bool, len(decode.character))
+
+    def latin_first(preds: np.ndarray, *args: Any, **kwargs: Any) -> list[Any]:
+        lines = decode(preds, *args, **kwargs)
+        for i, line in enumerate(lines):
+            n_cjk = sum(map(_is_cjk, line[0]))
+            if n_cjk and sum(c.isascii() and c.isalnum() for c in line[0]) >= n_cjk:
+                latin = preds[i : i + 1].copy()
+                latin[:, :, cjk] = 0.0
+                lines[i] = decode(latin, *args, **kwargs)[0]
+        return lines
+
+    return latin_first
 
 
 def _bgr(rgb: np.ndarray) -> np.ndarray:

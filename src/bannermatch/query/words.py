@@ -12,7 +12,10 @@ Three signals answer a text:
 The words a user types are most often a title, and a title found in a banner's text or
 name is a surer answer than a picture that looks like the words: items found by banner
 text or name come first, by their better score (0-100; a bonus when both agree), then
-the image search's items. Each hit says which signals found it and with what score.
+the image search's items. With CLIP, banner texts that hold the words only weakly (a
+misread title: under :data:`MIN_QUERY_COVERAGE`) come after CLIP's items; a label search
+knows no titles, and its items come after every banner-text hit. Each hit says which
+signals found it and with what score.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ from bannermatch.tables import format_table
 BANNER_TEXT, NAME, IMAGE = "banner text", "name", "image"
 #: a banner text is a match when the query's words are found in it this well (0-1: the
 #: length-weighted, squared alignment scores; a long subtitle on the banner is no matter).
-#: Low enough for a misread title (CRAUL for Crawl: 0.64) to rank: the rows a text search
-#: returns are filled by the image signal anyway, whose label search knows no titles
-#: (docs/ocr.md: the floor measured from 0 to 0.7)
+#: Low enough for a misread title (CRAUL for Crawl: 0.64) to rank first. With CLIP, texts
+#: that hold the words less well are weak hits, ranked after CLIP's rows; a label search
+#: knows no titles and comes after every banner-text hit (docs/ocr.md: the floor measured)
 MIN_QUERY_COVERAGE = 0.4
 #: added to a word match that both the name and the banner text found
 AGREEMENT_BONUS = 5.0
@@ -82,27 +85,45 @@ class WordSearcher:
         image = self.image is not None and self.image.mode is not None
         return [BANNER_TEXT] * (self.banner is not None) + [NAME] + [IMAGE] * image
 
-    def _words(self, text: str, k: int) -> dict[int, dict[str, float]]:
+    def _words(self, text: str, k: int, floor: float) -> dict[int, dict[str, float]]:
         found: dict[int, dict[str, float]] = {}
         if self.banner is not None:
-            for m in self.banner.search(text, k, min_coverage=MIN_QUERY_COVERAGE):
+            for m in self.banner.search(text, k, min_coverage=floor):
                 found.setdefault(m.row, {})[BANNER_TEXT] = m.score
         for s in self.names.search(text, k):
             found.setdefault(s.row, {})[NAME] = s.score
         return found
 
+    def _weak(self, text: str, k: int, strong: dict[int, dict[str, float]]) -> list[Ranked]:
+        """Banner texts that hold the query's words under the floor (a title misread),
+        when the words found fewer than ``k`` rows: best first."""
+        if self.banner is None or len(strong) >= k:
+            return []
+        return [
+            Ranked(m.row, m.score / 100, {BANNER_TEXT: m.score})
+            for m in self.banner.search(text, k)
+            if m.row not in strong
+        ]
+
     def rank(self, text: str, k: int) -> Ranking:
+        """Rows found by their words first, then the image search's rows. With CLIP, a
+        banner text that holds the words under :data:`MIN_QUERY_COVERAGE` (a weak hit)
+        comes after CLIP's rows; a label search knows no titles, and every banner-text
+        hit ranks by its score before the label rows."""
         if not text.strip():
             raise BannermatchError("the text to search is empty")
         if k < 1:
             raise BannermatchError("k must be at least 1")
-        words = self._words(text, k)
+        clip = self.image is not None and self.image.mode == "clip"
+        words = self._words(text, k, MIN_QUERY_COVERAGE if clip else 0.0)
         ranking = Ranking([], self.signals)
         for row, sig in words.items():
             best = max(sig.values()) + AGREEMENT_BONUS * (len(sig) > 1)
             ranking.rows.append(Ranked(row, min(best, 100.0) / 100, sig))
         ranking.rows.sort(key=lambda r: (-r.score, r.row))
-        self._add_image(text, k, ranking, bool(words))
+        weak = self._weak(text, k, words) if clip else []
+        self._add_image(text, k, ranking, bool(words) or bool(weak))
+        _add_weak(ranking, weak)
         ranking.rows = ranking.rows[:k]
         return ranking
 
@@ -124,6 +145,17 @@ class WordSearcher:
                 by_row[row].signals[IMAGE] = shown_score(score)
             else:
                 ranking.rows.append(Ranked(row, float(score), {IMAGE: shown_score(score)}))
+
+
+def _add_weak(ranking: Ranking, weak: list[Ranked]) -> None:
+    """Weak banner-text hits after the rows ranked: a row the image search found gains
+    the banner-text signal, the others are added."""
+    by_row = {r.row: r for r in ranking.rows}
+    for hit in weak:
+        if hit.row in by_row:
+            by_row[hit.row].signals.update(hit.signals)
+        else:
+            ranking.rows.append(hit)
 
 
 @dataclass
