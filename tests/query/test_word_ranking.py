@@ -52,7 +52,7 @@ def test_a_label_search_ranks_after_every_banner_text_hit(
     assert all(BANNER_TEXT in s for _, s in got[:2])
     assert [s for _, s in got[2:]] == [{IMAGE}] * (len(ids) - 2)
     # a title that no text holds and no ImageNet class has: one clear error
-    with pytest.raises(BannermatchError):
+    with pytest.raises(BannermatchError, match="no name or banner text holds the words, and no"):
         searcher.rank("zzyzx", 5)
 
 

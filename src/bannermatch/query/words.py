@@ -135,7 +135,8 @@ class WordSearcher:
             rows, scores, classes, unmatched = self.image.rank_words(text, k)
         except BannermatchError as exc:  # no class has the words, no text tower, ...
             if not have_words:
-                raise
+                held = "no name or banner text holds" if self.banner else "no name holds"
+                raise BannermatchError(f"{held} the words, and {exc}") from None
             ranking.image_note = str(exc)
             return
         ranking.classes, ranking.unmatched = classes, unmatched
