@@ -53,6 +53,18 @@ def ray_address(ray_cluster: Any) -> str:
     return str(ray_cluster.get_runtime_context().gcs_address)
 
 
+@pytest.fixture(scope="module")
+def titled(tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path) -> Path:
+    """5 titled photos (``in``), read by OCR and indexed with fp32 rows, as the cluster
+    embeds (``coll``): built once, copied by the tests that write to it."""
+    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
+    from support.servers import build_titled_collection
+
+    base = tmp_path_factory.mktemp("titled")
+    build_titled_collection(base, skimage_dir, "--precision", "fp32")
+    return base
+
+
 def covers(covers_dir: Path, n: int, start: int = 0) -> list[Path]:
     return sorted((covers_dir / "images").glob("*.jpg"))[start : start + n]
 
@@ -128,20 +140,16 @@ def test_ray_path_equals_the_single_machine_path(
 
 
 def test_ray_embeds_the_art_only_key_as_the_local_engine_does(
-    ray_cluster, tmp_path: Path, skimage_dir: Path, model
+    ray_cluster, titled: Path, tmp_path: Path, model
 ) -> None:
     """``--mask-text`` on the cluster: the decoding tasks paint over the text boxes the
     driver read from the OCR store, and the rows equal the local engine's."""
-    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
     from bannermatch.ocr.mask import mask_key
-    from support.servers import build_titled_collection
 
-    # 5 titled photos, read by OCR; fp32 rows, as the cluster embeds
-    root = build_titled_collection(tmp_path, skimage_dir, "--precision", "fp32")
-    images = tmp_path / "in"
+    images = titled / "in"
     local, ray = tmp_path / "local", tmp_path / "ray"
     for out in (local, ray):
-        shutil.copytree(root, out)  # the same catalogue and OCR store
+        shutil.copytree(titled / "coll", out)  # the same catalogue and OCR store
     want = index(images, local, model, text_mask="blur", progress=False)
     got = index(images, ray, "effnet-lite0", engine="ray", text_mask="blur", batch_size=2,
                 progress=False)  # fmt: skip
@@ -158,24 +166,22 @@ def test_ray_embeds_the_art_only_key_as_the_local_engine_does(
 
 
 @pytest.mark.slow
-def test_ray_cli_mask_text(ray_address: str, tmp_path: Path, skimage_dir: Path, model) -> None:
+def test_ray_cli_mask_text(ray_address: str, titled: Path, tmp_path: Path, model) -> None:
     """``index --mask-text --engine ray`` from the CLI, joining a running cluster, for the
     plain rows and the art-only ones, which equal the local engine's."""
-    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
     from bannermatch.ocr.mask import mask_key
     from support.cli import run_cli
-    from support.servers import build_titled_collection
 
-    root = build_titled_collection(tmp_path, skimage_dir, "--precision", "fp32")
-    out = tmp_path / "ray"
-    shutil.copytree(root, out)
-    args = ["index", tmp_path / "in", "--out", out, "--mask-text", "--engine", "ray"]
+    root, out = tmp_path / "local", tmp_path / "ray"
+    for folder in (root, out):
+        shutil.copytree(titled / "coll", folder)
+    args = ["index", titled / "in", "--out", out, "--mask-text", "--engine", "ray"]
     got = json.loads(run_cli(*args, "--address", ray_address, "--json", "-q").stdout)
     assert (got["up_to_date"], got["ocr"]["kept"]) == (5, 5)  # plain rows and text were there
     assert got["text_mask"]["embedded"] == 5 and got["text_mask"]["model_key"] == mask_key(
         KEY, "blur"
     )
-    index(tmp_path / "in", root, model, text_mask="blur", progress=False)
+    index(titled / "in", root, model, text_mask="blur", progress=False)
     assert_same_collection(out, root, mask_key(KEY, "blur"))
 
 
