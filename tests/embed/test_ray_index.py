@@ -1,7 +1,10 @@
 """``bannermatch index --engine ray``: the Ray Data path against the single-machine one.
 
-The Ray tests share one local cluster (``ray.init(num_cpus=2)``, started once: it costs
-seconds) and run on real covers; they skip with the reason when Ray is not installed.
+The Ray tests share one local cluster (``ray.init(num_cpus=2)`` in this process, started
+once for the module: it costs seconds); CLI runs join it with ``--address`` and its GCS
+address, except the first run of the Ctrl-C test, which starts (and must leave) its own
+with ``--address local``. They run on real covers and skip with the reason when Ray is not
+installed.
 """
 
 from __future__ import annotations
@@ -35,13 +38,31 @@ def needs_ray() -> Any:
     return ray
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A local cluster of this machine's 2 cores, in this process, for one test."""
+    """A local cluster of this machine's 2 cores, in this process, for the module's tests."""
     ray = needs_ray()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_address(ray_cluster: Any) -> str:
+    """The GCS address of the module's cluster, for ``index --engine ray --address``."""
+    return str(ray_cluster.get_runtime_context().gcs_address)
+
+
+@pytest.fixture(scope="module")
+def titled(tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path) -> Path:
+    """5 titled photos (``in``), read by OCR and indexed with fp32 rows, as the cluster
+    embeds (``coll``): built once, copied by the tests that write to it."""
+    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
+    from support.servers import build_titled_collection
+
+    base = tmp_path_factory.mktemp("titled")
+    build_titled_collection(base, skimage_dir, "--precision", "fp32")
+    return base
 
 
 def covers(covers_dir: Path, n: int, start: int = 0) -> list[Path]:
@@ -119,20 +140,16 @@ def test_ray_path_equals_the_single_machine_path(
 
 
 def test_ray_embeds_the_art_only_key_as_the_local_engine_does(
-    ray_cluster, tmp_path: Path, skimage_dir: Path, model
+    ray_cluster, titled: Path, tmp_path: Path, model
 ) -> None:
     """``--mask-text`` on the cluster: the decoding tasks paint over the text boxes the
     driver read from the OCR store, and the rows equal the local engine's."""
-    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
     from bannermatch.ocr.mask import mask_key
-    from support.servers import build_titled_collection
 
-    # 5 titled photos, read by OCR; fp32 rows, as the cluster embeds
-    root = build_titled_collection(tmp_path, skimage_dir, "--precision", "fp32")
-    images = tmp_path / "in"
+    images = titled / "in"
     local, ray = tmp_path / "local", tmp_path / "ray"
     for out in (local, ray):
-        shutil.copytree(root, out)  # the same catalogue and OCR store
+        shutil.copytree(titled / "coll", out)  # the same catalogue and OCR store
     want = index(images, local, model, text_mask="blur", progress=False)
     got = index(images, ray, "effnet-lite0", engine="ray", text_mask="blur", batch_size=2,
                 progress=False)  # fmt: skip
@@ -149,25 +166,22 @@ def test_ray_embeds_the_art_only_key_as_the_local_engine_does(
 
 
 @pytest.mark.slow
-def test_ray_cli_mask_text(tmp_path: Path, skimage_dir: Path, model) -> None:
-    """``index --mask-text --engine ray`` from the CLI: its own local cluster, for the
+def test_ray_cli_mask_text(ray_address: str, titled: Path, tmp_path: Path, model) -> None:
+    """``index --mask-text --engine ray`` from the CLI, joining a running cluster, for the
     plain rows and the art-only ones, which equal the local engine's."""
-    needs_ray()
-    pytest.importorskip("rapidocr_onnxruntime", reason="the 'ocr' extra is not installed")
     from bannermatch.ocr.mask import mask_key
     from support.cli import run_cli
-    from support.servers import build_titled_collection
 
-    root = build_titled_collection(tmp_path, skimage_dir, "--precision", "fp32")
-    out = tmp_path / "ray"
-    shutil.copytree(root, out)
-    args = ["index", tmp_path / "in", "--out", out, "--mask-text", "--engine", "ray"]
-    got = json.loads(run_cli(*args, "--address", "local", "--json", "-q").stdout)
+    root, out = tmp_path / "local", tmp_path / "ray"
+    for folder in (root, out):
+        shutil.copytree(titled / "coll", folder)
+    args = ["index", titled / "in", "--out", out, "--mask-text", "--engine", "ray"]
+    got = json.loads(run_cli(*args, "--address", ray_address, "--json", "-q").stdout)
     assert (got["up_to_date"], got["ocr"]["kept"]) == (5, 5)  # plain rows and text were there
     assert got["text_mask"]["embedded"] == 5 and got["text_mask"]["model_key"] == mask_key(
         KEY, "blur"
     )
-    index(tmp_path / "in", root, model, text_mask="blur", progress=False)
+    index(titled / "in", root, model, text_mask="blur", progress=False)
     assert_same_collection(out, root, mask_key(KEY, "blur"))
 
 
@@ -208,10 +222,12 @@ def _shard(path: Path, files: list[Path]) -> None:
 
 
 @pytest.mark.slow
-def test_ray_cli_on_shards_resumes_after_ctrl_c(tmp_path: Path, covers_dir: Path, model) -> None:
+def test_ray_cli_on_shards_resumes_after_ctrl_c(
+    ray_address: str, tmp_path: Path, covers_dir: Path, model
+) -> None:
     """The CLI starts its own local cluster, reads webdataset shards, is interrupted once
-    chunks are on disk, and a second run embeds only what was left."""
-    needs_ray()
+    chunks are on disk, and a second run (joining a running cluster) embeds only what was
+    left."""
     shards = tmp_path / "shards"
     shards.mkdir()
     files = covers(covers_dir, 60, start=40)
@@ -233,6 +249,7 @@ def test_ray_cli_on_shards_resumes_after_ctrl_c(tmp_path: Path, covers_dir: Path
 
     from support.cli import run_cli
 
+    args[args.index("local")] = ray_address
     resumed = json.loads(run_cli(*args[:-1], "--json", "-q").stdout)
     assert resumed["up_to_date"] >= n_chunked and resumed["count"] == 60
     assert resumed["embedded"] == 60 - resumed["up_to_date"]

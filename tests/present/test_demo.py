@@ -1,9 +1,16 @@
-"""`bannermatch demo`: offline on the sample photos, on Steam through local servers, serving."""
+"""`bannermatch demo`: offline on the sample photos, on Steam through local servers, serving.
+
+The offline demo is built once for the module (``offline_demo``): the test of its output
+reads that run, and the serving test runs ``demo --offline`` again on a copy of it, which
+finds the collection and its map up to date (a fresh build is what the first run checks;
+the second checks ``--offline`` and the serving that ends the demo).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,12 +20,23 @@ import httpx
 import pytest
 
 from bannermatch.acquire.steam.endpoints import CURATED_GAMES
+from support.cli import run_cli
 from support.steam import Cdn, FakeServer, SteamSpy, closed_port_url, steam_env
 
 
-def test_demo_without_steam_says_so_in_one_line_and_runs_offline(tmp_path, cli, skimage_dir):
+@pytest.fixture(scope="module")
+def offline_demo(
+    tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``demo --no-serve --json`` with Steam unreachable, in a fresh folder: the folder and
+    the finished process."""
+    out = tmp_path_factory.mktemp("demo")
     env = steam_env(BANNERMATCH_STEAMSPY_URL=closed_port_url())
-    proc = cli("demo", "--out", tmp_path, "--no-serve", "--json", "-q", env=env)
+    return out, run_cli("demo", "--out", out, "--no-serve", "--json", "-q", env=env)
+
+
+def test_demo_without_steam_says_so_in_one_line_and_runs_offline(offline_demo):
+    tmp_path, proc = offline_demo
     notes = [line for line in proc.stderr.splitlines() if "Steam is not reachable" in line]
     assert len(notes) == 1 and "BANNERMATCH_STEAMSPY_URL" in notes[0]
     assert not (tmp_path / "steam").exists()
@@ -61,7 +79,10 @@ def test_steam_demo_on_local_steamspy_and_cdn(tmp_path, cli, covers_dir):
     assert "https://store.steampowered.com/app/620/" in html
 
 
-def test_demo_ends_by_serving_the_collection(tmp_path, skimage_dir):
+def test_demo_ends_by_serving_the_collection(tmp_path, offline_demo):
+    """``demo --offline`` on a copy of the module's demo folder: no Steam attempt, the
+    summary, then the collection served."""
+    shutil.copytree(offline_demo[0], tmp_path, dirs_exist_ok=True)
     port = int(closed_port_url().rsplit(":", 1)[1])
     proc = subprocess.Popen(
         [

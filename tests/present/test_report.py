@@ -427,9 +427,11 @@ def test_tar_shard_sources_and_fewer_than_ten_neighbours(tmp_path, covers_dir, m
     assert "game 0" in (coll / "report" / "index.html").read_text("utf-8")
 
 
-def _named_coll(tmp_path: Path, covers_dir: Path, model) -> Path:
+@pytest.fixture(scope="module")
+def named_coll(tmp_path_factory, covers_dir: Path, model) -> Path:
     """Eight covers, two of them Steam apps (as `steam download` records them), every item
-    with a catalogue name."""
+    with a catalogue name; built once, copied by the tests that write its report."""
+    tmp_path = tmp_path_factory.mktemp("named")
     images = tmp_path / "images"
     images.mkdir()
     for n, path in enumerate(_covers(covers_dir, 8, start=500)):
@@ -449,10 +451,8 @@ def _named_coll(tmp_path: Path, covers_dir: Path, model) -> Path:
     return coll
 
 
-def test_base_url_makes_every_image_link_absolute_and_names_are_shown(
-    tmp_path, covers_dir, model, cli
-):
-    coll = _named_coll(tmp_path, covers_dir, model)
+def test_base_url_makes_every_image_link_absolute_and_names_are_shown(tmp_path, named_coll, cli):
+    coll = shutil.copytree(named_coll, tmp_path / "coll")
     base = "https://example.org/banners/report"
     proc = cli("report", coll, "--base-url", base + "/", "--json", "-q")
     result = json.loads(proc.stdout)
@@ -484,10 +484,8 @@ def test_base_url_makes_every_image_link_absolute_and_names_are_shown(
     assert stores == set(STEAM_IDS[:2])
 
 
-def test_without_base_url_the_shared_texts_say_their_links_are_relative(
-    tmp_path, covers_dir, model, cli
-):
-    coll = _named_coll(tmp_path, covers_dir, model)
+def test_without_base_url_the_shared_texts_say_their_links_are_relative(tmp_path, named_coll, cli):
+    coll = shutil.copytree(named_coll, tmp_path / "coll")
     proc = cli("report", coll, "--no-map", "-q")
     assert re.search(r"total size [0-9.]+ MB; image links relative", proc.stdout)
     out = coll / "report"
