@@ -53,13 +53,19 @@ def run_main(
     :func:`run_cli` gives them. For a test that runs many commands with the environment
     of the tests: it saves each command a process start, its imports and its model load."""
     capsys.readouterr()  # what came before is not this command's
-    for handler in logging.getLogger("bannermatch").handlers:  # the CLI's, from a command
-        if getattr(handler, "bannermatch_cli", False):  # run before: to this stderr
+    logger = logging.getLogger("bannermatch")
+    saved = logger.level, logger.propagate, list(logger.handlers)
+    for handler in saved[2]:  # the CLI's, left by a main() run before: to this stderr
+        if getattr(handler, "bannermatch_cli", False):
             handler.stream = sys.stderr  # (setStream would flush the old, closed one)
     try:
         code = main([str(a) for a in args])
     except SystemExit as exc:  # argparse refuses an option
         code = exc.code if isinstance(exc.code, int) else 1
+    finally:  # the logging set-up main() made is undone, as at a process's end
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        logger.handlers[:] = saved[2]
     out, err = capsys.readouterr()
     proc = subprocess.CompletedProcess(["bannermatch", *map(str, args)], code, out, err)
     if check and code != 0:
