@@ -114,6 +114,17 @@ for line in sys.stdin:
 """
 
 
+#: what ``index`` imports on the CPU once the model is exported (its ONNX engine and the
+#: int8 quantiser; not torch or timm, which only an export needs)
+INDEX_IMPORTS = (
+    "bannermatch.embed.index",
+    "bannermatch.embed.models.factory",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime.quantization",
+)
+
+
 class Forker:
     """Runs ``bannermatch`` commands as forks of one process that imported it (and the
     modules ``preload``) already (:data:`FORKER`): the same code, the same SIGKILL, without
@@ -186,22 +197,22 @@ def run_and_kill(
     timeout: float = 180.0,
 ) -> Killed:
     """Run ``bannermatch ARGS``; once ``marker`` shows on its stderr (its progress bar),
-    SIGKILL it after ``delay`` seconds, or as soon as ``when()`` is true; ``delay=None``
-    and no ``when``: let it finish."""
+    and then ``when()`` is true (if given), SIGKILL it after ``delay`` seconds (if given);
+    ``delay=None`` and no ``when``: let it finish."""
     run = start(args, env=env)
     deadline = time.monotonic() + timeout
     while marker not in run.stderr and run.poll():
         assert time.monotonic() < deadline, "no progress bar in time"
         time.sleep(0.002)
     started = time.monotonic()
-    if delay is not None:
-        end = started + delay
-        while run.poll() and time.monotonic() < end:
-            time.sleep(min(0.002, max(0.0, end - time.monotonic())))
-    elif when is not None:
+    if when is not None:
         while run.poll() and not when():
             assert time.monotonic() < deadline, "the moment to kill never came"
             time.sleep(0.0005)
+    if delay is not None:
+        end = time.monotonic() + delay
+        while run.poll() and time.monotonic() < end:
+            time.sleep(min(0.002, max(0.0, end - time.monotonic())))
     if delay is not None or when is not None:
         with contextlib.suppress(ProcessLookupError):
             if run.poll():
@@ -261,6 +272,15 @@ def assert_equivalent_neighbours(
 # index ------------------------------------------------------------------------------
 
 
+#: chunk files an uninterrupted ``index`` of the test's 64 covers writes (batches of 4)
+CHUNKS = 16
+
+
+def _chunks_on_disk(folder: Path, n: int) -> Callable[[], bool]:
+    """True once ``folder`` holds ``n`` chunk files or more."""
+    return lambda: len(list(folder.glob("*.npz"))) >= n
+
+
 def _consistent_or_clear(root: Path) -> None:
     """Between kills: the collection either loads, its files in agreement, or has none yet."""
     assert integrity(root) == "ok"
@@ -287,28 +307,31 @@ def test_index_killed_at_random_points_resumes_to_the_same_collection(
     rng = random.Random(SEED)
     kills = mid_commit = 0
     chunked: list[int] = []
-    with Forker(
-        "bannermatch.embed.index", "bannermatch.embed.models.factory", "timm", "torch"
-    ) as forker:
+    with Forker(*INDEX_IMPORTS) as forker:
         clean_args = ["index", str(imgs), "--out", str(clean), *show]
         work = run_and_kill(clean_args, marker=b"embedding", start=forker)
         assert not work.killed
+        folder = killed / "models" / KEY
         for n in range(KILLS + 3):
             index_args = ["index", str(imgs), "--out", str(killed), *show]
-            if n < KILLS:  # a random point of the embedding, spread over the whole run
-                delay = rng.uniform(0, 1.6 * work.after / KILLS)
-                r = run_and_kill(index_args, marker=b"embedding", delay=delay, start=forker)
+            if n < KILLS:  # once chunk 1, 2, ... 15 of 16 is on disk, at a random point
+                # of the next batch: each kill further into the run (kills timed from the
+                # progress bar alone all landed before the first chunk: nothing to resume)
+                more = _chunks_on_disk(folder / "chunks", 1 + n * (CHUNKS - 2) // (KILLS - 1))
+                delay = rng.uniform(0, 0.4 * work.after / CHUNKS)
+                r = run_and_kill(
+                    index_args, marker=b"embedding", when=more, delay=delay, start=forker
+                )
             else:  # and a few kills in the middle of the final commit
-                commit = staged(killed / "models" / KEY)
+                commit = staged(folder)
                 r = run_and_kill(index_args, marker=b"embedding", when=commit, start=forker)
             kills += r.killed
-            folder = killed / "models" / KEY
             mid_commit += r.killed and (
                 any(folder.glob("*.staged")) or (folder / "commit.journal").exists()
             )
             chunked.append(len(list((folder / "chunks").glob("*.npz"))))
             _consistent_or_clear(killed)
-    assert kills >= 10, f"{kills} kills"
+    assert kills >= 10, f"{kills} kills; chunks on disk after each: {chunked}"
     # the resuming run in this process (the CLI's main(), as the forks run it)
     assert main(["index", str(imgs), "--out", str(killed), "--json", *args]) == 0
     final = json.loads(capsys.readouterr().out)
