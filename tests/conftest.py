@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support import ROOT, SHARED_DATA
-from support.cli import run_cli
+from support.cli import run_cli, run_main
 
 # every test session exports its own ONNX model into a fresh cache (tests the export path)
 _CACHE = Path(os.environ.setdefault("BANNERMATCH_CACHE", str(ROOT / ".pytest_cache" / "bm-cache")))
@@ -19,6 +22,7 @@ _CACHE = Path(os.environ.setdefault("BANNERMATCH_CACHE", str(ROOT / ".pytest_cac
 INTEGRATION = frozenset(
     {
         "cli",
+        "cli_here",
         "tmp_path_factory",
         "page",
         "browser",
@@ -97,6 +101,13 @@ def model():
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def cli_here(capsys: pytest.CaptureFixture[str]) -> Callable[..., Any]:
+    """``run_cli`` in this process (``support.cli.run_main``): for tests that run many
+    commands; ``cli`` runs one as a user does, in a process of its own."""
+    return functools.partial(run_main, capsys=capsys)
 
 
 #: a tiny open_clip architecture (random weights only): 64 px images, 32-d joint space

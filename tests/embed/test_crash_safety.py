@@ -28,7 +28,6 @@ from bannermatch.errors import CollectionError
 from bannermatch.query.match import load_duplicates, match
 from bannermatch.store.catalog import Catalog, Item
 from bannermatch.store.collection import Collection, write_model_data
-from support.cli import run_cli
 from support.steam import Cdn, FakeServer, make_jpeg, steam_env
 
 SEED = 20240607
@@ -91,17 +90,21 @@ def spawn(args: list[str], env: dict[str, str] | None = None) -> Run:
     return run
 
 
-#: a process that makes bannermatch's slow imports (torch and timm: seconds) once, then
-#: forks a child per line of arguments on its stdin; each child runs the CLI's main() and
-#: exits with its code. Output: "<pid>" when a child starts, "<pid> <status>" when it ends.
+#: a process that makes bannermatch's slow imports (the modules named in its arguments:
+#: torch and timm take seconds) once, then forks a child per line of arguments on its
+#: stdin; each child runs the CLI's main() with its stdout on /dev/null (as :func:`spawn`'s)
+#: and exits with its code. Output: "<pid>" when a child starts, "<pid> <status>" when it ends.
 FORKER = r"""
-import json, os, sys
-import bannermatch.cli, bannermatch.embed.index, bannermatch.embed.models.factory, timm, torch
+import importlib, json, os, sys
+import bannermatch.cli
+for name in sys.argv[1:]:
+    importlib.import_module(name)
 for line in sys.stdin:
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
             code = bannermatch.cli.main(json.loads(line))
         finally:
             sys.stdout.flush(), sys.stderr.flush()
@@ -111,13 +114,25 @@ for line in sys.stdin:
 """
 
 
-class Forker:
-    """Runs ``bannermatch`` commands as forks of one process that imported it already
-    (:data:`FORKER`): the same code, the same SIGKILL, without seconds of imports per run."""
+#: what ``index`` imports on the CPU once the model is exported (its ONNX engine and the
+#: int8 quantiser; not torch or timm, which only an export needs)
+INDEX_IMPORTS = (
+    "bannermatch.embed.index",
+    "bannermatch.embed.models.factory",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime.quantization",
+)
 
-    def __init__(self, env: dict[str, str] | None = None):
+
+class Forker:
+    """Runs ``bannermatch`` commands as forks of one process that imported it (and the
+    modules ``preload``) already (:data:`FORKER`): the same code, the same SIGKILL, without
+    seconds of imports per run. A run's ``env`` is the forker's, given here."""
+
+    def __init__(self, *preload: str, env: dict[str, str] | None = None):
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", FORKER],
+            [sys.executable, "-c", FORKER, *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -151,6 +166,7 @@ class Forker:
     def __call__(self, args: list[str], env: dict[str, str] | None = None) -> Run:
         assert self.run is None or self.run.ended.is_set(), "one run at a time"
         assert self.proc.stdin is not None
+        assert env is None, "a forked run has the forker's environment"
         self.run = Run()
         self.started.clear()
         self.proc.stdin.write((json.dumps(args) + "\n").encode())
@@ -162,6 +178,12 @@ class Forker:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+
+    def __enter__(self) -> Forker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_and_kill(
@@ -175,22 +197,22 @@ def run_and_kill(
     timeout: float = 180.0,
 ) -> Killed:
     """Run ``bannermatch ARGS``; once ``marker`` shows on its stderr (its progress bar),
-    SIGKILL it after ``delay`` seconds, or as soon as ``when()`` is true; ``delay=None``
-    and no ``when``: let it finish."""
+    and then ``when()`` is true (if given), SIGKILL it after ``delay`` seconds (if given);
+    ``delay=None`` and no ``when``: let it finish."""
     run = start(args, env=env)
     deadline = time.monotonic() + timeout
     while marker not in run.stderr and run.poll():
         assert time.monotonic() < deadline, "no progress bar in time"
         time.sleep(0.002)
     started = time.monotonic()
-    if delay is not None:
-        end = started + delay
-        while run.poll() and time.monotonic() < end:
-            time.sleep(min(0.002, max(0.0, end - time.monotonic())))
-    elif when is not None:
+    if when is not None:
         while run.poll() and not when():
             assert time.monotonic() < deadline, "the moment to kill never came"
             time.sleep(0.0005)
+    if delay is not None:
+        end = time.monotonic() + delay
+        while run.poll() and time.monotonic() < end:
+            time.sleep(min(0.002, max(0.0, end - time.monotonic())))
     if delay is not None or when is not None:
         with contextlib.suppress(ProcessLookupError):
             if run.poll():
@@ -250,6 +272,15 @@ def assert_equivalent_neighbours(
 # index ------------------------------------------------------------------------------
 
 
+#: chunk files an uninterrupted ``index`` of the test's 64 covers writes (batches of 4)
+CHUNKS = 16
+
+
+def _chunks_on_disk(folder: Path, n: int) -> Callable[[], bool]:
+    """True once ``folder`` holds ``n`` chunk files or more."""
+    return lambda: len(list(folder.glob("*.npz"))) >= n
+
+
 def _consistent_or_clear(root: Path) -> None:
     """Between kills: the collection either loads, its files in agreement, or has none yet."""
     assert integrity(root) == "ok"
@@ -261,7 +292,7 @@ def _consistent_or_clear(root: Path) -> None:
 
 @pytest.mark.slow
 def test_index_killed_at_random_points_resumes_to_the_same_collection(
-    tmp_path: Path, covers_dir: Path, edge_cases_dir: Path
+    tmp_path: Path, covers_dir: Path, edge_cases_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     imgs = tmp_path / "imgs"
     imgs.mkdir()
@@ -273,34 +304,38 @@ def test_index_killed_at_random_points_resumes_to_the_same_collection(
     args = ["-q", "--batch-size", "4", "--workers", "2"]
     show = ["--batch-size", "4", "--workers", "2"]  # with its progress bar: the marker
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    work = run_and_kill(["index", str(imgs), "--out", str(clean), *show], marker=b"embedding")
-    assert not work.killed
-
     rng = random.Random(SEED)
     kills = mid_commit = 0
     chunked: list[int] = []
-    forker = Forker()
-    try:
+    with Forker(*INDEX_IMPORTS) as forker:
+        clean_args = ["index", str(imgs), "--out", str(clean), *show]
+        work = run_and_kill(clean_args, marker=b"embedding", start=forker)
+        assert not work.killed
+        folder = killed / "models" / KEY
         for n in range(KILLS + 3):
             index_args = ["index", str(imgs), "--out", str(killed), *show]
-            if n < KILLS:  # a random point of the embedding, spread over the whole run
-                delay = rng.uniform(0, 1.6 * work.after / KILLS)
-                r = run_and_kill(index_args, marker=b"embedding", delay=delay, start=forker)
+            if n < KILLS:  # once chunk 1, 2, ... 15 of 16 is on disk, at a random point
+                # of the next batch: each kill further into the run (kills timed from the
+                # progress bar alone all landed before the first chunk: nothing to resume)
+                more = _chunks_on_disk(folder / "chunks", 1 + n * (CHUNKS - 2) // (KILLS - 1))
+                delay = rng.uniform(0, 0.4 * work.after / CHUNKS)
+                r = run_and_kill(
+                    index_args, marker=b"embedding", when=more, delay=delay, start=forker
+                )
             else:  # and a few kills in the middle of the final commit
-                commit = staged(killed / "models" / KEY)
+                commit = staged(folder)
                 r = run_and_kill(index_args, marker=b"embedding", when=commit, start=forker)
             kills += r.killed
-            folder = killed / "models" / KEY
             mid_commit += r.killed and (
                 any(folder.glob("*.staged")) or (folder / "commit.journal").exists()
             )
             chunked.append(len(list((folder / "chunks").glob("*.npz"))))
             _consistent_or_clear(killed)
-    finally:
-        forker.close()
+    assert kills >= 10, f"{kills} kills; chunks on disk after each: {chunked}"
+    # the resuming run in this process (the CLI's main(), as the forks run it)
+    assert main(["index", str(imgs), "--out", str(killed), "--json", *args]) == 0
+    final = json.loads(capsys.readouterr().out)
     print(f"index: {kills} kills, {mid_commit} mid-commit; chunks on disk after each: {chunked}")
-    assert kills >= 10
-    final = json.loads(run_cli("index", imgs, "--out", killed, "--json", *args).stdout)
     assert final["count"] == 64 and len(final["bad"]) <= 3
 
     assert rows(killed) == rows(clean)
@@ -362,19 +397,42 @@ def test_match_killed_at_random_points_never_leaves_a_wrong_answer(
         reference[k] = (np.array(nb), np.array(sc), load_duplicates(data))
     killed = tmp_path / "killed"
     shutil.copytree(synthetic, killed)
-    key = Collection(synthetic).load().key  # the session model's: fp32
     match(killed, k=5, progress=False)  # an older result, to be replaced by k=10
     args = ["match", str(killed), "-k", "10"]
-    work = run_and_kill(["match", str(tmp_path / "ref-10"), "-k", "10"], marker=b"matching")
+    with Forker("bannermatch.query.match", "faiss") as forker:
+        _kill_match(forker, args, tmp_path / "ref-10", reference)
+        run_and_kill(args, marker=b"matching", start=forker)  # the resuming run
+    data = Collection(killed).load()
+    nb, sc = data.neighbors()
+    np.testing.assert_array_equal(nb, reference[10][0])
+    np.testing.assert_array_equal(sc, reference[10][1])
+    assert load_duplicates(data) == reference[10][2] != []
+    assert leftovers(killed) == []
+    assert integrity(killed) == "ok"
 
+
+def _kill_match(
+    forker: Forker, args: list[str], ref: Path, reference: dict[int, tuple[Any, Any, Any]]
+) -> None:
+    """Kill ``match ARGS`` at random points (timed by an uninterrupted run on ``ref``) and
+    mid-commit; after each kill every answer is one of the two complete ``reference``s."""
+    killed = Path(args[1])
+    key = Collection(killed).load().key  # the session model's: fp32
+    # an uninterrupted run's length: the shorter of two (the first fork's is the longer)
+    after = min(
+        run_and_kill(["match", str(ref), "-k", "10"], marker=b"matching", start=forker).after
+        for _ in range(2)
+    )
     rng = random.Random(SEED)
     kills = mid_commit = 0
     seen: list[int] = []
     for n in range(KILLS + 4):
         if n < KILLS:
-            r = run_and_kill(args, marker=b"matching", delay=rng.uniform(0, 1.2 * work.after))
+            delay = rng.uniform(0, 1.2 * after)
+            r = run_and_kill(args, marker=b"matching", delay=delay, start=forker)
         else:
-            r = run_and_kill(args, marker=b"matching", when=staged(killed / "models" / key))
+            when = staged(killed / "models" / key)
+            r = run_and_kill(args, marker=b"matching", when=when, start=forker)
         kills += r.killed
         folder = killed / "models" / key
         mid_commit += r.killed and (
@@ -390,14 +448,6 @@ def test_match_killed_at_random_points_never_leaves_a_wrong_answer(
         assert load_duplicates(data) == want_groups
     print(f"match: {kills} kills, {mid_commit} mid-commit; k after each: {seen}")
     assert kills >= 10
-    run_and_kill(args, marker=b"matching")
-    data = Collection(killed).load()
-    nb, sc = data.neighbors()
-    np.testing.assert_array_equal(nb, reference[10][0])
-    np.testing.assert_array_equal(sc, reference[10][1])
-    assert load_duplicates(data) == reference[10][2] != []
-    assert leftovers(killed) == []
-    assert integrity(killed) == "ok"
 
 
 # steam download -----------------------------------------------------------------------
@@ -419,29 +469,8 @@ def test_steam_download_killed_at_random_points_resumes_to_the_same_collection(
     opts = ["--concurrency", "4", "--retries", "1", "--backoff", "0.01", "--rate", "0"]
     with FakeServer(cdn) as server:
         env = steam_env(BANNERMATCH_STEAM_CDN=server.url, BANNERMATCH_STEAM_API_URL=server.url)
-        work = run_and_kill(
-            ["steam", "download", str(clean), *opts], marker=b"downloading", env=env
-        )
-        rng = random.Random(SEED)
-        kills = 0
-        done: list[int] = []
-        for _ in range(KILLS):
-            r = run_and_kill(
-                ["steam", "download", str(killed), *opts],
-                marker=b"downloading",
-                delay=rng.uniform(0, 1.6 * work.after / KILLS),
-                env=env,
-            )
-            kills += r.killed
-            assert integrity(killed) == "ok"
-            done.append(sum(r["status"] != "pending" for r in rows(killed).values()))
-            for it in rows(killed).values():  # a committed row always has its whole file
-                if it["status"] == "ok":
-                    data = (killed / it["source"]).read_bytes()
-                    assert data == images[it["id"]]
-        print(f"steam download: {kills} kills; games finished after each: {done}")
-        assert kills >= 10
-        run_and_kill(["steam", "download", str(killed), *opts], marker=b"downloading", env=env)
+        with Forker("bannermatch.acquire.steam.download", env=env) as forker:
+            _kill_download(forker, clean, killed, opts, images)
     assert rows(killed, "mtime") == rows(clean, "mtime")
     statuses = [r["status"] for r in rows(killed).values()]
     assert (statuses.count("ok"), statuses.count("missing"), statuses.count("bad")) == (236, 2, 2)
@@ -455,6 +484,36 @@ def test_steam_download_killed_at_random_points_resumes_to_the_same_collection(
     )
     assert leftovers(killed) == []
     assert integrity(killed) == "ok"
+
+
+def _kill_download(
+    forker: Forker, clean: Path, killed: Path, opts: list[str], images: dict[str, bytes]
+) -> None:
+    """``steam download`` into ``clean`` uninterrupted, then into ``killed`` killed at
+    random points (a committed row always has its whole file) and resumed."""
+    work = run_and_kill(
+        ["steam", "download", str(clean), *opts], marker=b"downloading", start=forker
+    )
+    rng = random.Random(SEED)
+    kills = 0
+    done: list[int] = []
+    for _ in range(KILLS):
+        r = run_and_kill(
+            ["steam", "download", str(killed), *opts],
+            marker=b"downloading",
+            delay=rng.uniform(0, 1.6 * work.after / KILLS),
+            start=forker,
+        )
+        kills += r.killed
+        assert integrity(killed) == "ok"
+        done.append(sum(r["status"] != "pending" for r in rows(killed).values()))
+        for it in rows(killed).values():  # a committed row always has its whole file
+            if it["status"] == "ok":
+                data = (killed / it["source"]).read_bytes()
+                assert data == images[it["id"]]
+    print(f"steam download: {kills} kills; games finished after each: {done}")
+    assert kills >= 10
+    run_and_kill(["steam", "download", str(killed), *opts], marker=b"downloading", start=forker)
 
 
 # collections whose files disagree -------------------------------------------------------

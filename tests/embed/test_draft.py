@@ -100,9 +100,9 @@ def query(photos_collection: Path) -> Path:
     return photos_collection.parent / "photos" / f"{ids[int(cosines.argmin())]}.jpg"
 
 
-def test_similar_path_decodes_as_index_did(cli, photos_collection: Path, query: Path) -> None:
+def test_similar_path_decodes_as_index_did(cli_here, photos_collection: Path, query: Path) -> None:
     for key in (DEFAULT_KEY, FULL_KEY):
-        hit = _best(cli, photos_collection, query, "--model", key)
+        hit = _best(cli_here, photos_collection, query, "--model", key)
         assert hit["id"] == query.stem and hit["score"] > 0.9995, (key, hit)
 
 
@@ -117,7 +117,7 @@ def test_upload_decodes_as_index_did(photos_collection: Path, query: Path) -> No
 
 
 def test_a_collection_decoded_whole_by_an_earlier_version(
-    cli, photos_collection: Path, query: Path, tmp_path: Path
+    cli_here, photos_collection: Path, query: Path, tmp_path: Path
 ) -> None:
     """Written before drafts, under today's default key: queries refuse it with a hint,
     and ``index`` embeds it again rather than mixing two decodings."""
@@ -127,13 +127,13 @@ def test_a_collection_decoded_whole_by_an_earlier_version(
     manifest = json.loads(manifest_path.read_text())
     del manifest["preprocess"]["draft"]
     manifest_path.write_text(json.dumps(manifest))
-    proc = cli("similar", str(root), str(query), "--model", DEFAULT_KEY, check=False)
+    proc = cli_here("similar", str(root), str(query), "--model", DEFAULT_KEY, check=False)
     assert proc.returncode != 0 and "index" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     photos = photos_collection.parent / "photos"
-    cli("index", str(photos), "--out", str(root), "-q", "--precision", "fp32")
+    cli_here("index", str(photos), "--out", str(root), "-q", "--precision", "fp32")
     assert json.loads(manifest_path.read_text())["preprocess"]["draft"] is True
-    assert _best(cli, root, query, "--model", DEFAULT_KEY)["score"] > 0.9995
+    assert _best(cli_here, root, query, "--model", DEFAULT_KEY)["score"] > 0.9995
 
 
 def test_report_thumbnails_and_odd_jpegs_still_decode(tmp_path: Path, edge_cases_dir: Path) -> None:

@@ -126,16 +126,16 @@ def test_index_folder_through_cli(
     assert stored(out, CLI_KEY)[0] == ids
 
 
-def test_cli_reports_bad_files_on_stderr(cli, tmp_path: Path, edge_cases_dir: Path) -> None:
+def test_cli_reports_bad_files_on_stderr(cli_here, tmp_path: Path, edge_cases_dir: Path) -> None:
     out = tmp_path / "coll"
-    proc = cli("index", edge_cases_dir / "mixed_images", "--out", out, "-q")
+    proc = cli_here("index", edge_cases_dir / "mixed_images", "--out", out, "-q")
     skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped ")]
     assert skipped == [f"skipped {edge_cases_dir / CORRUPT}: not a recognised image format"]
     assert "5 items" in proc.stdout
 
 
-def test_bad_input_path(cli, tmp_path: Path) -> None:
-    proc = cli("index", tmp_path / "nothing", "--out", tmp_path / "c", check=False)
+def test_bad_input_path(cli_here, tmp_path: Path) -> None:
+    proc = cli_here("index", tmp_path / "nothing", "--out", tmp_path / "c", check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"bannermatch: error: input not found: {tmp_path / 'nothing'}"
@@ -248,7 +248,7 @@ def test_webdataset_shards(tmp_path: Path, covers_dir: Path, edge_cases_dir: Pat
     assert run_index(shards, out, model).embedded == 0
 
 
-def test_damaged_shards(cli, tmp_path: Path, covers_dir: Path) -> None:
+def test_damaged_shards(cli_here, tmp_path: Path, covers_dir: Path) -> None:
     from bannermatch.acquire.inputs import scan_input
     from bannermatch.errors import BannermatchError
 
@@ -263,7 +263,7 @@ def test_damaged_shards(cli, tmp_path: Path, covers_dir: Path) -> None:
     (tmp_path / "noise.tar").write_bytes(np.random.default_rng(1).bytes(3000))
     with pytest.raises(BannermatchError, match=r"noise\.tar is not a readable tar shard"):
         scan_input(tmp_path / "noise.tar")
-    proc = cli("index", tmp_path / "noise.tar", "--out", tmp_path / "c", check=False)
+    proc = cli_here("index", tmp_path / "noise.tar", "--out", tmp_path / "c", check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"bannermatch: error: {tmp_path / 'noise.tar'} is not a readable tar shard: invalid header"
@@ -566,14 +566,14 @@ def _extra_id(folder: Path) -> None:
     ],
 )
 def test_inconsistent_collection(
-    cli, small_collection: tuple[Path, Path], model, damage, says: str
+    cli_here, small_collection: tuple[Path, Path], model, damage, says: str
 ) -> None:
     imgs, out = small_collection
     first = stored(out)[0][0]
     damage(out / "models" / KEY)
     with pytest.raises(CollectionError, match="rebuild it with `bannermatch index INPUT --out"):
         Collection(out).load()
-    proc = cli("similar", out, first, check=False)
+    proc = cli_here("similar", out, first, check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bannermatch: error: ")
@@ -593,8 +593,8 @@ def test_truncated_embeddings_file(small_collection: tuple[Path, Path]) -> None:
         Collection(out).load()
 
 
-def test_missing_collection(cli, tmp_path: Path) -> None:
-    proc = cli("match", tmp_path / "nowhere", check=False)
+def test_missing_collection(cli_here, tmp_path: Path) -> None:
+    proc = cli_here("match", tmp_path / "nowhere", check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"bannermatch: error: {tmp_path / 'nowhere'} has no embeddings yet: "

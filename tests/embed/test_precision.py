@@ -11,7 +11,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,8 +55,8 @@ def _manifest(coll: Path, key: str) -> dict:
     return json.loads((coll / "models" / key / "manifest.json").read_text())
 
 
-def _index(*args: object) -> dict:
-    return json.loads(run_cli("index", *args, "-q", "--json").stdout)
+def _index(*args: object, run: Callable[..., Any] = run_cli) -> dict:
+    return json.loads(run("index", *args, "-q", "--json").stdout)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,9 @@ def no_shipped_ranges(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(shipped, "shipped_dir", lambda: empty)
 
 
-def test_int8_and_fp32_rows_never_share_a_key(indexed: Path, pairs: tuple[Path, Path]) -> None:
+def test_int8_and_fp32_rows_never_share_a_key(
+    indexed: Path, pairs: tuple[Path, Path], cli_here: Callable[..., Any]
+) -> None:
     coll = indexed
     m32, m8 = _manifest(coll, FP32_KEY), _manifest(coll, INT8_KEY)
     assert m32["precision"] == "fp32" and "int8" not in m32
@@ -97,32 +101,32 @@ def test_int8_and_fp32_rows_never_share_a_key(indexed: Path, pairs: tuple[Path, 
     # (its pixels resampled by Pillow, not PyTorch's kernels: within 2 levels, which int8
     # turns into a little more than fp32's 0.9999)
     image = sorted(pairs[0].iterdir())[0]
-    out = run_cli("similar", coll, image, "--model", INT8_KEY, "-k", "1", "--json").stdout
+    out = cli_here("similar", coll, image, "--model", INT8_KEY, "-k", "1", "--json").stdout
     hit = json.loads(out)["results"][0]
     assert hit["id"] == image.stem and hit["score"] > 0.995
 
 
 @pytest.mark.slow  # three index runs (a minute on the loaded 2-core machine)
 def test_the_stored_int8_model_is_reused_then_rebuilt_when_stale(
-    indexed: Path, pairs: tuple[Path, Path], tmp_path: Path
+    indexed: Path, pairs: tuple[Path, Path], tmp_path: Path, cli_here: Callable[..., Any]
 ) -> None:
     coll = tmp_path / "coll"
     shutil.copytree(indexed, coll)
     first = _manifest(coll, INT8_KEY)
-    again = _index(pairs[0], "--out", coll, "--precision", "int8")
+    again = _index(pairs[0], "--out", coll, "--precision", "int8", run=cli_here)
     assert (again["embedded"], again["up_to_date"]) == (0, 12)
     assert _manifest(coll, INT8_KEY)["int8"] == first["int8"]
     for field, stale in (("source_sha256", "0" * 64), ("recipe", 1)):
         manifest = _manifest(coll, INT8_KEY)
         manifest["int8"][field] = stale  # as if the fp32 export or the recipe had changed
         (coll / "models" / INT8_KEY / "manifest.json").write_text(json.dumps(manifest))
-        rebuilt = _index(pairs[0], "--out", coll, "--precision", "int8")
+        rebuilt = _index(pairs[0], "--out", coll, "--precision", "int8", run=cli_here)
         assert rebuilt["embedded"] == 12, field  # every row embedded again
         assert _manifest(coll, INT8_KEY)["int8"][field] == first["int8"][field]
 
 
 def test_a_missing_int8_model_is_made_again_or_one_clear_error(
-    indexed: Path, pairs: tuple[Path, Path], tmp_path: Path
+    indexed: Path, pairs: tuple[Path, Path], tmp_path: Path, cli_here: Callable[..., Any]
 ) -> None:
     coll = tmp_path / "coll"
     shutil.copytree(indexed, coll)
@@ -131,7 +135,7 @@ def test_a_missing_int8_model_is_made_again_or_one_clear_error(
         stored.unlink()
     image = sorted(pairs[0].iterdir())[0]
     # made from the shipped ranges: made again, the same model, and the query runs
-    out = run_cli("similar", coll, image, "--model", INT8_KEY, "-k", "1", "--json").stdout
+    out = cli_here("similar", coll, image, "--model", INT8_KEY, "-k", "1", "--json").stdout
     assert json.loads(out)["results"][0]["id"] == image.stem
     manifest = _manifest(coll, INT8_KEY)
     for damage in ("sha256", "ranges"):  # made again but different; calibrated on a collection
@@ -141,16 +145,18 @@ def test_a_missing_int8_model_is_made_again_or_one_clear_error(
         else:
             del broken["int8"]["ranges"]
         (folder / "manifest.json").write_text(json.dumps(broken))
-        proc = run_cli("similar", coll, image, "--model", INT8_KEY, check=False)
+        proc = cli_here("similar", coll, image, "--model", INT8_KEY, check=False)
         assert proc.returncode != 0, damage
         assert "int8 model is missing" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_text_search_works_on_an_int8_collection(indexed: Path) -> None:
+def test_text_search_works_on_an_int8_collection(
+    indexed: Path, cli_here: Callable[..., Any]
+) -> None:
     """The label search reads the stored rows with the fp32 classifier head: no image
     engine, whatever the rows' precision (it once refused: "int8 model is missing")."""
     for key in (INT8_KEY, FP32_KEY):
-        out = run_cli("search", indexed, "car", "--model", key, "-k", "3", "--json").stdout
+        out = cli_here("search", indexed, "car", "--model", key, "-k", "3", "--json").stdout
         found = json.loads(out)
         assert found["model_key"] == key and len(found["results"]) == 3
 

@@ -7,7 +7,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -215,8 +217,8 @@ def test_hub_entrypoint_from_a_local_folder(hub_dir: Path) -> None:
         create_model(name, strategy="gem")
 
 
-def test_models_command(cli) -> None:
-    listed = json.loads(cli("models", "--json").stdout)["models"]
+def test_models_command(cli_here: Callable[..., Any]) -> None:
+    listed = json.loads(cli_here("models", "--json").stdout)["models"]
     by_name = {m["name"]: m for m in listed}
     assert list(by_name) == list(PRESETS)
     assert by_name["effnet-lite0"]["cached"] is True and by_name["effnet-lite0"]["default"]

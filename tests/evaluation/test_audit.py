@@ -267,10 +267,10 @@ def test_index_skip_flagged_into_a_fresh_collection(built: dict, tmp_path: Path,
     assert set(_model_ids(fresh)) == set(built["ids"]) - set(built["expected"])
 
 
-def test_rerun_replaces_flags(built: dict, tmp_path: Path, cli) -> None:
+def test_rerun_replaces_flags(built: dict, tmp_path: Path, cli_here) -> None:
     coll = tmp_path / "coll"
     shutil.copytree(built["coll"], coll)
-    out = cli(
+    out = cli_here(
         "audit",
         coll,
         "-q",

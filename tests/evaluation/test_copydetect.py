@@ -96,21 +96,23 @@ def test_copy_detection_end_to_end(originals: Path, tmp_path: Path, model) -> No
     )
 
 
-def test_copy_detection_on_the_command_line(cli, originals: Path, edge_cases_dir: Path) -> None:
+def test_copy_detection_on_the_command_line(
+    cli_here, originals: Path, edge_cases_dir: Path
+) -> None:
     others = edge_cases_dir / "berlin_pairs"
     args = ["--copies", "--alterations", "flip,jpeg", "--json", "-q", "--distractors", others]
-    out = json.loads(cli("eval", originals, *args).stdout)
+    out = json.loads(cli_here("eval", originals, *args).stdout)
     assert out["task"] == "copies" and out["n_images"] == 12 and out["n_queries"] == 24
     assert out["n_distractors"] == len(list(others.glob("*.jpg")))
     assert set(out["alterations"]) == {"flip", "jpeg"}
     assert out["alterations"]["jpeg"]["recall@1"] == 1.0
     assert {"recall@1", "recall@10", "mAP", "n_bad"} <= set(out)
-    table = cli("eval", originals, "--copies", "--alterations", "jpeg", "-q").stdout
+    table = cli_here("eval", originals, "--copies", "--alterations", "jpeg", "-q").stdout
     assert "must find their original" in table and "jpeg" in table
 
 
-def test_compare_runs_every_combination(cli, originals: Path) -> None:
-    proc = cli(
+def test_compare_runs_every_combination(cli_here, originals: Path) -> None:
+    proc = cli_here(
         "eval",
         originals,
         "--copies",
@@ -138,14 +140,14 @@ def test_compare_runs_every_combination(cli, originals: Path) -> None:
 
 
 def test_compare_on_groups_reports_a_failing_variant(
-    cli, edge_cases_dir: Path, tmp_path: Path
+    cli_here, edge_cases_dir: Path, tmp_path: Path
 ) -> None:
     pairs = sorted((edge_cases_dir / "berlin_pairs").glob("*.jpg"))
     tsv = tmp_path / "groups.tsv"
     tsv.write_text(
         "file\tgroup\n" + "".join(f"{p.name}\t{p.stem.rsplit('_', 1)[0]}\n" for p in pairs)
     )
-    proc = cli(
+    proc = cli_here(
         "eval",
         edge_cases_dir / "berlin_pairs",
         "--groups",
@@ -161,13 +163,13 @@ def test_compare_on_groups_reports_a_failing_variant(
     assert "best mAP: effnet-lite0" in proc.stdout
 
 
-def test_eval_argument_errors(cli, originals: Path) -> None:
-    several = cli("eval", originals, "--copies", "--fit", "crop", "pad", check=False)
+def test_eval_argument_errors(cli_here, originals: Path) -> None:
+    several = cli_here("eval", originals, "--copies", "--fit", "crop", "pad", check=False)
     assert several.returncode == 1
     assert "several values of --model, --fit, --strategy or --augment need --compare" in (
         several.stderr
     )
-    bad = cli("eval", originals, "--copies", "--alterations", "blur", check=False)
+    bad = cli_here("eval", originals, "--copies", "--alterations", "blur", check=False)
     assert bad.returncode == 1 and "unknown alteration 'blur'" in bad.stderr
-    neither = cli("eval", originals, check=False)
+    neither = cli_here("eval", originals, check=False)
     assert neither.returncode == 2 and "one of the arguments --groups --copies" in neither.stderr

@@ -154,12 +154,12 @@ def test_read_groups_errors(tmp_path: Path) -> None:
     assert read_groups(tsv) == {"a.jpg": "x", "b.jpg": ""}
 
 
-def test_cli_json(cli, grouped_set: dict, result) -> None:
+def test_cli_json(cli_here, grouped_set: dict, result) -> None:
     args = ("eval", grouped_set["root"], "--groups", grouped_set["tsv"], "--json", "-q")
-    d = json.loads(cli(*args, "--precision", "fp32").stdout)
+    d = json.loads(cli_here(*args, "--precision", "fp32").stdout)
     for key in ("n_images", "n_queries", "recall@1", "recall@10", "mAP", "n_bad", "model_key"):
         assert key in d, key
-    default = json.loads(cli(*args).stdout)  # int8 on the CPU: its own key, close to fp32
+    default = json.loads(cli_here(*args).stdout)  # int8 on the CPU: its own key, close to fp32
     assert default["model_key"] == d["model_key"] + "-int8"
     assert default["mAP"] == pytest.approx(d["mAP"], abs=0.1)
     # the same model (fp32) and preprocessing as the in-process run
@@ -174,24 +174,26 @@ def test_cli_json(cli, grouped_set: dict, result) -> None:
         (["--file-column", "path"], "no column 'path'"),
     ],
 )
-def test_cli_missing_column(cli, grouped_set: dict, args: list[str], needle: str) -> None:
-    proc = cli("eval", grouped_set["root"], "--groups", grouped_set["tsv"], *args, check=False)
+def test_cli_missing_column(cli_here, grouped_set: dict, args: list[str], needle: str) -> None:
+    proc = cli_here("eval", grouped_set["root"], "--groups", grouped_set["tsv"], *args, check=False)
     assert proc.returncode == 1
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
 
 
-def test_cli_missing_groups_file(cli, grouped_set: dict, tmp_path: Path) -> None:
-    proc = cli("eval", grouped_set["root"], "--groups", tmp_path / "none.tsv", check=False)
+def test_cli_missing_groups_file(cli_here, grouped_set: dict, tmp_path: Path) -> None:
+    proc = cli_here("eval", grouped_set["root"], "--groups", tmp_path / "none.tsv", check=False)
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1 and "not found" in proc.stderr
 
 
 @pytest.mark.slow
-def test_covers_full_run(cli, covers_dir: Path) -> None:
+def test_covers_full_run(cli_here, covers_dir: Path) -> None:
     """The real same-game task: 635 covers, 108 groups (figures in docs/evaluation.md)."""
-    proc = cli("eval", covers_dir / "images", "--groups", covers_dir / "covers.tsv", "--json", "-q")
+    proc = cli_here(
+        "eval", covers_dir / "images", "--groups", covers_dir / "covers.tsv", "--json", "-q"
+    )
     d = json.loads(proc.stdout)
     assert (d["n_images"], d["n_queries"], d["n_groups"], d["n_bad"]) == (635, 238, 108, 0)
     assert d["model_key"] == "effnet-lite0__pad224-bicubic__cls-int8"  # the chosen default

@@ -105,10 +105,10 @@ def _folder(tmp_path: Path) -> Path:
     return src
 
 
-def test_index_ocr_stores_text_resumes_and_reports_bad(tmp_path: Path, cli) -> None:
+def test_index_ocr_stores_text_resumes_and_reports_bad(tmp_path: Path, cli_here) -> None:
     src = _folder(tmp_path)
     coll = tmp_path / "c"
-    proc = cli("index", src, "--out", coll, "-q", "--json")
+    proc = cli_here("index", src, "--out", coll, "-q", "--json")
     # an image that was fine when indexed but is unreadable when its text is read
     (src / "later-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     run = read_collection(coll, progress=False)
@@ -124,10 +124,10 @@ def test_index_ocr_stores_text_resumes_and_reports_bad(tmp_path: Path, cli) -> N
 
     # a rerun reads nothing new (the broken file is now catalogued as bad); a changed
     # image is read again
-    again = cli("index", src, "--out", coll, "--ocr")
+    again = cli_here("index", src, "--out", coll, "--ocr")
     assert "read the text of 0 image(s)" in again.stderr and "3 up to date" in again.stderr
     banner("CELESTE|FAREWELL", 3).save(src / "celeste.png")
-    cli("index", src, "--out", coll, "--ocr", "-q")
+    cli_here("index", src, "--out", coll, "--ocr", "-q")
     assert load_ocr(coll)["celeste"].text.upper() == "CELESTE FAREWELL"
 
 
@@ -143,7 +143,7 @@ def test_without_the_extra_one_line(tmp_path: Path, cli) -> None:
     assert not (tmp_path / "c").exists()
 
 
-def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
+def test_search_by_run_together_banner_text(tmp_path: Path, cli_here) -> None:
     """OCR runs the words of a title together; the search still finds it, in any order,
     and says it was the banner text; names fill in from the banners when asked."""
     src = tmp_path / "src"
@@ -154,10 +154,10 @@ def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
     ):  # fmt: skip
         banner(text, 10 + n).save(src / f"{stem}.png")
     coll = tmp_path / "c"
-    cli("index", src, "--out", coll, "--ocr", "-q")
+    cli_here("index", src, "--out", coll, "--ocr", "-q")
     assert "APLAGUETALE" in load_ocr(coll)["b1"].text.upper().replace(" ", "")
     for query in ("plague tale", "tale plague", "A Plague Tale: Innocence", "plage tale"):
-        out = json.loads(cli("search", coll, query, "-k", "2", "--json").stdout)
+        out = json.loads(cli_here("search", coll, query, "-k", "2", "--json").stdout)
         first = out["results"][0]
         assert first["id"] == "b1", (query, out["results"])
         assert first["matched"][0] == "banner text" and first["signals"]["banner text"] > 50
@@ -165,7 +165,9 @@ def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
         assert out["signals"] == ["banner text", "name", "image"]
 
     # names: the stems b1..b4 are no names; the banner's title is
-    out = json.loads(cli("index", src, "--out", coll, "--names-from-ocr", "-q", "--json").stdout)
+    out = json.loads(
+        cli_here("index", src, "--out", coll, "--names-from-ocr", "-q", "--json").stdout
+    )
     assert out["ocr"]["kept"] == 4 and set(out["ocr"]["named"]) == {"b1", "b2", "b3"}
     from bannermatch.store.collection import Collection
 
@@ -173,7 +175,7 @@ def test_search_by_run_together_banner_text(tmp_path: Path, cli) -> None:
         names = {i.id: i.name for i in cat.items()}
     assert names["b1"].upper() == "APLAGUETALE INNOCENCE"  # two lines of one size
     assert names["b4"] == "b4"  # no text: the name stays
-    out = json.loads(cli("search", coll, "tales arise", "--json").stdout)
+    out = json.loads(cli_here("search", coll, "tales arise", "--json").stdout)
     assert out["results"][0]["id"] == "b3"
 
 

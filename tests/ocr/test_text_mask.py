@@ -88,7 +88,7 @@ def masked_root(tmp_path_factory: pytest.TempPathFactory, skimage_dir: Path) -> 
     return root
 
 
-def test_index_mask_text_writes_its_own_key(cli, masked_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_index_mask_text_writes_its_own_key(cli_here, masked_root: Path) -> None:  # type: ignore[no-untyped-def]
     keys = Collection(masked_root).model_keys()
     assert len(keys) == 2
     masked = next(k for k in keys if split_key(k)[1] == "inpaint")
@@ -98,16 +98,16 @@ def test_index_mask_text_writes_its_own_key(cli, masked_root: Path) -> None:  # 
     assert manifest["key"] == masked and manifest["text_mask"]["method"] == "inpaint"
     assert manifest["text_mask"]["ocr"]["engine"] == "rapidocr-onnxruntime"
     # the plain key stays the default; the art-only one is picked by its key
-    default = json.loads(cli("similar", masked_root, "coffee", "-k", "1", "--json").stdout)
+    default = json.loads(cli_here("similar", masked_root, "coffee", "-k", "1", "--json").stdout)
     assert default["model_key"] == plain
     art = json.loads(
-        cli("similar", masked_root, "coffee", "--model", masked, "-k", "1", "--json").stdout
+        cli_here("similar", masked_root, "coffee", "--model", masked, "-k", "1", "--json").stdout
     )
     assert art["model_key"] == masked and art["results"][0]["id"] == "coffee-titled"
     # --mask-text alone is the default method, a third key; a rerun is incremental
     inputs = masked_root.parent / "in"
     for embedded in (8, 0):
-        again = cli("index", inputs, "--out", masked_root, "--mask-text", "--json")
+        again = cli_here("index", inputs, "--out", masked_root, "--mask-text", "--json")
         again = json.loads(again.stdout)
         assert again["embedded"] == 0 and again["text_mask"]["embedded"] == embedded
         assert again["text_mask"]["model_key"] == f"{plain}-textmask-{DEFAULT_METHOD}"
@@ -129,7 +129,7 @@ def test_titled_copies_are_closer_in_the_art_only_rows(masked_root: Path) -> Non
 
 
 def test_image_query_on_the_art_only_key_is_masked(
-    cli, masked_root: Path, skimage_dir: Path
+    cli_here, masked_root: Path, skimage_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """An outside image queried against the art-only key is read and masked on the fly."""
     masked = next(k for k in Collection(masked_root).model_keys() if split_key(k)[1] == "inpaint")
@@ -137,14 +137,14 @@ def test_image_query_on_the_art_only_key_is_masked(
     art = Image.open(skimage_dir / "rocket.jpg").convert("RGB").resize((342, 482))
     with_title(art, "GALAXY RUN").save(query)
     out = json.loads(
-        cli("similar", masked_root, query, "--model", masked, "-k", "2", "--json").stdout
+        cli_here("similar", masked_root, query, "--model", masked, "-k", "2", "--json").stdout
     )
     assert {h["id"] for h in out["results"]} == {"rocket", "rocket-titled"}
     assert out["results"][0]["score"] > 0.9
 
 
-def test_mask_text_with_a_bad_method(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    proc = cli("index", tmp_path, "--out", tmp_path / "c", "--mask-text", "smear", check=False)
+def test_mask_text_with_a_bad_method(cli_here, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proc = cli_here("index", tmp_path, "--out", tmp_path / "c", "--mask-text", "smear", check=False)
     assert proc.returncode != 0 and "invalid choice" in proc.stderr
 
 

@@ -74,10 +74,10 @@ def true_recall(x: np.ndarray, neighbors: np.ndarray, exact_scores: np.ndarray) 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_recall_on_a_known_set(
-    cli, tmp_path: Path, vectors: np.ndarray, exact: np.ndarray, kind: str
+    cli_here, tmp_path: Path, vectors: np.ndarray, exact: np.ndarray, kind: str
 ) -> None:
     folder = write_collection(tmp_path / "c", vectors)
-    out = json.loads(cli("match", tmp_path / "c", "--index", kind, "--json", "-q").stdout)
+    out = json.loads(cli_here("match", tmp_path / "c", "--index", kind, "--json", "-q").stdout)
     info = json.loads((folder / "match.json").read_text("utf-8"))["index"]
     assert out["index"] == info
     assert info["kind"] == {"ivf": "ivf-flat", "hnsw": "hnsw"}[kind]
@@ -103,7 +103,7 @@ def test_recall_on_a_known_set(
     twins = np.where(rows < first + PAIRS, rows + PAIRS, rows - PAIRS)
     assert (nb[rows, 0] == twins).mean() >= 0.99
     # an exact match afterwards drops the index
-    cli("match", tmp_path / "c", "-q")
+    cli_here("match", tmp_path / "c", "-q")
     assert not (folder / "ann.faiss").exists()
 
 
@@ -183,7 +183,7 @@ def test_serve_answers_from_the_index(tmp_path: Path, vectors: np.ndarray) -> No
     assert source == "exact" and set(rows.tolist()) == set(want.tolist())
 
 
-def test_similar_answers_from_the_index(cli, tmp_path: Path) -> None:
+def test_similar_answers_from_the_index(cli_here, tmp_path: Path) -> None:
     """A deliberately narrow IVF search (uniform random rows, target recall 0.3): what
     `bannermatch similar` and the server answer past the stored k is the index's answer,
     not the exact one."""
@@ -198,19 +198,21 @@ def test_similar_answers_from_the_index(cli, tmp_path: Path) -> None:
     data = Collection(tmp_path / "c").load()
     exact_rows, _ = nearest(data.embeddings, data.embeddings[7], 30, exclude=7)
     assert set(rows.tolist()) != set(exact_rows.tolist())
-    out = json.loads(cli("similar", tmp_path / "c", "v7", "-k", "30", "--json").stdout)
+    out = json.loads(cli_here("similar", tmp_path / "c", "v7", "-k", "30", "--json").stdout)
     assert [h["id"] for h in out["results"]] == [f"v{r}" for r in rows.tolist()]
 
 
-def test_bad_index_options(cli, tmp_path: Path, vectors: np.ndarray) -> None:
+def test_bad_index_options(cli_here, tmp_path: Path, vectors: np.ndarray) -> None:
     write_collection(tmp_path / "c", vectors[:500])
-    proc = cli("match", tmp_path / "c", "--index", "hnsw", "--memory", "1K", check=False)
+    proc = cli_here("match", tmp_path / "c", "--index", "hnsw", "--memory", "1K", check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("bannermatch: error: an HNSW index of 500 x 64")
     assert len(proc.stderr.strip().splitlines()) == 1
-    proc = cli("match", tmp_path / "c", "--index", "ivf", "--target-recall", "1.5", check=False)
+    proc = cli_here(
+        "match", tmp_path / "c", "--index", "ivf", "--target-recall", "1.5", check=False
+    )
     assert proc.returncode == 1 and "target recall must be in (0, 1]" in proc.stderr
-    proc = cli("match", tmp_path / "c", "--index", "ivf", "--memory", "lots", check=False)
+    proc = cli_here("match", tmp_path / "c", "--index", "ivf", "--memory", "lots", check=False)
     assert proc.returncode == 2 and "not a size: 'lots'" in proc.stderr
-    proc = cli("match", tmp_path / "c", "--index", "annoy", check=False)
+    proc = cli_here("match", tmp_path / "c", "--index", "annoy", check=False)
     assert proc.returncode == 2

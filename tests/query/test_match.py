@@ -88,8 +88,8 @@ def load(coll: Path):
 # match ------------------------------------------------------------------------
 
 
-def test_match_equals_brute_force(cli, coll: Path, covers_dir: Path) -> None:
-    result = json.loads(cli("match", coll, "-k", "7", "--json", "-q").stdout)
+def test_match_equals_brute_force(cli_here, coll: Path, covers_dir: Path) -> None:
+    result = json.loads(cli_here("match", coll, "-k", "7", "--json", "-q").stdout)
     n = N_COVERS + len(COPIES)
     assert (result["count"], result["k"], result["model_key"]) == (n, 7, KEY)
     folder = coll / "models" / KEY
@@ -120,15 +120,15 @@ def test_blocked_topk_with_exact_triplicates(built: Path) -> None:
     assert (nb[:, 0] != np.arange(len(nb))).all()
 
 
-def test_k_larger_than_the_collection(cli, coll: Path) -> None:
+def test_k_larger_than_the_collection(cli_here, coll: Path) -> None:
     n = N_COVERS + len(COPIES)
-    result = json.loads(cli("match", coll, "-k", "1000", "--json", "-q").stdout)
+    result = json.loads(cli_here("match", coll, "-k", "1000", "--json", "-q").stdout)
     assert result["k"] == n - 1
     nb = np.load(coll / "models" / KEY / "neighbors.npy")
     assert nb.shape == (n, n - 1)
     for row in range(n):
         assert sorted(nb[row].tolist()) == [r for r in range(n) if r != row]
-    out = json.loads(cli("similar", coll, "abzu-0", "-k", "500", "--json").stdout)
+    out = json.loads(cli_here("similar", coll, "abzu-0", "-k", "500", "--json").stdout)
     assert len(out["results"]) == n - 1
 
 
@@ -150,10 +150,10 @@ def test_duplicate_groups(coll: Path, covers_dir: Path) -> None:
     assert sorted(json.loads((folder / "duplicates.json").read_text())[0]) == sorted(ids)
 
 
-def test_dup_threshold_on_the_command_line(cli, coll: Path) -> None:
-    high = json.loads(cli("match", coll, "--dup-threshold", "0.999", "--json", "-q").stdout)
+def test_dup_threshold_on_the_command_line(cli_here, coll: Path) -> None:
+    high = json.loads(cli_here("match", coll, "--dup-threshold", "0.999", "--json", "-q").stdout)
     assert (high["dup_threshold"], high["duplicate_groups"]) == (0.999, 2)
-    proc = cli("match", coll, "--dup-threshold", "0.999", "-q")
+    proc = cli_here("match", coll, "--dup-threshold", "0.999", "-q")
     assert "2 near-duplicate group(s) at >= 0.999" in proc.stdout
 
 
@@ -173,10 +173,10 @@ def test_match_tiny_collections(tmp_path: Path, covers_dir: Path, model) -> None
 # unique -------------------------------------------------------------------------
 
 
-def test_unique_ranking(cli, coll: Path) -> None:
+def test_unique_ranking(cli_here, coll: Path) -> None:
     n = N_COVERS + len(COPIES)
-    cli("match", coll, "-k", "3", "-q")
-    out = json.loads(cli("unique", coll, "-n", "1000", "--json").stdout)
+    cli_here("match", coll, "-k", "3", "-q")
+    out = json.loads(cli_here("unique", coll, "-n", "1000", "--json").stdout)
     results = out["results"]
     assert out["model_key"] == KEY and len(results) == n
     scores = [r["score"] for r in results]
@@ -192,13 +192,13 @@ def test_unique_ranking(cli, coll: Path) -> None:
     copies = {r["id"] for r in results[-5:]}  # exact copies are the least unique
     assert {"copy-of-0", "copy-of-5a", "copy-of-5b"} <= copies
     # -n limits the list; the table has a header and one line per item
-    assert len(json.loads(cli("unique", coll, "-n", "4", "--json").stdout)["results"]) == 4
-    table = cli("unique", coll, "-n", "4").stdout.splitlines()
+    assert len(json.loads(cli_here("unique", coll, "-n", "4", "--json").stdout)["results"]) == 4
+    table = cli_here("unique", coll, "-n", "4").stdout.splitlines()
     assert len(table) == 2 + 4 and results[0]["id"] in table[2]
 
 
-def test_unique_needs_fresh_neighbours(cli, coll: Path, covers_dir: Path, model) -> None:
-    proc = cli("unique", coll, check=False)
+def test_unique_needs_fresh_neighbours(cli_here, coll: Path, covers_dir: Path, model) -> None:
+    proc = cli_here("unique", coll, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"bannermatch: error: no up-to-date neighbours for {KEY}: run `bannermatch match {coll}`"
@@ -247,8 +247,8 @@ def test_nearest_matches_brute_force(built: Path) -> None:
     assert len(rows) == len(e) - 1 and 3 not in rows.tolist()
 
 
-def test_similar_by_name_and_fuzzy_name(cli, coll: Path) -> None:
-    out = json.loads(cli("similar", coll, "abzu", "-k", "3", "--json").stdout)
+def test_similar_by_name_and_fuzzy_name(cli_here, coll: Path) -> None:
+    out = json.loads(cli_here("similar", coll, "abzu", "-k", "3", "--json").stdout)
     assert out["query"]["kind"] == "name" and out["query"]["name"] == "Abzu"
     assert out["query"]["id"] in {"abzu-0", "abzu-1"}
     assert len(out["results"]) == 3 and out["model_key"] == KEY
@@ -257,19 +257,19 @@ def test_similar_by_name_and_fuzzy_name(cli, coll: Path) -> None:
     fuzzy = similar(coll, "hat in tim", k=2)
     assert fuzzy.query.kind == "fuzzy-name" and fuzzy.query.name == "A Hat in Time"
     assert fuzzy.query.match_score is not None and fuzzy.query.match_score >= 70
-    proc = cli("similar", coll, "Hat in Tme", "-k", "2")
+    proc = cli_here("similar", coll, "Hat in Tme", "-k", "2")
     assert proc.stdout.startswith("most similar to a-hat-in-time-")
     assert "closest name for 'Hat in Tme'" in proc.stdout.splitlines()[0]
 
 
 def test_similar_by_image_outside_the_collection(
-    cli, coll: Path, covers_dir: Path, tmp_path: Path
+    cli_here, coll: Path, covers_dir: Path, tmp_path: Path
 ) -> None:
     cover = first_cover(covers_dir, 11)
     # the same cover, resized and re-encoded, from a folder that was never indexed
     query = tmp_path / "query image.jpg"
     Image.open(cover).resize((300, 423), Image.Resampling.LANCZOS).save(query, quality=80)
-    out = json.loads(cli("similar", coll, query, "-k", "4", "--json").stdout)
+    out = json.loads(cli_here("similar", coll, query, "-k", "4", "--json").stdout)
     assert out["query"]["kind"] == "image" and out["query"]["text"] == str(query)
     top = out["results"][0]
     assert top["id"] == cover.stem and top["score"] > 0.9
@@ -286,9 +286,9 @@ def test_similar_by_exact_copy_of_an_indexed_image(coll: Path, covers_dir: Path)
     assert res.hits[0].id == cover.stem and res.hits[0].score > 0.999
 
 
-def test_bad_queries(cli, coll: Path, tmp_path: Path) -> None:
+def test_bad_queries(cli_here, coll: Path, tmp_path: Path) -> None:
     def error(*args: str) -> str:
-        proc = cli("similar", coll, *args, check=False)
+        proc = cli_here("similar", coll, *args, check=False)
         assert proc.returncode == 1 and proc.stdout == ""
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("bannermatch: error: ")
@@ -300,16 +300,16 @@ def test_bad_queries(cli, coll: Path, tmp_path: Path) -> None:
     assert "no embeddings for clip-vit-b32" in error("abzu-0", "--model", "clip-vit-b32")
     with pytest.raises(BannermatchError, match="k must be at least 1"):
         similar(coll, "abzu-0", k=0)
-    proc = cli("similar", coll, "abzu-0", "-k", "0", check=False)
+    proc = cli_here("similar", coll, "abzu-0", "-k", "0", check=False)
     assert proc.returncode == 2  # argparse: usage error
 
 
-def test_bad_item_is_explained(cli, coll: Path) -> None:
+def test_bad_item_is_explained(cli_here, coll: Path) -> None:
     with Catalog(coll / "catalog.sqlite") as cat:
         from bannermatch.store.catalog import Item
 
         cat.upsert([Item("broken-one", "Broken", status="bad", reason="empty file")])
-    proc = cli("similar", coll, "broken-one", check=False)
+    proc = cli_here("similar", coll, "broken-one", check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
         "bannermatch: error: item broken-one is in the catalogue but has no embedding "

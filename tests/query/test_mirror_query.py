@@ -23,19 +23,21 @@ def _ids(result: dict) -> list[str]:
     return [h["id"] for h in result["results"]]
 
 
-def test_cli_mirror_flip_embed_the_turned_item(cli, served_root: Path) -> None:  # type: ignore[no-untyped-def]
-    plain = json.loads(cli("similar", served_root, "620", "-k", "5", "--json").stdout)
-    out = json.loads(cli("similar", served_root, "620", "-k", "5", "--flip", "--json").stdout)
+def test_cli_mirror_flip_embed_the_turned_item(cli_here, served_root: Path) -> None:  # type: ignore[no-untyped-def]
+    plain = json.loads(cli_here("similar", served_root, "620", "-k", "5", "--json").stdout)
+    out = json.loads(cli_here("similar", served_root, "620", "-k", "5", "--flip", "--json").stdout)
     assert out["query"]["transform"] == "flip" and out["query"]["id"] == "620"
     assert len(out["results"]) == 5 and "620" not in _ids(out)
     assert _ids(out) != _ids(plain)  # upside down, the banner is another picture
-    both = cli("similar", served_root, "Portal 2", "-k", "3", "--mirror", "--flip").stdout
+    both = cli_here("similar", served_root, "Portal 2", "-k", "3", "--mirror", "--flip").stdout
     assert "mirrored and flipped" in both
 
 
-def test_cli_matches_the_api(cli, client: TestClient, served_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_matches_the_api(cli_here, client: TestClient, served_root: Path) -> None:  # type: ignore[no-untyped-def]
     for flags, query in ((["--mirror"], "mirror=1"), (["--mirror", "--flip"], "mirror=1&flip=1")):
-        out = json.loads(cli("similar", served_root, "620", "-k", "6", *flags, "--json").stdout)
+        out = json.loads(
+            cli_here("similar", served_root, "620", "-k", "6", *flags, "--json").stdout
+        )
         api = client.get(f"/api/items/620/similar?n=6&{query}").json()
         assert api["source"] == "transformed" and api["query"]["id"] == "620"
         scores = [h["score"] for h in api["results"]]
@@ -75,7 +77,7 @@ def test_api_flags_are_validated(client: TestClient) -> None:
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
 
 
-def test_item_without_a_readable_image(cli, served_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_item_without_a_readable_image(cli_here, served_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A moved-away image file: one line naming the item, not a traceback; the API a 404."""
     import shutil
 
@@ -87,7 +89,7 @@ def test_item_without_a_readable_image(cli, served_root: Path, tmp_path: Path) -
         item = next(i for i in cat.items() if i.id == "620")  # the session shares the file)
         item.source = str(tmp_path / "moved-away" / "620.jpg")
         cat.upsert([item])
-    proc = cli("similar", root, "620", "--mirror", check=False)
+    proc = cli_here("similar", root, "620", "--mirror", check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "620" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     api = TestClient(create_app(ServedCollection.open(root)))

@@ -38,21 +38,23 @@ def _banner_of(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def test_app_outside_the_collection_is_fetched_and_matched(coll, covers_dir, cli):
+def test_app_outside_the_collection_is_fetched_and_matched(coll, covers_dir, cli_here):
     cover = sorted((covers_dir / "images").glob("*.jpg"))[7]
     with FakeServer(Cdn({"4242": _banner_of(cover)})) as cdn:
-        out = json.loads(cli("similar", coll, "4242", "-k", "3", *_steam(cdn.url), "--json").stdout)
+        out = json.loads(
+            cli_here("similar", coll, "4242", "-k", "3", *_steam(cdn.url), "--json").stdout
+        )
     assert out["query"]["kind"] == "steam-app"
     assert out["results"][0]["id"] == cover.stem
     assert out["results"][0]["score"] > 0.9
 
 
-def test_missing_banner_and_unreachable_cdn_are_one_line_errors(coll, cli):
+def test_missing_banner_and_unreachable_cdn_are_one_line_errors(coll, cli_here):
     with FakeServer(Cdn({})) as cdn:
-        proc = cli("similar", coll, "4243", *_steam(cdn.url), check=False)
+        proc = cli_here("similar", coll, "4243", *_steam(cdn.url), check=False)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1
     assert "app 4243 is not in the collection" in proc.stderr and "no library banner" in proc.stderr
-    proc = cli("similar", coll, "4244", *_steam(closed_port_url()), check=False)
+    proc = cli_here("similar", coll, "4244", *_steam(closed_port_url()), check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "cannot reach the Steam CDN" in proc.stderr

@@ -64,10 +64,10 @@ def _ids(out: dict) -> list[str]:
     return [h["id"] for h in out["results"]]
 
 
-def test_text_weight_changes_the_ranking(cli, text_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_text_weight_changes_the_ranking(cli_here, text_root: Path) -> None:  # type: ignore[no-untyped-def]
     def similar(*flags: str) -> dict:
         return json.loads(
-            cli("similar", text_root, "a-starfall", "-k", "4", "--json", *flags).stdout
+            cli_here("similar", text_root, "a-starfall", "-k", "4", "--json", *flags).stdout
         )
 
     plain = similar()
@@ -77,13 +77,13 @@ def test_text_weight_changes_the_ranking(cli, text_root: Path) -> None:  # type:
     assert _ids(weighted)[0] == "b-starfall"  # the same title on other art
     assert "a-starfall" not in _ids(weighted) and len(_ids(weighted)) == 4
     assert weighted["results"][0]["score"] > weighted["results"][1]["score"]
-    bad = cli("similar", text_root, "a-starfall", "--text-weight", "1.5", check=False)
+    bad = cli_here("similar", text_root, "a-starfall", "--text-weight", "1.5", check=False)
     assert bad.returncode != 0 and "between 0 and 1" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_match_text_weight_is_stored_and_used(cli, text_root: Path) -> None:  # type: ignore[no-untyped-def]
+def test_match_text_weight_is_stored_and_used(cli_here, text_root: Path) -> None:  # type: ignore[no-untyped-def]
     out = json.loads(
-        cli("match", text_root, "-k", "3", "--text-weight", "0.75", "--json", "-q").stdout
+        cli_here("match", text_root, "-k", "3", "--text-weight", "0.75", "--json", "-q").stdout
     )
     assert out["text_weight"] == 0.75 and out["count"] == 5 and out["changed_first"] >= 1
     keys = list((text_root / "models").iterdir())
@@ -91,11 +91,13 @@ def test_match_text_weight_is_stored_and_used(cli, text_root: Path) -> None:  # 
     assert stored.shape == (5, 3)
     # similar with the same weight answers from the stored rows, and the same as a scan
     got = json.loads(
-        cli("similar", text_root, "a-starfall", "-k", "3", "--text-weight", "0.75", "--json").stdout
+        cli_here(
+            "similar", text_root, "a-starfall", "-k", "3", "--text-weight", "0.75", "--json"
+        ).stdout
     )
     assert _ids(got)[0] == "b-starfall"
     # the image-only neighbours are untouched
-    plain = json.loads(cli("similar", text_root, "a-starfall", "-k", "1", "--json").stdout)
+    plain = json.loads(cli_here("similar", text_root, "a-starfall", "-k", "1", "--json").stdout)
     assert _ids(plain) == ["a-moonrise"]
 
 
@@ -124,17 +126,19 @@ def upload(text_root: Path, skimage_dir: Path) -> Path:
     return path
 
 
-def test_text_weight_of_an_image_file_reads_its_text(cli, text_root: Path, upload: Path) -> None:  # type: ignore[no-untyped-def]
+def test_text_weight_of_an_image_file_reads_its_text(
+    cli_here, text_root: Path, upload: Path
+) -> None:  # type: ignore[no-untyped-def]
     def similar(weight: str) -> dict:
         args = ("similar", text_root, upload, "-k", "3", "--text-weight", weight, "--json")
-        return json.loads(cli(*args).stdout)
+        return json.loads(cli_here(*args).stdout)
 
     assert _ids(similar("0"))[0] == "coffee"  # the same art under another title
     weighted = similar("0.75")
     assert _ids(weighted)[0] == "chelsea"  # the same title on other art
     assert weighted["query"]["kind"] == "image"
     assert normalise(weighted["query"]["banner_text"]) == "whiskers"  # read now, by OCR
-    text = cli("similar", text_root, upload, "-k", "1", "--text-weight", "0.75").stdout
+    text = cli_here("similar", text_root, upload, "-k", "1", "--text-weight", "0.75").stdout
     assert "banner text read: 'WHISKERS'" in text and "chelsea" in text
 
 
@@ -154,9 +158,9 @@ def test_text_weight_of_an_image_without_the_ocr_extra(
 
 
 def test_text_weight_of_an_image_on_a_collection_without_text(
-    cli, served_root: Path, upload: Path
+    cli_here, served_root: Path, upload: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    proc = cli("similar", served_root, upload, "--text-weight", "0.5", check=False)
+    proc = cli_here("similar", served_root, upload, "--text-weight", "0.5", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(f"bannermatch: error: {served_root} has no banner text: run ")
@@ -187,7 +191,7 @@ def test_api_upload_with_text_weight(text_root: Path, upload: Path) -> None:
 
 
 def test_a_reduced_jpeg_is_read_at_full_size(
-    cli, text_root: Path, upload: Path, tmp_path: Path, monkeypatch
+    cli_here, text_root: Path, upload: Path, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     """A large JPEG is decoded reduced for the model (a draft); its text is read from the
     full-size image, as `index --ocr` reads the collection's."""
@@ -200,7 +204,7 @@ def test_a_reduced_jpeg_is_read_at_full_size(
     monkeypatch.setattr(served, "read_text", lambda im: sizes.append(im.image.size) or read(im))
     got = _search_upload(TestClient(create_app(served)), big, "n=1&text_weight=0.75").json()
     assert sizes == [(1368, 1928)] and _ids(got) == ["chelsea"]
-    out = cli("similar", text_root, big, "-k", "1", "--text-weight", "0.75", "--json").stdout
+    out = cli_here("similar", text_root, big, "-k", "1", "--text-weight", "0.75", "--json").stdout
     assert normalise(json.loads(out)["query"]["banner_text"]) == "whiskers"
 
 
@@ -219,39 +223,47 @@ def test_api_upload_text_weight_errors(
     assert _search_upload(client, upload, "n=1").json()["results"][0]["id"] == "coffee"
 
 
-def test_eval_with_the_text_options(cli, text_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_eval_with_the_text_options(cli_here, text_root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     images = tmp_path / "images"
     shutil.copytree(text_root.parent / "in", images)
     tsv = tmp_path / "groups.tsv"
     rows = ["file\tgroup"] + [f"{i}.png\t{i.split('-')[-1]}" for i in BANNERS]
     tsv.write_text("\n".join(rows) + "\n")  # starfall: two paintings under one title
     base = ["eval", images, "--groups", tsv, "--json", "-q", "--text-bias"]
-    plain = json.loads(cli(*base, "--ocr-from", text_root).stdout)
+    plain = json.loads(cli_here(*base, "--ocr-from", text_root).stdout)
     text = plain["text"]
     assert text["ocr_read"] == 0 and text["n_with_text"] == 5  # all from the store
     assert 0 <= text["text_bias"] <= 1 and text["other_group_neighbours"] > 0
-    weighted = json.loads(cli(*base, "--ocr-from", text_root, "--text-weight", "0.75").stdout)
+    weighted = json.loads(cli_here(*base, "--ocr-from", text_root, "--text-weight", "0.75").stdout)
     assert weighted["recall@1"] == 1.0 > plain["recall@1"]  # the title finds the other art
-    art = json.loads(cli(*base, "--mask-text", "--query-transform", "mirror").stdout)
+    art = json.loads(cli_here(*base, "--mask-text", "--query-transform", "mirror").stdout)
     assert art["text"]["mask"] == DEFAULT_METHOD and art["text"]["query_transform"] == "mirror"
     assert art["text"]["ocr_read"] == 5  # no store given: read now
-    bad = cli("eval", images, "--copies", "--text-weight", "0.5", check=False)
+    bad = cli_here("eval", images, "--copies", "--text-weight", "0.5", check=False)
     assert bad.returncode != 0 and "go with --groups" in bad.stderr
 
 
-def test_copies_title_check(cli, skimage_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """eval --copies --text-bias adds the synthetic title check, plain and art only."""
+def test_copies_title_check(cli_here, skimage_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """eval --copies --text-bias adds the synthetic title check, plain and art only. One
+    run checks both outputs: its JSON, and the text the same result prints without
+    --json (``emit`` prints its ``summary()``; a spy on ``emit`` keeps the result)."""
+    from bannermatch.cli import evaluation
+
     folder = tmp_path / "photos"
     folder.mkdir()
     for name in ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
                  "hubble_deep_field.jpg", "coins.png", "camera.png"):  # fmt: skip
         Image.open(skimage_dir / name).convert("RGB").resize((240, 340)).save(folder / name)
-    out = cli("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "--json", "-q")
-    titles = json.loads(out.stdout)["titles"]
+    emitted: list[Any] = []
+    emit = evaluation.emit
+    monkeypatch.setattr(evaluation, "emit", lambda args, r: emitted.append(r) or emit(args, r))
+    args = ("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "-q")
+    titles = json.loads(cli_here(*args, "--json").stdout)["titles"]
     assert titles["n"] == 4 and titles["titles_read"] >= 0.75  # OCR reads the pasted titles
     for kind in ("plain", "art_only"):
         assert 0 <= titles[kind]["same_art_found"] <= 1
         assert 0 <= titles[kind]["same_title_taken"] <= 1
     assert titles["art_only"]["mask"] == DEFAULT_METHOD
-    text = cli("eval", folder, "--copies", "--alterations", "crop", "--text-bias", "-q").stdout
-    assert "title check (4 pictures)" in text
+    [result] = emitted
+    assert result.to_dict()["titles"] == titles
+    assert "title check (4 pictures)" in result.summary()

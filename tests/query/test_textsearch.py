@@ -67,12 +67,12 @@ def test_label_scores_are_the_classifier_probabilities(photos: Path, skimage_dir
     assert expected[0] > 0.5 and expected[1] > 0.5 and expected[2] < 0.05
 
 
-def test_search_on_the_command_line(cli, photos: Path) -> None:
-    out = json.loads(cli("search", photos, "coffee", "-k", "2", "--json").stdout)
+def test_search_on_the_command_line(cli_here, photos: Path) -> None:
+    out = json.loads(cli_here("search", photos, "coffee", "-k", "2", "--json").stdout)
     assert out["mode"] == "labels" and out["results"][0]["id"] == "coffee"
     assert [r["rank"] for r in out["results"]] == [1, 2]
     assert {"espresso", "coffee mug"} <= {c["name"] for c in out["classes"]}
-    table = cli("search", photos, "cat", "-k", "1").stdout
+    table = cli_here("search", photos, "cat", "-k", "1").stdout
     assert "label search" in table and "chelsea" in table
 
 
@@ -84,8 +84,8 @@ def test_search_on_the_command_line(cli, photos: Path) -> None:
         ("the of a", "no words to search in"),
     ],
 )
-def test_bad_text_is_one_line(cli, photos: Path, text: str, message: str) -> None:
-    proc = cli("search", photos, text, check=False)
+def test_bad_text_is_one_line(cli_here, photos: Path, text: str, message: str) -> None:
+    proc = cli_here("search", photos, text, check=False)
     assert proc.returncode != 0 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -9,6 +10,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from bannermatch.cli import main
 
 
 def assert_pillow_close(
@@ -37,6 +41,36 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
         raise AssertionError(
             f"bannermatch {' '.join(map(str, args))} exited {proc.returncode}\n"
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def run_main(
+    *args: str, capsys: pytest.CaptureFixture[str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``bannermatch ARGS`` in this process: the CLI's ``main()``, which the console
+    script and ``python -m bannermatch.cli`` call; its exit status and output as
+    :func:`run_cli` gives them. For a test that runs many commands with the environment
+    of the tests: it saves each command a process start, its imports and its model load."""
+    capsys.readouterr()  # what came before is not this command's
+    logger = logging.getLogger("bannermatch")
+    saved = logger.level, logger.propagate, list(logger.handlers)
+    for handler in saved[2]:  # the CLI's, left by a main() run before: to this stderr
+        if getattr(handler, "bannermatch_cli", False):
+            handler.stream = sys.stderr  # (setStream would flush the old, closed one)
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse refuses an option
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:  # the logging set-up main() made is undone, as at a process's end
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        logger.handlers[:] = saved[2]
+    out, err = capsys.readouterr()
+    proc = subprocess.CompletedProcess(["bannermatch", *map(str, args)], code, out, err)
+    if check and code != 0:
+        raise AssertionError(
+            f"bannermatch {' '.join(map(str, args))} exited {code}\nstdout:\n{out}\nstderr:\n{err}"
         )
     return proc
 

@@ -61,9 +61,11 @@ def test_index_local_stores_bounded_features(coll: Path) -> None:
     assert isinstance(store.descriptors, np.memmap)
 
 
-def test_similar_rerank_finds_planted_copy(coll: Path, planted: tuple[Path, Path], cli) -> None:
+def test_similar_rerank_finds_planted_copy(
+    coll: Path, planted: tuple[Path, Path], cli_here
+) -> None:
     ids = _ids(coll)
-    proc = cli("similar", coll, ids["zz_planted.jpg"], "-k", "3", "--rerank", "24", "--json")
+    proc = cli_here("similar", coll, ids["zz_planted.jpg"], "-k", "3", "--rerank", "24", "--json")
     hits = json.loads(proc.stdout)["results"]
     assert hits[0]["id"] == ids[planted[1].name]
     assert hits[0]["verified"] and hits[0]["inliers"] >= MIN_INLIERS
@@ -86,15 +88,15 @@ def test_rerank_lifts_a_candidate_ranked_last(coll: Path, planted: tuple[Path, P
     assert out.inliers[0] >= MIN_INLIERS
 
 
-def test_rerank_needs_local_features(tmp_path: Path, planted: tuple[Path, Path], cli) -> None:
+def test_rerank_needs_local_features(tmp_path: Path, planted: tuple[Path, Path], cli_here) -> None:
     out = tmp_path / "c"
     src = tmp_path / "src"
     src.mkdir()
     for p in sorted(planted[0].glob("*.jpg"))[:3]:
         shutil.copy(p, src / p.name)
-    cli("index", src, "--out", out, "-q")
+    cli_here("index", src, "--out", out, "-q")
     item = next(iter(_ids(out).values()))
-    proc = cli("similar", out, item, "--rerank", "5", check=False)
+    proc = cli_here("similar", out, item, "--rerank", "5", check=False)
     assert proc.returncode != 0
     assert "index INPUT" in proc.stderr and "--local" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -121,7 +123,9 @@ def test_combined_score_stays_in_unit_interval_and_never_lowers() -> None:
     assert combined(0.5, MIN_INLIERS - 1) == 0.5
 
 
-def test_local_features_survive_a_kill_and_a_rerun(tmp_path: Path, covers_dir: Path, cli) -> None:
+def test_local_features_survive_a_kill_and_a_rerun(
+    tmp_path: Path, covers_dir: Path, cli_here
+) -> None:
     """SIGKILL once the first chunk of local features is committed; a rerun keeps it."""
     import os
     import signal
@@ -137,7 +141,7 @@ def test_local_features_survive_a_kill_and_a_rerun(tmp_path: Path, covers_dir: P
     for p in sorted((covers_dir / "images").iterdir())[: CHUNK * 3]:
         os.symlink(p, src / p.name)
     out = tmp_path / "c"
-    cli("index", src, "--out", out, "-q")
+    cli_here("index", src, "--out", out, "-q")
     args = ["index", str(src), "--out", str(out), "--local", "-q", "--workers", "1"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "bannermatch.cli", *args],
@@ -208,20 +212,20 @@ def test_a_shared_template_does_not_outrank_the_real_match(covers_dir: Path) -> 
         assert not any(got.inliers[1:] >= MIN_INLIERS)
 
 
-def test_eval_rerank_reports_the_reranked_metrics(planted: tuple[Path, Path], cli) -> None:
+def test_eval_rerank_reports_the_reranked_metrics(planted: tuple[Path, Path], cli_here) -> None:
     src, original = planted
     groups = src.parent / "groups.tsv"
     groups.write_text(f"file\tgroup\n{original.name}\tg\nzz_planted.jpg\tg\n", "utf-8")
-    proc = cli("eval", src, "--groups", groups, "--rerank", "24", "--json", "-q")
+    proc = cli_here("eval", src, "--groups", groups, "--rerank", "24", "--json", "-q")
     result = json.loads(proc.stdout)
     assert result["rerank"] == 24
     assert result["recall@1"] == 1.0 and result["n_queries"] == 2
     assert result["global"]["n_queries"] == 2 and result["rerank_cpu_ms"] > 0
-    both = cli("eval", src, "--groups", groups, "--compare", "--rerank", "24", "-q").stdout
+    both = cli_here("eval", src, "--groups", groups, "--compare", "--rerank", "24", "-q").stdout
     assert "+rerank 24" in both and "verify ms" in both
 
 
-def test_eval_copies_rerank_finds_the_originals(tmp_path: Path, covers_dir: Path, cli) -> None:
+def test_eval_copies_rerank_finds_the_originals(tmp_path: Path, covers_dir: Path, cli_here) -> None:
     """Cropped and mixed copies of six covers among sixteen: re-ranked recall@1 is not lower
     than the global one, per alteration, and both are reported."""
     covers = sorted((covers_dir / "images").iterdir())
@@ -231,7 +235,7 @@ def test_eval_copies_rerank_finds_the_originals(tmp_path: Path, covers_dir: Path
         for p in files:
             shutil.copy(p, folder / p.name)
     args = ["--copies", "--alterations", "crop,mix", "--distractors", others]
-    proc = cli("eval", originals, *args, "--rerank", "5", "--json", "-q")
+    proc = cli_here("eval", originals, *args, "--rerank", "5", "--json", "-q")
     result = json.loads(proc.stdout)
     assert result["rerank"] == 5 and result["n_queries"] == 12
     for name in ("crop", "mix"):
@@ -240,11 +244,11 @@ def test_eval_copies_rerank_finds_the_originals(tmp_path: Path, covers_dir: Path
     assert result["recall@1"] >= result["global"]["recall@1"]
 
 
-def test_audit_counts_local_features(coll: Path, cli) -> None:
-    result = json.loads(cli("audit", coll, "--json", "-q").stdout)
+def test_audit_counts_local_features(coll: Path, cli_here) -> None:
+    result = json.loads(cli_here("audit", coll, "--json", "-q").stdout)
     local = result["local_features"]
     assert local["items"] == 25 and local["bytes_per_item"] <= 16 * 1024
-    assert "local features: 25 items" in cli("audit", coll, "-q").stdout
+    assert "local features: 25 items" in cli_here("audit", coll, "-q").stdout
 
 
 def test_local_candidates_find_the_planted_copy(coll: Path, planted: tuple[Path, Path]) -> None:
@@ -309,7 +313,7 @@ def test_the_local_index_is_cached_and_rebuilt_when_features_change(tmp_path: Pa
 
 
 def test_match_rerank_stores_verified_neighbours_that_serve_shows(
-    tmp_path: Path, coll: Path, planted: tuple[Path, Path], cli
+    tmp_path: Path, coll: Path, planted: tuple[Path, Path], cli_here
 ) -> None:
     import httpx
 
@@ -319,7 +323,7 @@ def test_match_rerank_stores_verified_neighbours_that_serve_shows(
     root = tmp_path / "c"
     shutil.copytree(coll, root)
     ids = _ids(root)
-    result = json.loads(cli("match", root, "-k", "5", "--rerank", "24", "--json", "-q").stdout)
+    result = json.loads(cli_here("match", root, "-k", "5", "--rerank", "24", "--json", "-q").stdout)
     assert result["rerank"]["k"] == 24 and result["rerank"]["stored"] == 5
     with running_server(create_app(ServedCollection.open(root))) as base:
         item = ids["zz_planted.jpg"]
@@ -331,19 +335,19 @@ def test_match_rerank_stores_verified_neighbours_that_serve_shows(
         assert not any(h["verified"] for h in got["results"][1:])
         past = httpx.get(f"{base}/api/items/{item}/similar", params={"n": 8}).json()
         assert past["source"] != "verified" and past["results"][0]["verified"] is None
-    cli("match", root, "-k", "5", "-q")  # without --rerank: the verified files go
+    cli_here("match", root, "-k", "5", "-q")  # without --rerank: the verified files go
     assert not list(root.glob("models/*/verified_*.npy"))
     assert ServedCollection.open(root).verified is None
 
 
 def test_a_query_image_without_features_keeps_the_global_order(
-    coll: Path, tmp_path: Path, cli
+    coll: Path, tmp_path: Path, cli_here
 ) -> None:
     """A flat grey image has no ORB features: nothing is verified, the global order stays."""
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 300), (128, 128, 128)).save(blank)
-    plain = json.loads(cli("similar", coll, blank, "-k", "5", "--json").stdout)["results"]
-    proc = cli("similar", coll, blank, "-k", "5", "--rerank", "10", "--json")
+    plain = json.loads(cli_here("similar", coll, blank, "-k", "5", "--json").stdout)["results"]
+    proc = cli_here("similar", coll, blank, "-k", "5", "--rerank", "10", "--json")
     hits = json.loads(proc.stdout)["results"]
     assert [h["id"] for h in hits] == [h["id"] for h in plain]
     assert not any(h["verified"] for h in hits) and all(h["inliers"] == 0 for h in hits)
