@@ -88,6 +88,10 @@ def match_classes(query: str, subset: str = "imagenet-1k") -> list[LabelClass]:
     return label_match(query, imagenet_classes(subset))[0]
 
 
+class NoClassMatches(BannermatchError):
+    """No ImageNet class has any of the query's words."""
+
+
 def label_match(
     query: str, classes: Sequence[tuple[str, str]]
 ) -> tuple[list[LabelClass], list[str]]:
@@ -107,7 +111,7 @@ def label_match(
             found.append(LabelClass(index, name, definition))
             hits.append(len(matched))
     if not found:
-        raise BannermatchError(
+        raise NoClassMatches(
             f"no ImageNet class matches {query!r}: without a CLIP model, text search can only "
             "look for ImageNet's classes (animals, objects, foods, vehicles, places)"
         )

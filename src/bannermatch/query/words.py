@@ -33,7 +33,7 @@ from bannermatch.query.bannertext import BannerTextIndex
 from bannermatch.query.match import shown_score
 from bannermatch.query.names import NameIndex
 from bannermatch.query.similar import Hit, _hits, _names
-from bannermatch.query.text import LabelClass, TextSearcher
+from bannermatch.query.text import LabelClass, NoClassMatches, TextSearcher
 from bannermatch.store.collection import Collection, ModelData
 from bannermatch.tables import format_table
 
@@ -134,9 +134,11 @@ class WordSearcher:
         try:
             rows, scores, classes, unmatched = self.image.rank_words(text, k)
         except BannermatchError as exc:  # no class has the words, no text tower, ...
-            if not have_words:
+            if not have_words and isinstance(exc, NoClassMatches):
                 held = "no name or banner text holds" if self.banner else "no name holds"
                 raise BannermatchError(f"{held} the words, and {exc}") from None
+            if not have_words:
+                raise
             ranking.image_note = str(exc)
             return
         ranking.classes, ranking.unmatched = classes, unmatched
