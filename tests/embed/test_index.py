@@ -467,10 +467,12 @@ def test_resume_after_sigkill(tmp_path: Path, covers_dir: Path, model) -> None:
     assert leftovers(killed) == [] and leftovers(clean) == []
 
 
+@pytest.mark.parametrize("left", [(1, 2, 3), (1,)], ids=["all chunks left", "the first left"])
 def test_resume_after_kill_between_commit_and_cleanup(
-    tmp_path: Path, covers_dir: Path, model
+    tmp_path: Path, covers_dir: Path, model, left: tuple[int, ...]
 ) -> None:
-    """Chunks still there after the merge was committed: merged again, same rows, same order."""
+    """Chunks still there after the merge was committed (all, or some: the run died while
+    removing them): merged again, same rows, same order."""
     imgs = tmp_path / "imgs"
     copy_into(imgs, covers(covers_dir, 10))
     out = tmp_path / "coll"
@@ -483,6 +485,8 @@ def test_resume_after_kill_between_commit_and_cleanup(
 
     rows = catalog_rows(out)
     for n, start in enumerate(range(0, 10, 4), start=1):
+        if n not in left:
+            continue
         part = ids0[start : start + 4]
         decoded = [
             Decoded(InputItem(rows[i]["source"], i, i, 0, 0.0), sha256=rows[i]["sha256"])

@@ -563,20 +563,27 @@ def _mark_vanished(
 def _merged_rows(
     old: ModelData | None, chunk_rows: ChunkRows, drop: set[str], ids: list[str]
 ) -> _Rows:
-    """The kept rows of the previous run, then this run's (in input order), less ``drop``."""
+    """The previous run's rows, each in its place (from this run's chunk when it embedded
+    the item again), then the new items' rows in input order, less ``drop``. A row keeps
+    its place when it is embedded again, so a resumed run (or one killed while dropping
+    its chunks) orders its rows as one uninterrupted run does."""
     rows = _Rows()
     if old is not None:
         assert old.norms is not None
         for r, item_id in enumerate(old.ids):
-            if item_id not in chunk_rows and item_id not in drop:
+            if item_id in drop:
+                continue
+            if item_id in chunk_rows:
+                rows.add(item_id, *chunk_rows[item_id])
+            else:
                 rows.add(
                     item_id, old.fingerprints[r], old.folder / EMBEDDINGS, r, float(old.norms[r])
                 )
+    known = set(old.ids) if old is not None else set()
     order = {i: n for n, i in enumerate(ids)}
     for item_id in sorted(chunk_rows, key=lambda i: (order.get(i, len(order)), i)):
-        if item_id not in drop:
-            fp, path, r, norm = chunk_rows[item_id]
-            rows.add(item_id, fp, path, r, norm)
+        if item_id not in drop and item_id not in known:
+            rows.add(item_id, *chunk_rows[item_id])
     return rows
 
 
