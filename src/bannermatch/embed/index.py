@@ -579,7 +579,7 @@ def _merged_rows(
                 rows.add(
                     item_id, old.fingerprints[r], old.folder / EMBEDDINGS, r, float(old.norms[r])
                 )
-    known = set(old.ids) if old is not None else set()
+    known = old.row_of if old is not None else {}
     order = {i: n for n, i in enumerate(ids)}
     for item_id in sorted(chunk_rows, key=lambda i: (order.get(i, len(order)), i)):
         if item_id not in drop and item_id not in known:
