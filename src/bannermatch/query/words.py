@@ -134,10 +134,10 @@ class WordSearcher:
         try:
             rows, scores, classes, unmatched = self.image.rank_words(text, k)
         except BannermatchError as exc:  # no class has the words, no text tower, ...
-            if not have_words and isinstance(exc, NoClassMatches):
+            if not have_words and isinstance(exc, NoClassMatches):  # nothing matches at all
                 held = "no name or banner text holds" if self.banner else "no name holds"
                 raise BannermatchError(f"{held} the words, and {exc}") from None
-            if not have_words:
+            if not have_words:  # a refusal of its own (no norms, no text tower): as it is
                 raise
             ranking.image_note = str(exc)
             return
