@@ -292,7 +292,7 @@ def _consistent_or_clear(root: Path) -> None:
 
 @pytest.mark.slow
 def test_index_killed_at_random_points_resumes_to_the_same_collection(
-    tmp_path: Path, covers_dir: Path, edge_cases_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, covers_dir: Path, edge_cases_dir: Path, cli_here: Callable[..., Any]
 ) -> None:
     imgs = tmp_path / "imgs"
     imgs.mkdir()
@@ -333,8 +333,7 @@ def test_index_killed_at_random_points_resumes_to_the_same_collection(
             _consistent_or_clear(killed)
     assert kills >= 10, f"{kills} kills; chunks on disk after each: {chunked}"
     # the resuming run in this process (the CLI's main(), as the forks run it)
-    assert main(["index", str(imgs), "--out", str(killed), "--json", *args]) == 0
-    final = json.loads(capsys.readouterr().out)
+    final = json.loads(cli_here("index", imgs, "--out", killed, "--json", *args).stdout)
     print(f"index: {kills} kills, {mid_commit} mid-commit; chunks on disk after each: {chunked}")
     assert final["count"] == 64 and len(final["bad"]) <= 3
 
