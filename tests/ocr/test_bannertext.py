@@ -94,6 +94,14 @@ def test_digits_read_as_letters_and_titles_as_initials() -> None:
     assert 4 not in {m.row for m in index.search("What Remains of Edith Finch", 10)}
 
 
+def test_an_abbreviation_the_banner_spells_out() -> None:
+    texts = ["BORDERLANDS", "BORDERLANDS2", "BORDERLANDS GAMEOFTHE YEARENHANGED", "FALLOUT3 GOTY"]
+    index = BannerTextIndex(texts)
+    assert first(index, "Borderlands GOTY") == 2  # as OCR read "Game of the Year Enhanced"
+    assert first(index, "fallout 3 goty") == 3  # and a banner that prints GOTY
+    assert [m.row for m in index.search("borderlands goty", 5)] == [2, 0, 1, 3]  # each once
+
+
 def _corpus(n: int, seed: int) -> list[str]:
     """Texts made of the words above, recombined, some letters misread or dropped."""
     rng = np.random.default_rng(seed)

@@ -9,7 +9,8 @@ Roman/Arabic twin ("2" finds ``CREEDII``; a Roman numeral only where a word ends
 short word that the text does not hold also as the initials of its words ("gta" in
 "grand theft auto"), a digit as the letter OCR reads for a stylised one where it ends
 a word ("rage 2" in ``RAGEZ``), and a run of query words as their initials when another
-word is found ("modern warfare 3" in ``CALLDUTY MW3``). The score, 0-100, is
+word is found ("modern warfare 3" in ``CALLDUTY MW3``); an abbreviation banners spell
+out is looked for in words too ("goty" in ``GAMEOFTHE YEAR``). The score, 0-100, is
 
     query coverage x (1/2 + 1/2 x text coverage)
 
@@ -68,6 +69,10 @@ MAX_COMPARED = 50_000
 LOOK_ALIKES = {"0": "od", "1": "il", "2": "z", "3": "b", "4": "a", "5": "s", "6": "gb"}
 LOOK_ALIKES |= {"8": "b", "9": "g"}
 LOOK_ALIKE_SCORE = 0.8
+#: abbreviations players type for what banners spell out in words run together (OCR
+#: reads "Game of the Year" as ``GAMEOFTHE YEAR``, where no initials are left to find): a
+#: query holding one is searched spelled out too, and each text keeps its better score
+SPELLED_OUT = {"goty": "game of the year"}
 
 
 @dataclass(frozen=True)
@@ -347,7 +352,23 @@ class BannerTextIndex:
 
     def search(self, query: str, limit: int = 10, min_coverage: float = 0.0) -> list[TextMatch]:
         """The best ``limit`` rows for ``query``, best first (ties: the shorter text, then
-        row order), whose query coverage is at least ``min_coverage`` (0-1).
+        row order), whose query coverage is at least ``min_coverage`` (0-1); a query
+        holding an abbreviation of :data:`SPELLED_OUT` is searched spelled out too."""
+        found = self._search(query, limit, min_coverage)
+        words = fold(query).split()
+        if not SPELLED_OUT.keys() & set(words):
+            return found
+        exact = self.last_exact
+        best = {m.row: m for m in found}
+        for m in self._search(" ".join(SPELLED_OUT.get(w, w) for w in words), limit, min_coverage):
+            if m.row not in best or m.score > best[m.row].score:
+                best[m.row] = m
+        self.last_exact = exact and self.last_exact
+        order = sorted(best.values(), key=lambda m: (-m.score, int(self._lengths[m.row]), m.row))
+        return order[:limit]
+
+    def _search(self, query: str, limit: int, min_coverage: float) -> list[TextMatch]:
+        """:meth:`search` for ``query`` as it is.
 
         A text is a candidate when one of the query's long words (3+ letters, not a
         number) aligns with it, or one of its short words spells the text's initials;
