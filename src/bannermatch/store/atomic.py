@@ -79,6 +79,18 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
+@contextlib.contextmanager
+def made_once(path: Path) -> Iterator[bool]:
+    """For a cached file that takes a while to make (a model export): the block runs
+    holding ``path``'s lock file, and is told whether ``path`` still needs making.
+    Processes started together make it once: the others wait, then find it made."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        yield not path.is_file()
+
+
 def staged_path(path: Path) -> Path:
     """The name a file of a :func:`commit_files` group is written under first."""
     return path.with_name(path.name + ".staged")

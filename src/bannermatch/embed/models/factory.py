@@ -33,6 +33,7 @@ from bannermatch.embed.models.registry import AUGMENTS, ModelSpec, get_spec
 from bannermatch.embed.models.weights import Weights, random_requested
 from bannermatch.errors import BannermatchError, ModelError
 from bannermatch.ocr.mask import split_key
+from bannermatch.store import atomic
 from bannermatch.store.collection import safe_name
 
 if TYPE_CHECKING:
@@ -309,7 +310,9 @@ def _onnx_engine(
         f"-{tag}-opset{ONNX_OPSET}-v{EXPORT_VERSION}.onnx"
     )
     if not path.is_file():
-        export_onnx(net.extractor(), path, net.size, name)
+        with atomic.made_once(path) as needed:
+            if needed:
+                export_onnx(net.extractor(), path, net.size, name)
     # one look-up (it hashes the export) for both uses; fp32 needs none
     ranges = shipped_ranges(path) if precision != "fp32" else None
     precision = resolve_precision(precision, "onnx", has_ranges=ranges is not None)
