@@ -188,6 +188,7 @@ def test_a_wrong_cdn_stops_the_run_and_marks_nothing(cli, tmp_path, what):
     with FakeServer(steam) as api, FakeServer(wrong) as cdn:
         proc = cli(
             "steam", "download", coll, "-q", "--concurrency", "4", "--backoff", "0.05",
+            "--retries", "1",  # a game counts once its tries are spent: few, for speed
             env=steam_env(cdn.url, BANNERMATCH_STEAM_API_URL=api.url), check=False,
         )  # fmt: skip
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
