@@ -31,6 +31,7 @@ def test_made_once_makes_a_file_once_for_processes_started_together(tmp_path: Pa
     outs = [p.communicate(timeout=30)[0].decode().split() for p in (first, second)]
     assert outs == [["made"], ["entered", "found"]]  # the second waited, then found it made
     assert path.read_text() == "made by a"
+    assert list(path.parent.iterdir()) == [path]  # no lock file left
 
 
 def test_made_once_says_a_made_file_needs_nothing(tmp_path: Path) -> None:

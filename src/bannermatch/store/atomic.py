@@ -83,12 +83,17 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
 def made_once(path: Path) -> Iterator[bool]:
     """For a cached file that takes a while to make (a model export): the block runs
     holding ``path``'s lock file, and is told whether ``path`` still needs making.
-    Processes started together make it once: the others wait, then find it made."""
+    Processes started together make it once: the others wait, then find it made. The
+    lock file goes once the file is made (a process that takes a new one then finds the
+    file made, as the waiting ones do)."""
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_name(f".{path.name}.lock")):
+    lock = path.with_name(f".{path.name}.lock")
+    with FileLock(lock):
         yield not path.is_file()
+    if path.is_file():
+        lock.unlink(missing_ok=True)
 
 
 def staged_path(path: Path) -> Path:
