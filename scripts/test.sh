@@ -15,5 +15,6 @@ scripts/setup.sh test
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/python -m mypy
-# one worker a core, each test file on one worker (module fixtures are built once)
-exec .venv/bin/python -m pytest -m "slow or not slow" -n auto --dist loadfile "$@"
+# one worker a core, each test file on one worker (module fixtures are built once), in
+# the order collected (conftest: the files holding slow tests first), not by test count
+exec .venv/bin/python -m pytest -m "slow or not slow" -n auto --dist loadfile --no-loadscope-reorder "$@"

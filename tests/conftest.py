@@ -12,6 +12,7 @@ import pytest
 
 from support import ROOT, SHARED_DATA
 from support.cli import run_cli, run_main
+from support.cores import pin_worker
 
 # every test session exports its own ONNX model into a fresh cache (tests the export path)
 _CACHE = Path(os.environ.setdefault("BANNERMATCH_CACHE", str(ROOT / ".pytest_cache" / "bm-cache")))
@@ -36,26 +37,22 @@ INTEGRATION = frozenset(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist with a worker a core or more, each worker runs on a core of its
-    own, with the processes it starts: the code sizes its thread pools to the cores it may
-    use, and two workers each running a pool of two threads on two cores spend their time
-    waiting for each other's threads (a tenth of the suite's time, measured)."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
-    if not worker or not hasattr(os, "sched_setaffinity"):
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    if workers >= len(cores) > 1:
-        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
+    """Each xdist worker on a core of its own (:func:`support.cores.pin_worker`)."""
+    pin_worker()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``integration`` the tests whose fixtures run the CLI, a server or a browser, or
     build a collection (module fixtures do, through ``tmp_path_factory``); the others are
-    the quick unit tests of ``scripts/test.sh --fast``."""
+    the quick unit tests of ``scripts/test.sh --fast``. The files holding slow tests
+    run first."""
     for item in items:
         if INTEGRATION & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+    # the files holding slow tests first: xdist hands out files in this order, and the
+    # longest ones started last would leave one worker running alone at the end
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 def _shared(sub: str) -> Path:

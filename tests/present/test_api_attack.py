@@ -384,8 +384,8 @@ def test_no_request_can_make_the_server_fetch_a_url(
 #: how long the load runs, and from when on the server counts as warm (the model loads
 #: with the first upload, in the first second): the length is not what is checked, only
 #: that valid requests never fail and the memory stays flat once warm
-LOAD_SECONDS = 15.0
-WARM_AFTER = 6.0
+LOAD_SECONDS = 10.0
+WARM_AFTER = 4.0
 CLIENTS = 8
 
 

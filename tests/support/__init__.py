@@ -1,6 +1,7 @@
 """What tests share: the repository's paths, CLI runners (``cli``), stand-in servers for
 Steam (``steam``) and for the served collection (``servers``), and bad inputs
-(``bad_inputs``). Fixtures live in ``tests/conftest.py`` and use these."""
+(``bad_inputs``), and the cores a worker computes on (``cores``). Fixtures live in
+``tests/conftest.py`` and use these."""
 
 from pathlib import Path
 
