@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -79,13 +80,24 @@ def signal_after_chunks(
     *args: str, chunks: Path, n: int, sig: int, seconds: float = 120
 ) -> tuple[int, str]:
     """Run ``bannermatch ARGS`` in a subprocess and send it ``sig`` once the folder
-    ``chunks`` holds ``n`` chunk files: its exit status and stderr."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bannermatch.cli", *map(str, args)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    ``chunks`` holds ``n`` chunk files: its exit status and stderr.
+
+    A SIGINT this process ignores (pytest started in the background by a non-interactive
+    shell: ``cmd &``) would be ignored by the subprocess too, whose Python then never
+    raises KeyboardInterrupt: this process handles it while it starts the subprocess."""
+    ignored = sig == signal.SIGINT and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bannermatch.cli", *map(str, args)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         deadline = time.monotonic() + seconds
         while len(list(chunks.glob("*.npz"))) < n:
