@@ -364,8 +364,11 @@ class BannerTextIndex:
             if m.row not in best or m.score > best[m.row].score:
                 best[m.row] = m
         self.last_exact = exact and self.last_exact
-        order = sorted(best.values(), key=lambda m: (-m.score, int(self._lengths[m.row]), m.row))
-        return order[:limit]
+        return sorted(best.values(), key=lambda m: self.rank_key(m.score, m.row))[:limit]
+
+    def rank_key(self, score: float, row: int) -> tuple[float, int, int]:
+        """How hits are ordered: best score first, then the shorter text, then row order."""
+        return -score, int(self._lengths[row]), row
 
     def _search(self, query: str, limit: int, min_coverage: float) -> list[TextMatch]:
         """:meth:`search` for ``query`` as it is.
@@ -492,7 +495,7 @@ class _Pool:
             self.scored[todo[i]] = True
             score, cov = self.seen[key]
             if score > 0 and cov >= self.min_cov:
-                bisect.insort(self.best, (-score, int(self.index._lengths[row]), row))
+                bisect.insort(self.best, self.index.rank_key(score, row))
 
     def settled(self, rest: list[int]) -> bool:
         """Whether no text found only by the words still to look for (``rest``) can
