@@ -49,8 +49,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-    # the files holding slow tests first: xdist hands out files in this order, and the
-    # longest ones started last would leave one worker running alone at the end
+    # the files holding slow tests first: xdist hands out files in this order (with
+    # --no-loadscope-reorder, as scripts/test.sh runs it), and the longest ones started
+    # last would leave one worker running alone at the end
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)
 
