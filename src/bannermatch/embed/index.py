@@ -32,7 +32,7 @@ from bannermatch.acquire.inputs import (
 from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import Batch, Decoded, iter_batches
 from bannermatch.embed.models import EmbeddingModel, create_model
-from bannermatch.embed.models.precision import calibrate_in
+from bannermatch.embed.models.precision import calibrate_in, resolve_precision
 from bannermatch.embed.models.preprocess import TORCH_KERNELS_MIN
 from bannermatch.errors import BannermatchError, CollectionError
 from bannermatch.progress import progress_bar
@@ -248,8 +248,11 @@ def index(
         device = model_options.get("device", "auto")
         embed = RayEmbedder(address, actors, device, batch_size, decoders=workers)
         # the driver's model gives the key, the manifest, the preprocessing and the
-        # dimension: PyTorch on the CPU (the actors load their own engines)
-        model_options = {**model_options, "engine": "torch", "device": "cpu"}
+        # dimension: the fp32 ONNX export on the CPU, which loads without timm or PyTorch
+        # once exported (the actors load their own engines). Ray runs fp32, as PyTorch
+        # does: int8 is an error
+        precision = resolve_precision(model_options.get("precision", "auto"), "torch")
+        model_options = {**model_options, "engine": "onnx", "device": "cpu", "precision": precision}
     elif address is not None or actors is not None:
         raise BannermatchError("--address and --actors go with --engine ray")
     try:

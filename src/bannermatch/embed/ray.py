@@ -173,7 +173,9 @@ class _EmbedActor:
     def __init__(self, manifest: dict[str, Any], device: str):
         from bannermatch.embed.models.factory import create_model_for
 
-        self.model = create_model_for(manifest, engine="auto", device=device)
+        # few_images: the actor embeds pixels the decoding tasks made, so it loads none of
+        # the resampling kernels (the 1.1 s import of PyTorch, on every run's new actor)
+        self.model = create_model_for(manifest, engine="auto", device=device, few_images=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = np.asarray([not e for e in batch["error"]], bool)
