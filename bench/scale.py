@@ -5,13 +5,14 @@ index against exact matching, each measured side by side in one run.
     .venv/bin/python bench/scale.py --part ray --images 300,1500
     .venv/bin/python bench/scale.py --part ann --sizes 100000,1000000 --dim 256
 
-ray: ``bannermatch index IMAGES --out A`` and ``bannermatch index IMAGES --out B --engine
-    ray --address local`` (a local Ray cluster of this machine's cores) on the same real
-    covers (the shared covers and igdb covers, repeated), at two sizes, best of
-    interleaved repeats (the machine is shared): whole-command wall time, the embedding
-    phase's images/s, the Ray run's overhead (the fixed part is the intercept of wall
-    time against images, the per-image part the slope), and whether the two collections
-    hold the same rows (ids, max |difference|, min cosine).
+ray: ``bannermatch index IMAGES --out A --precision fp32`` and ``bannermatch index IMAGES
+    --out B --engine ray --address local`` (Ray runs fp32; a local Ray cluster of this
+    machine's cores) on the same real covers (the shared covers and igdb covers,
+    repeated), at two sizes, best of interleaved repeats (the machine is shared):
+    whole-command wall time, the embedding phase's images/s, the Ray run's overhead (the
+    fixed part is the intercept of wall time against images, the per-image part the
+    slope), and whether the two collections hold the same rows (ids, max |difference|,
+    min cosine).
 ann: random unit vectors in float16, as a collection stores them, of two kinds
     (uniform noise on the sphere has no neighbours worth finding): ``clustered`` (N/100
     Gaussian centres, noise 0.7 per dimension: easy) and ``lowrank`` (a 32-dimensional
@@ -96,7 +97,12 @@ def bench_ray(sizes: list[int], tmp: Path, repeats: int = 2) -> None:
         for rep in range(repeats):  # local, ray, ray, local, ...: load drifts hit both
             for name in ("local", "ray") if rep % 2 == 0 else ("ray", "local"):
                 out = tmp / f"{name}-{n}-{rep}"
-                extra = ("--engine", "ray", "--address", "local") if name == "ray" else ()
+                # Ray runs fp32 (int8 is the local CPU default): the same rows either way
+                extra = (
+                    ("--engine", "ray", "--address", "local")
+                    if name == "ray"
+                    else ("--precision", "fp32")
+                )
                 result, wall = _index(images, out, *extra)
                 if name not in best or wall < best[name][0]:
                     best[name] = (wall, result)
