@@ -6,6 +6,10 @@
 #                             subprocesses, servers, browsers or collections; no set-up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# bytecode cached (in __pycache__ folders of the checkout and .venv, both ignored by git):
+# with PYTHONDONTWRITEBYTECODE set, as on our machines, every pytest process rewrote the
+# asserts of its plugins' packages again (hypothesis, anyio: 3 s a process)
+unset PYTHONDONTWRITEBYTECODE
 if [[ "${1:-}" == "--fast" ]]; then
     shift
     .venv/bin/ruff check src tests bench

@@ -41,6 +41,10 @@ class Seen:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as real web servers set it: the headers and the body go in two writes,
+    # and with Nagle's algorithm the body waited for the client's delayed ACK (40 ms an
+    # answer on a kept-alive connection)
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_GET(self) -> None:
