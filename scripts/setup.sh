@@ -17,6 +17,16 @@ fi
 if [[ ",${extras}," == *",ocr,"* || ",${extras}," == *",test,"* ]]; then
     .venv/bin/python -m pip install -qq --no-deps "rapidocr-onnxruntime>=1.4.4,<1.5"
 fi
+# numba compiles the kernels a map runs (pynndescent's and umap-learn's: about 20 s) and
+# keeps them in its cache beside their sources in .venv: compile them now, once for each
+# version of the three, rather than in the first map that `demo`, `report` or a test draws
+kernels=.venv/numba-kernels.txt
+versions=$(.venv/bin/python -c 'from importlib.metadata import version as v
+print(*(v(p) for p in ("umap-learn", "pynndescent", "numba")))')
+if [ "$(cat "$kernels" 2>/dev/null)" != "$versions" ]; then
+    .venv/bin/python -c "from bannermatch.present.maps import compile_kernels; compile_kernels()"
+    echo "$versions" >"$kernels"
+fi
 # The browser tests drive Debian's Chromium with Playwright (never `playwright install`).
 # Set-up installs that one package (no recommends) and only when doing so upgrades nothing
 # already on the system; one line here, the details in .venv/chromium-install.log.

@@ -18,7 +18,9 @@ re-embedded. Costs for 635, 10,000 and 100,000 items: docs/performance.md.
 
 umap-learn's numba kernels are compiled in every process that maps (5 CPU-s, most of a
 small map's time); :func:`umap_kernels` has numba keep them in its on-disk cache, so only
-the first map after an installation or upgrade pays for them.
+the first map after an installation or upgrade pays for them, with pynndescent's (13 s,
+which numba compiles when umap-learn is imported). :func:`compile_kernels` pays both at
+set-up (``scripts/setup.sh``) instead.
 """
 
 from __future__ import annotations
@@ -174,6 +176,16 @@ def umap_kernels() -> tuple[Any, ...]:
                     continue
                 kernels.append(obj)
     return tuple(kernels)
+
+
+def compile_kernels() -> None:
+    """Have numba compile what a map runs into its on-disk cache now: pynndescent's
+    kernels (compiled when umap-learn is imported: 13 s on a new installation) and
+    umap-learn's (:func:`umap_kernels`: 5 s more), by mapping a few random rows.
+    ``scripts/setup.sh`` calls it once after installing them, so that no command pays
+    it in its first map."""
+    rows = np.random.default_rng(SEED).standard_normal((3 * N_NEIGHBORS, 32))
+    compute_map(rows.astype(np.float32))
 
 
 def _exact_knn(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
