@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from bannermatch.embed.models import ranges
-from bannermatch.embed.models.engines import OnnxEngine, export_onnx
+from bannermatch.embed.models.engines import OnnxEngine, cpu_threads, export_onnx
 from bannermatch.embed.models.quantize import (
+    calibrator_threads,
     file_sha256,
     freeze_shape_arithmetic,
     int8_path,
@@ -66,6 +67,27 @@ def test_changed_source_or_recipe_gives_a_new_int8_model(tmp_path: Path, calib: 
     assert second != first and second.is_file()
     assert int8_path(src, calib[:8]) != second  # another calibration sample
     assert int8_path(src, calib, exclude=["/0/Conv"]) != second  # other fp32 nodes
+
+
+def test_the_calibrator_runs_on_the_cores_this_process_may_use(tmp_path: Path) -> None:
+    """Within ``calibrator_threads()`` ONNX Runtime's calibrator session runs a thread for
+    each core this process may use; outside it, ONNX Runtime's default again (0: one for
+    each core of the machine)."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    src = _export(tmp_path / "net.onnx", 0)
+
+    def threads() -> int:
+        calibrator = create_calibrator(
+            src,
+            augmented_model_path=str(tmp_path / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        return int(calibrator.infer_session.get_session_options().intra_op_num_threads)
+
+    with calibrator_threads():
+        assert threads() == cpu_threads()
+    assert threads() == 0
 
 
 def test_no_calibration_images_is_one_clear_error(tmp_path: Path) -> None:
