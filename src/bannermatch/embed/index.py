@@ -248,11 +248,13 @@ def index(
         device = model_options.get("device", "auto")
         embed = RayEmbedder(address, actors, device, batch_size, decoders=workers)
         # the driver's model gives the key, the manifest, the preprocessing and the
-        # dimension: the fp32 ONNX export on the CPU, which loads without timm or PyTorch
-        # once exported (the actors load their own engines). Ray runs fp32, as PyTorch
+        # dimension, on the CPU: the fp32 ONNX export, which loads without timm or PyTorch
+        # once exported (the actors load their own engines), or PyTorch's network for
+        # actors on GPUs (--device cuda), which need no export. Ray runs fp32, as PyTorch
         # does: int8 is an error
         precision = resolve_precision(model_options.get("precision", "auto"), "torch")
-        model_options = {**model_options, "engine": "onnx", "device": "cpu", "precision": precision}
+        driver = "torch" if device.startswith("cuda") else "onnx"
+        model_options = {**model_options, "engine": driver, "device": "cpu", "precision": precision}
     elif address is not None or actors is not None:
         raise BannermatchError("--address and --actors go with --engine ray")
     try:
