@@ -295,6 +295,20 @@ def test_ray_options_need_the_ray_engine(cli, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "invalid choice: 'ray'" in proc.stderr
 
 
+def test_ray_runs_fp32_and_int8_is_one_line(cli_here, tmp_path: Path) -> None:
+    """The driver's model is checked before any cluster is joined: int8 on Ray is an error
+    in one line, and nothing is written."""
+    needs_ray()
+    (tmp_path / "imgs").mkdir()
+    args = ["index", tmp_path / "imgs", "--out", tmp_path / "c", "--engine", "ray"]
+    proc = cli_here(*args, "--precision", "int8", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "bannermatch: error: int8 runs on the onnx engine (CPU) only; use --engine onnx"
+    ]
+    assert not (tmp_path / "c").exists()
+
+
 def test_actor_plan_follows_the_cluster() -> None:
     """One actor per GPU on a GPU cluster (PyTorch fp16), else one per node (ONNX Runtime);
     a plan that cannot run is a one-line error before any work."""
