@@ -222,8 +222,6 @@ def quantize_int8(
     ``ranges_out``: where to write the ranges a calibration measured (ONNX Runtime's
     calibration cache; the model is then made again even when cached).
     """
-    import onnx
-
     if ranges is None and (calibration is None or len(calibration) == 0):
         raise ModelError(f"{source.name}: int8 needs at least one calibration image")
     if ranges is not None:
@@ -233,6 +231,8 @@ def quantize_int8(
         out = int8_path(source, calibration, exclude)
     if out.is_file() and ranges_out is None:
         return out
+    import onnx  # only to make the model: 0.5 s to import
+
     tmp = {t: out.with_name(f".{out.name}.{os.getpid()}.{t}.tmp") for t in ("frozen", "pre", "q")}
     try:
         model = onnx.load(str(source))
