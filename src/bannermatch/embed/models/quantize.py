@@ -322,8 +322,11 @@ def calibrator_threads() -> Iterator[None]:
             self.augmented_model_path, sess_options=opts, providers=self.execution_providers
         )
 
+    original = getattr(CalibraterBase, "create_inference_session", None)
+    if original is None:  # another ONNX Runtime: its own way, whatever it is
+        yield
+        return
     with _CALIBRATOR_LOCK:
-        original = CalibraterBase.create_inference_session
         CalibraterBase.create_inference_session = create_inference_session
         try:
             yield
