@@ -22,7 +22,8 @@ from bannermatch.acquire.inputs import scan_input
 from bannermatch.embed.models import create_model
 from bannermatch.embed.models import ranges as shipped
 from bannermatch.embed.models.precision import calibrate, calibrate_in, resolve_precision
-from bannermatch.embed.models.quantize import file_sha256, quantize_int8
+from bannermatch.embed.models.quantize import quantize_int8
+from bannermatch.embed.models.registry import file_sha256
 from bannermatch.errors import ModelError
 from bannermatch.evaluation.precision import run_gate
 from support import ROOT

@@ -14,11 +14,11 @@ from bannermatch.embed.models import ranges
 from bannermatch.embed.models.engines import OnnxEngine, cpu_threads, export_onnx
 from bannermatch.embed.models.quantize import (
     calibrator_threads,
-    file_sha256,
     freeze_shape_arithmetic,
     int8_path,
     quantize_int8,
 )
+from bannermatch.embed.models.registry import file_sha256
 from bannermatch.errors import ModelError
 
 

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bannermatch.embed.models.quantize import QUANT_VERSION, file_sha256, quantize_int8
+from bannermatch.embed.models.quantize import QUANT_VERSION, quantize_int8
 from bannermatch.embed.models.ranges import read_ranges
+from bannermatch.embed.models.registry import file_sha256
 from bannermatch.errors import ModelError
 from bannermatch.store import atomic
 

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bannermatch.embed.models.engines import cpu_threads
+from bannermatch.embed.models.registry import file_sha256
 from bannermatch.errors import ModelError
 from bannermatch.store import atomic
 
@@ -70,14 +71,6 @@ QUANT_VERSION = 3
 CALIBRATION_BATCH = 2
 #: ops after which nothing is quantised: the pooling head that makes the vector
 HEAD_OPS = ("GlobalAveragePool", "Flatten", "ReduceMean", "Reshape")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def int8_path(source: Path, calibration: np.ndarray, exclude: Sequence[str] | None = None) -> Path:

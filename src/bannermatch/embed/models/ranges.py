@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from bannermatch.embed.models.quantize import QUANT_VERSION, file_sha256, ranges_int8_path
+from bannermatch.embed.models.quantize import QUANT_VERSION, ranges_int8_path
+from bannermatch.embed.models.registry import file_sha256
 from bannermatch.errors import ModelError
 from bannermatch.store import atomic
 

@@ -223,10 +223,15 @@ def get_spec(name: str) -> ModelSpec:
     )
 
 
-@functools.cache
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    """The SHA-256 of a file's bytes, read once a process for each version of the file:
+    the same path, inode, size and modification time (the model files are replaced by
+    renaming, which gives a new inode)."""
+    st = path.stat()
+    return _sha256_of(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
