@@ -32,6 +32,7 @@ from bannermatch.acquire.inputs import (
 from bannermatch.defaults import BATCH_SIZE, DEFAULT_MODEL
 from bannermatch.embed.batches import Batch, Decoded, iter_batches
 from bannermatch.embed.models import EmbeddingModel, create_model
+from bannermatch.embed.models.engines import resolve_engine
 from bannermatch.embed.models.precision import calibrate_in, resolve_precision
 from bannermatch.embed.models.preprocess import TORCH_KERNELS_MIN
 from bannermatch.errors import BannermatchError, CollectionError
@@ -248,12 +249,12 @@ def index(
         device = model_options.get("device", "auto")
         embed = RayEmbedder(address, actors, device, batch_size, decoders=workers)
         # the driver's model gives the key, the manifest, the preprocessing and the
-        # dimension, on the CPU: the fp32 ONNX export, which loads without timm or PyTorch
-        # once exported (the actors load their own engines), or PyTorch's network for
-        # actors on GPUs (--device cuda), which need no export. Ray runs fp32, as PyTorch
-        # does: int8 is an error
+        # dimension, on the CPU, with the engine ``auto`` picks for the actors' device:
+        # the fp32 ONNX export, which loads without timm or PyTorch once exported, or
+        # PyTorch's network for actors on GPUs (--device cuda), which need no export. Ray
+        # runs fp32, as PyTorch does: int8 is an error
         precision = resolve_precision(model_options.get("precision", "auto"), "torch")
-        driver = "torch" if device.startswith("cuda") else "onnx"
+        driver = resolve_engine("auto", device)
         model_options = {**model_options, "engine": driver, "device": "cpu", "precision": precision}
     elif address is not None or actors is not None:
         raise BannermatchError("--address and --actors go with --engine ray")
